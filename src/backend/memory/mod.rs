@@ -1,0 +1,182 @@
+//! The embedded in-process broker behind `memory://`.
+//!
+//! Brokers are named (`memory://NAME`, the default one has the empty name) and live as long as
+//! the process, like a server would: every connection to the same name shares its exchanges,
+//! queues and messages. Routing follows AMQP 0-9-1 exactly (see `crate::routing`).
+
+mod queue;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use async_trait::async_trait;
+
+use crate::backend::{Channel, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport};
+use crate::entity::{ExchangeSpec, QueueSpec};
+use crate::error::Result;
+use crate::table::FieldTable;
+
+use state::State;
+
+#[derive(Debug)]
+struct Broker {
+    state: Mutex<State>,
+}
+
+impl Broker {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than stopping every client, so keep serving.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn broker(name: &str) -> Arc<Broker> {
+    static BROKERS: OnceLock<Mutex<HashMap<String, Arc<Broker>>>> = OnceLock::new();
+    let brokers = BROKERS.get_or_init(Default::default);
+    let mut brokers = brokers.lock().unwrap_or_else(|p| p.into_inner());
+    brokers
+        .entry(name.to_string())
+        .or_insert_with(|| {
+            Arc::new(Broker {
+                state: Mutex::new(State::new()),
+            })
+        })
+        .clone()
+}
+
+/// A handle on a named embedded broker (`memory://NAME`), for what a server operator would do.
+///
+/// ```
+/// # tokio_test_main();
+/// # fn tokio_test_main() { tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use carrot::{BrokerConnection, MemoryBroker};
+/// let conn = BrokerConnection::connect("memory://restart-doc").await.unwrap();
+/// MemoryBroker::named("restart-doc").restart();
+/// assert!(conn.channel_count_hint().is_none() || true);
+/// # }) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryBroker {
+    broker: Arc<Broker>,
+}
+
+impl MemoryBroker {
+    /// The broker that `memory://NAME` connects to (`""` for `memory://`).
+    pub fn named(name: &str) -> Self {
+        MemoryBroker { broker: broker(name) }
+    }
+
+    /// Simulates a broker restart: every connection is closed (their unacknowledged messages
+    /// requeued), transient exchanges and queues are deleted, and durable queues keep only
+    /// their persistent messages. Clients must reconnect, as after a real restart.
+    pub fn restart(&self) {
+        self.broker.lock().restart();
+    }
+}
+
+/// A connection to an embedded broker.
+#[derive(Debug)]
+pub(crate) struct MemoryConnection {
+    broker: Arc<Broker>,
+    id: u64,
+}
+
+impl MemoryConnection {
+    pub(crate) fn open(name: &str) -> Self {
+        let broker = broker(name);
+        let id = broker.lock().open_connection();
+        MemoryConnection { broker, id }
+    }
+}
+
+impl Drop for MemoryConnection {
+    fn drop(&mut self) {
+        self.broker.lock().close_connection(self.id);
+    }
+}
+
+#[async_trait]
+impl Transport for MemoryConnection {
+    async fn channel(&self) -> Result<Arc<dyn Channel>> {
+        let id = self.broker.lock().open_channel(self.id)?;
+        Ok(Arc::new(MemoryChannel {
+            broker: self.broker.clone(),
+            id,
+        }))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.broker.lock().close_connection(self.id);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct MemoryChannel {
+    broker: Arc<Broker>,
+    id: u64,
+}
+
+impl Drop for MemoryChannel {
+    fn drop(&mut self) {
+        self.broker.lock().close_channel(self.id);
+    }
+}
+
+#[async_trait]
+impl Channel for MemoryChannel {
+    async fn declare_exchange(&self, spec: &ExchangeSpec, passive: bool) -> Result<()> {
+        self.broker.lock().declare_exchange(self.id, spec, passive)
+    }
+    async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
+        self.broker.lock().delete_exchange(self.id, name, if_unused)
+    }
+    async fn declare_queue(&self, spec: &QueueSpec, passive: bool) -> Result<QueueInfo> {
+        self.broker.lock().declare_queue(self.id, spec, passive)
+    }
+    async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
+        self.broker.lock().delete_queue(self.id, name, if_unused, if_empty)
+    }
+    async fn bind(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()> {
+        self.broker.lock().bind(self.id, queue, exchange, key, arguments)
+    }
+    async fn unbind(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()> {
+        self.broker.lock().unbind(self.id, queue, exchange, key, arguments)
+    }
+    async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()> {
+        self.broker.lock().publish(self.id, message, flags)
+    }
+    async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
+        self.broker.lock().get(self.id, queue, no_ack)
+    }
+    async fn consume(&self, queue: &str, consumer_tag: &str, no_ack: bool, exclusive: bool) -> Result<(Arc<str>, DeliveryStream)> {
+        self.broker.lock().consume(self.id, queue, consumer_tag, no_ack, exclusive)
+    }
+    async fn cancel(&self, consumer_tag: &str) -> Result<()> {
+        self.broker.lock().cancel(self.id, consumer_tag)
+    }
+    fn ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
+        self.broker.lock().ack(self.id, delivery_tag, multiple)
+    }
+    fn reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
+        self.broker.lock().reject(self.id, delivery_tag, requeue)
+    }
+    async fn qos(&self, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()> {
+        self.broker.lock().qos(self.id, prefetch_size, prefetch_count, global)
+    }
+    async fn flow(&self, active: bool) -> Result<()> {
+        self.broker.lock().flow(self.id, active)
+    }
+    async fn purge(&self, queue: &str) -> Result<u32> {
+        self.broker.lock().purge(self.id, queue)
+    }
+    async fn close(&self) -> Result<()> {
+        self.broker.lock().close_channel(self.id);
+        Ok(())
+    }
+    fn shutdown(&self) {
+        self.broker.lock().close_channel(self.id);
+    }
+}

@@ -1,0 +1,276 @@
+//! Exchanges, queues and bindings as plain data, shared by every backend.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::table::{FieldTable, FieldValue};
+
+/// How an exchange routes messages to the queues bound to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExchangeType {
+    /// The routing key equals the binding key.
+    #[default]
+    Direct,
+    /// Every bound queue, whatever the key.
+    Fanout,
+    /// Dot-separated words; `*` matches one word, `#` zero or more.
+    Topic,
+    /// The message headers match the binding arguments (`x-match` = `all` or `any`).
+    Headers,
+}
+
+impl ExchangeType {
+    /// The AMQP name: `direct`, `fanout`, `topic` or `headers`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeType::Direct => "direct",
+            ExchangeType::Fanout => "fanout",
+            ExchangeType::Topic => "topic",
+            ExchangeType::Headers => "headers",
+        }
+    }
+}
+
+impl fmt::Display for ExchangeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExchangeType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "direct" => Ok(ExchangeType::Direct),
+            "fanout" => Ok(ExchangeType::Fanout),
+            "topic" => Ok(ExchangeType::Topic),
+            "headers" | "match" => Ok(ExchangeType::Headers),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown exchange type {s:?}: use direct, fanout, topic or headers"
+            ))),
+        }
+    }
+}
+
+/// Whether a message survives a broker restart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeliveryMode {
+    /// 1: kept in memory only, lost when the broker restarts.
+    Transient,
+    /// 2 (the default): written to disk on durable queues, kept across restarts.
+    #[default]
+    Persistent,
+}
+
+impl DeliveryMode {
+    /// The AMQP value: 1 or 2.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            DeliveryMode::Transient => 1,
+            DeliveryMode::Persistent => 2,
+        }
+    }
+
+    /// From the AMQP value; anything but 2 is transient, as brokers treat it.
+    pub fn from_u8(v: u8) -> Self {
+        if v == 2 {
+            DeliveryMode::Persistent
+        } else {
+            DeliveryMode::Transient
+        }
+    }
+}
+
+impl FromStr for DeliveryMode {
+    type Err = Error;
+    /// Accepts the seed's spellings: `1`, `transient`, `2`, `persistent`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "1" | "transient" => Ok(DeliveryMode::Transient),
+            "2" | "persistent" => Ok(DeliveryMode::Persistent),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown delivery mode {s:?}: use 1/transient or 2/persistent"
+            ))),
+        }
+    }
+}
+
+/// An exchange declaration.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ExchangeSpec {
+    /// The exchange's name.
+    pub name: String,
+    /// Its routing algorithm.
+    pub kind: ExchangeType,
+    /// Survives a broker restart (default true, as in the seed).
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Extra arguments (`alternate-exchange`, ...).
+    pub arguments: FieldTable,
+}
+
+impl ExchangeSpec {
+    /// A durable exchange of this name and type.
+    pub fn new(name: impl Into<String>, kind: ExchangeType) -> Self {
+        ExchangeSpec {
+            name: name.into(),
+            kind,
+            durable: true,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        }
+    }
+
+    /// Sets `durable`.
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// Sets `auto_delete`.
+    pub fn auto_delete(mut self, auto_delete: bool) -> Self {
+        self.auto_delete = auto_delete;
+        self
+    }
+
+    /// Checks that a redeclaration matches this existing exchange, as RabbitMQ does.
+    pub(crate) fn check_equivalent(&self, new: &ExchangeSpec) -> Result<()> {
+        let what = format!("exchange '{}'", self.name);
+        inequivalent(&what, "type", self.kind.as_str(), new.kind.as_str())?;
+        inequivalent(&what, "durable", self.durable, new.durable)?;
+        inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
+        equivalent_arguments(&what, &self.arguments, &new.arguments)
+    }
+}
+
+/// A queue declaration.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct QueueSpec {
+    /// The queue's name.
+    pub name: String,
+    /// Survives a broker restart (default true).
+    pub durable: bool,
+    /// Only the declaring connection may use it; deleted when that connection closes.
+    pub exclusive: bool,
+    /// Deleted when its last consumer is cancelled.
+    pub auto_delete: bool,
+    /// Queue arguments (`x-max-priority`, `x-message-ttl`, ...).
+    pub arguments: FieldTable,
+}
+
+impl QueueSpec {
+    /// A durable queue of this name.
+    pub fn new(name: impl Into<String>) -> Self {
+        QueueSpec {
+            name: name.into(),
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        }
+    }
+
+    /// Sets `durable`.
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// Sets `exclusive`.
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// Sets `auto_delete`.
+    pub fn auto_delete(mut self, auto_delete: bool) -> Self {
+        self.auto_delete = auto_delete;
+        self
+    }
+
+    /// Sets an argument.
+    pub fn argument(mut self, key: impl Into<String>, value: impl Into<FieldValue>) -> Self {
+        self.arguments.insert(key.into(), value.into());
+        self
+    }
+
+    /// Priorities 0..=`max` are honoured, higher first (`x-max-priority`, at most 255).
+    pub fn max_priority(self, max: u8) -> Self {
+        self.argument("x-max-priority", max)
+    }
+
+    /// Messages expire after this long in the queue (`x-message-ttl`).
+    pub fn message_ttl(self, ttl: Duration) -> Self {
+        self.argument("x-message-ttl", ttl.as_millis().min(i64::MAX as u128) as i64)
+    }
+
+    /// The queue holds at most this many messages (`x-max-length`).
+    pub fn max_length(self, max: u32) -> Self {
+        self.argument("x-max-length", max)
+    }
+
+    /// The queue is deleted after being unused this long (`x-expires`).
+    pub fn expires(self, after: Duration) -> Self {
+        self.argument("x-expires", after.as_millis().min(i64::MAX as u128) as i64)
+    }
+
+    /// Dead letters go to this exchange (`x-dead-letter-exchange`).
+    pub fn dead_letter_exchange(self, exchange: impl Into<String>) -> Self {
+        self.argument("x-dead-letter-exchange", exchange.into())
+    }
+
+    /// Dead letters get this routing key (`x-dead-letter-routing-key`).
+    pub fn dead_letter_routing_key(self, key: impl Into<String>) -> Self {
+        self.argument("x-dead-letter-routing-key", key.into())
+    }
+
+    /// The declared `x-max-priority`, validated.
+    pub(crate) fn max_priority_value(&self) -> Result<Option<u8>> {
+        match self.arguments.get("x-max-priority") {
+            None => Ok(None),
+            Some(FieldValue::Int(n)) if (0..=255).contains(n) => Ok(Some(*n as u8)),
+            Some(other) => Err(Error::PreconditionFailed(format!(
+                "invalid arg 'x-max-priority' for queue '{}': {other:?} is not an integer from 0 to 255",
+                self.name
+            ))),
+        }
+    }
+
+    /// Checks that a redeclaration matches this existing queue, as RabbitMQ does.
+    pub(crate) fn check_equivalent(&self, new: &QueueSpec) -> Result<()> {
+        let what = format!("queue '{}'", self.name);
+        inequivalent(&what, "durable", self.durable, new.durable)?;
+        inequivalent(&what, "exclusive", self.exclusive, new.exclusive)?;
+        inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
+        equivalent_arguments(&what, &self.arguments, &new.arguments)
+    }
+}
+
+fn inequivalent<T: PartialEq + fmt::Display>(what: &str, arg: &str, current: T, received: T) -> Result<()> {
+    if current == received {
+        Ok(())
+    } else {
+        Err(Error::PreconditionFailed(format!(
+            "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+        )))
+    }
+}
+
+fn equivalent_arguments(what: &str, current: &FieldTable, received: &FieldTable) -> Result<()> {
+    for key in current.keys().chain(received.keys()) {
+        let (c, r) = (current.get(key), received.get(key));
+        if c != r {
+            return Err(Error::PreconditionFailed(format!(
+                "inequivalent arg '{key}' for {what}: received {r:?} but current is {c:?}"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! Broker URLs, parsed into typed settings.
+//!
+//! | URL | backend |
+//! | --- | --- |
+//! | `memory://` or `memory://NAME` | the embedded in-process broker (named brokers are separate) |
+//! | `amqp://user:pass@host:port/vhost?heartbeat=30` | RabbitMQ (default port 5672, vhost `/`) |
+//! | `amqps://...` | RabbitMQ over TLS (default port 5671) |
+//! | `sqlite://PATH` | the durable embedded broker in one SQLite file |
+//!
+//! Passwords never appear in `Debug` or `Display` output, nor in errors.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, Result};
+
+/// A password that never shows itself in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password itself, to hand to a broker.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Settings of an `amqp://` or `amqps://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AmqpSettings {
+    /// `true` for `amqps://`.
+    pub tls: bool,
+    /// Host name or address (default `localhost`).
+    pub host: String,
+    /// Port (default 5672, or 5671 with TLS).
+    pub port: u16,
+    /// User name (default `guest`).
+    pub userid: String,
+    /// Password (default `guest`).
+    pub password: Password,
+    /// Virtual host (default `/`, written `//` or `/%2F` in a URL).
+    pub virtual_host: String,
+    /// `heartbeat` in seconds.
+    pub heartbeat: Option<u16>,
+    /// `connection_timeout` (or `connect_timeout`) in seconds.
+    pub connection_timeout: Option<Duration>,
+    /// `frame_max` in bytes.
+    pub frame_max: Option<u32>,
+    /// `cacertfile`: a PEM file of CA certificates to trust besides the system roots.
+    pub cacertfile: Option<PathBuf>,
+    /// `certfile`: a client certificate (PEM).
+    pub certfile: Option<PathBuf>,
+    /// `keyfile`: the client certificate's key (PEM).
+    pub keyfile: Option<PathBuf>,
+    /// `verify`: whether to verify the server certificate (default true).
+    pub verify: bool,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        AmqpSettings {
+            tls: false,
+            host: "localhost".into(),
+            port: 5672,
+            userid: "guest".into(),
+            password: Password::new("guest"),
+            virtual_host: "/".into(),
+            heartbeat: None,
+            connection_timeout: None,
+            frame_max: None,
+            cacertfile: None,
+            certfile: None,
+            keyfile: None,
+            verify: true,
+        }
+    }
+}
+
+/// A parsed broker URL: which backend, and its settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerUrl {
+    /// `memory://NAME`: the embedded broker called NAME (empty for the default one).
+    Memory {
+        /// The broker's name; connections with the same name share exchanges and queues.
+        name: String,
+    },
+    /// `amqp://` or `amqps://`.
+    Amqp(AmqpSettings),
+    /// `sqlite://PATH`.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+impl BrokerUrl {
+    /// Parses a broker URL; see the [module documentation](self) for the forms accepted.
+    pub fn parse(url: &str) -> Result<Self> {
+        let url = url.trim();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(Error::invalid_url(
+                url,
+                "expected SCHEME://..., for example memory://, amqp://guest:guest@localhost:5672// or sqlite:///var/lib/app/broker.db",
+            ));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "memory" => {
+                let name = rest.trim_end_matches('/');
+                if name.contains(['/', '?', '#', '@']) {
+                    return Err(Error::invalid_url(
+                        url,
+                        "a memory broker name may not contain '/', '?', '#' or '@'",
+                    ));
+                }
+                Ok(BrokerUrl::Memory { name: name.into() })
+            }
+            "sqlite" => {
+                if rest.is_empty() {
+                    return Err(Error::invalid_url(
+                        url,
+                        "missing database path: write sqlite://relative/path.db or sqlite:///absolute/path.db",
+                    ));
+                }
+                let path = decode(url, rest, "path")?;
+                Ok(BrokerUrl::Sqlite { path: path.into() })
+            }
+            "amqp" | "amqps" | "pyamqp" | "librabbitmq" => {
+                parse_amqp(url, rest, scheme.eq_ignore_ascii_case("amqps")).map(BrokerUrl::Amqp)
+            }
+            other => Err(Error::invalid_url(
+                url,
+                format!("unknown scheme {other:?}: use memory://, sqlite://PATH, amqp:// or amqps://"),
+            )),
+        }
+    }
+
+    /// The URL scheme: `memory`, `amqp`, `amqps` or `sqlite`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            BrokerUrl::Memory { .. } => "memory",
+            BrokerUrl::Amqp(s) if s.tls => "amqps",
+            BrokerUrl::Amqp(_) => "amqp",
+            BrokerUrl::Sqlite { .. } => "sqlite",
+        }
+    }
+}
+
+impl FromStr for BrokerUrl {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        BrokerUrl::parse(s)
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    /// Writes the URL back, with the password shown as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerUrl::Memory { name } => write!(f, "memory://{name}"),
+            BrokerUrl::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            BrokerUrl::Amqp(s) => {
+                let vhost = percent_encoding::utf8_percent_encode(
+                    &s.virtual_host,
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                write!(
+                    f,
+                    "{}://{}:***@{}:{}/{}",
+                    self.scheme(),
+                    s.userid,
+                    s.host,
+                    s.port,
+                    vhost
+                )
+            }
+        }
+    }
+}
+
+fn decode(url: &str, part: &str, what: &str) -> Result<String> {
+    percent_decode_str(part)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Error::invalid_url(url, format!("the {what} is not valid UTF-8 once percent-decoded")))
+}
+
+fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSettings> {
+    let mut settings = AmqpSettings {
+        tls,
+        port: if tls { 5671 } else { 5672 },
+        ..AmqpSettings::default()
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    if let Some(userinfo) = userinfo {
+        let (user, pass) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, Some(p)),
+            None => (userinfo, None),
+        };
+        if !user.is_empty() {
+            settings.userid = decode(url, user, "user name")?;
+        }
+        if let Some(pass) = pass {
+            settings.password = Password(decode(url, pass, "password")?);
+        }
+    }
+    let (host, port) = if let Some(stripped) = hostport.strip_prefix('[') {
+        // [IPv6]:port
+        let Some(end) = stripped.find(']') else {
+            return Err(Error::invalid_url(url, "unclosed '[' in an IPv6 host"));
+        };
+        let after = &stripped[end + 1..];
+        (&stripped[..end], after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if !host.is_empty() {
+        settings.host = decode(url, host, "host")?;
+    }
+    if let Some(port) = port {
+        settings.port = port.parse().map_err(|_| {
+            Error::invalid_url(url, format!("port {port:?} is not a number from 1 to 65535"))
+        })?;
+        if settings.port == 0 {
+            return Err(Error::invalid_url(url, "port 0 is not a valid broker port"));
+        }
+    }
+    if let Some(path) = path {
+        // amqp://host// and amqp://host/%2F both mean the vhost "/"; amqp://host/ means the default.
+        if !path.is_empty() {
+            settings.virtual_host = decode(url, path, "virtual host")?;
+        }
+    }
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = decode(url, value, key)?;
+        let number = |what: &str| -> Result<u64> {
+            value.parse::<u64>().map_err(|_| {
+                Error::invalid_url(url, format!("{what}={value:?} is not a whole number"))
+            })
+        };
+        match key {
+            "heartbeat" => {
+                settings.heartbeat = Some(u16::try_from(number(key)?).map_err(|_| {
+                    Error::invalid_url(url, "heartbeat must be at most 65535 seconds")
+                })?)
+            }
+            "connection_timeout" | "connect_timeout" => {
+                let secs: f64 = value.parse().map_err(|_| {
+                    Error::invalid_url(url, format!("{key}={value:?} is not a number of seconds"))
+                })?;
+                if !(secs.is_finite() && secs >= 0.0) {
+                    return Err(Error::invalid_url(url, format!("{key} must be zero or more seconds")));
+                }
+                settings.connection_timeout = Some(Duration::from_secs_f64(secs));
+            }
+            "frame_max" => {
+                settings.frame_max = Some(u32::try_from(number(key)?).map_err(|_| {
+                    Error::invalid_url(url, "frame_max must fit in 32 bits")
+                })?)
+            }
+            "cacertfile" => settings.cacertfile = Some(value.into()),
+            "certfile" => settings.certfile = Some(value.into()),
+            "keyfile" => settings.keyfile = Some(value.into()),
+            "verify" => {
+                settings.verify = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "verify_peer" | "required" => true,
+                    "false" | "0" | "no" | "verify_none" | "none" => false,
+                    _ => {
+                        return Err(Error::invalid_url(
+                            url,
+                            format!("verify={value:?}: use true (verify_peer) or false (verify_none)"),
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(Error::invalid_url(
+                    url,
+                    format!("unknown option {other:?}: known options are heartbeat, connection_timeout, frame_max, cacertfile, certfile, keyfile, verify"),
+                ))
+            }
+        }
+    }
+    Ok(settings)
+}
+
+/// Replaces the password of a URL-like string with `***`, for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amqp(url: &str) -> AmqpSettings {
+        match BrokerUrl::parse(url).unwrap() {
+            BrokerUrl::Amqp(s) => s,
+            other => panic!("expected amqp, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn memory_urls() {
+        assert_eq!(BrokerUrl::parse("memory://").unwrap(), BrokerUrl::Memory { name: "".into() });
+        assert_eq!(
+            BrokerUrl::parse("memory://tests").unwrap(),
+            BrokerUrl::Memory { name: "tests".into() }
+        );
+        assert!(BrokerUrl::parse("memory://a/b").is_err());
+    }
+
+    #[test]
+    fn amqp_defaults_and_vhosts() {
+        let s = amqp("amqp://");
+        assert_eq!((s.host.as_str(), s.port, s.virtual_host.as_str()), ("localhost", 5672, "/"));
+        assert_eq!(s.userid, "guest");
+        assert_eq!(amqp("amqps://h").port, 5671);
+        assert_eq!(amqp("amqp://h//").virtual_host, "/");
+        assert_eq!(amqp("amqp://h/%2F").virtual_host, "/");
+        assert_eq!(amqp("amqp://h/").virtual_host, "/");
+        assert_eq!(amqp("amqp://h/prod").virtual_host, "prod");
+    }
+
+    #[test]
+    fn amqp_credentials_are_percent_decoded_and_redacted() {
+        let s = amqp("amqp://us%40er:p%3Ass@rabbit:5673/v?heartbeat=30&connection_timeout=2.5&frame_max=131072&verify=false");
+        assert_eq!(s.userid, "us@er");
+        assert_eq!(s.password.expose(), "p:ss");
+        assert_eq!((s.host.as_str(), s.port), ("rabbit", 5673));
+        assert_eq!(s.heartbeat, Some(30));
+        assert_eq!(s.connection_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(s.frame_max, Some(131072));
+        assert!(!s.verify);
+        let shown = format!("{s:?} {}", BrokerUrl::Amqp(s.clone()));
+        assert!(!shown.contains("p:ss") && !shown.contains("p%3Ass"), "{shown}");
+    }
+
+    #[test]
+    fn ipv6_hosts() {
+        let s = amqp("amqp://[::1]:5000/");
+        assert_eq!((s.host.as_str(), s.port), ("::1", 5000));
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            BrokerUrl::parse("sqlite:///var/x.db").unwrap(),
+            BrokerUrl::Sqlite { path: "/var/x.db".into() }
+        );
+        assert_eq!(
+            BrokerUrl::parse("sqlite://rel.db").unwrap(),
+            BrokerUrl::Sqlite { path: "rel.db".into() }
+        );
+        assert!(BrokerUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong_without_the_password() {
+        for (url, needle) in [
+            ("localhost", "SCHEME://"),
+            ("http://x", "unknown scheme"),
+            ("amqp://u:secret@h:notaport/", "port"),
+            ("amqp://u:secret@h:0/", "port 0"),
+            ("amqp://u:secret@h/?heartbeat=x", "heartbeat"),
+            ("amqp://u:secret@h/?bogus=1", "unknown option"),
+            ("amqp://u:secret@[::1/", "IPv6"),
+        ] {
+            let err = BrokerUrl::parse(url).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::InvalidUrl { .. }), "{url}: {err:?}");
+            assert!(text.contains(needle), "{url}: {text}");
+            assert!(!text.contains("secret"), "{url}: {text}");
+        }
+    }
+}
