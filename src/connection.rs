@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::backend::memory::MemoryConnection;
 use crate::backend::{Channel, QueueInfo, Transport};
 use crate::entity::{ExchangeSpec, QueueSpec};
-use crate::table::FieldTable;
 use crate::error::{Error, Result};
 use crate::serialization::{Registry, Serializer};
+use crate::table::FieldTable;
 use crate::url::{AmqpSettings, BrokerUrl, Password};
 
 /// The environment variable [`BrokerConnection::from_env`] reads.
@@ -92,11 +92,21 @@ impl BrokerConnection {
 
     /// A snapshot of the serializers publishers and consumers built from now on will use.
     pub fn registry(&self) -> Registry {
-        self.inner.registry.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Registers a serializer for the publishers and consumers built from now on.
-    pub fn register_serializer(&self, name: &str, content_type: &str, content_encoding: &str, serializer: impl Serializer) {
+    pub fn register_serializer(
+        &self,
+        name: &str,
+        content_type: &str,
+        content_encoding: &str,
+        serializer: impl Serializer,
+    ) {
         self.inner
             .registry
             .write()
@@ -137,22 +147,46 @@ impl BrokerConnection {
 
     /// The queue's message and consumer counts ([`Error::NotFound`] if it does not exist).
     pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
-        self.channel().await?.declare_queue(&QueueSpec::new(name), true).await
+        self.channel()
+            .await?
+            .declare_queue(&QueueSpec::new(name), true)
+            .await
     }
 
     /// Deletes a queue; returns how many messages it held.
     pub async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
-        self.channel().await?.delete_queue(name, if_unused, if_empty).await
+        self.channel()
+            .await?
+            .delete_queue(name, if_unused, if_empty)
+            .await
     }
 
     /// Binds a queue to an exchange.
-    pub async fn bind(&self, queue: &str, exchange: &str, routing_key: &str, arguments: &FieldTable) -> Result<()> {
-        self.channel().await?.bind(queue, exchange, routing_key, arguments).await
+    pub async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.channel()
+            .await?
+            .bind(queue, exchange, routing_key, arguments)
+            .await
     }
 
     /// Removes a binding; an auto-delete exchange goes with its last binding.
-    pub async fn unbind(&self, queue: &str, exchange: &str, routing_key: &str, arguments: &FieldTable) -> Result<()> {
-        self.channel().await?.unbind(queue, exchange, routing_key, arguments).await
+    pub async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.channel()
+            .await?
+            .unbind(queue, exchange, routing_key, arguments)
+            .await
     }
 
     /// Drops every waiting message of a queue; returns how many.
@@ -231,17 +265,22 @@ impl ConnectionBuilder {
 
     /// The URL these settings describe.
     pub fn build_url(self) -> Result<BrokerUrl> {
-        let backend = self
-            .backend
-            .clone()
-            .unwrap_or_else(|| if self.hostname.is_some() { "amqp".into() } else { "memory".into() });
+        let backend = self.backend.clone().unwrap_or_else(|| {
+            if self.hostname.is_some() {
+                "amqp".into()
+            } else {
+                "memory".into()
+            }
+        });
         match backend.as_str() {
             "memory" => Ok(BrokerUrl::Memory {
                 name: self.virtual_host.unwrap_or_default(),
             }),
             "sqlite" => match self.hostname {
                 Some(path) => Ok(BrokerUrl::Sqlite { path: path.into() }),
-                None => Err(Error::InvalidArgument("the sqlite backend needs hostname(PATH): the database file".into())),
+                None => Err(Error::InvalidArgument(
+                    "the sqlite backend needs hostname(PATH): the database file".into(),
+                )),
             },
             "amqp" | "pyamqp" => {
                 let mut s = AmqpSettings {

@@ -136,7 +136,9 @@ pub struct ConsumerBuilder {
 
 impl std::fmt::Debug for ConsumerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerBuilder").field("settings", &self.settings).finish()
+        f.debug_struct("ConsumerBuilder")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -229,12 +231,18 @@ impl ConsumerBuilder {
         self
     }
     /// Registers a callback (see [`Consumer::register_callback`]).
-    pub fn callback(mut self, callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static) -> Self {
+    pub fn callback(
+        mut self,
+        callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static,
+    ) -> Self {
         self.callbacks.push(Box::new(callback));
         self
     }
     /// Sets the decode-error handler.
-    pub fn on_decode_error(mut self, handler: impl FnMut(&Message, &Error) + Send + 'static) -> Self {
+    pub fn on_decode_error(
+        mut self,
+        handler: impl FnMut(&Message, &Error) + Send + 'static,
+    ) -> Self {
         self.on_decode_error = Some(Box::new(handler));
         self
     }
@@ -271,7 +279,10 @@ impl Consumer {
         }
     }
 
-    pub(crate) fn from_settings(connection: &BrokerConnection, settings: ConsumerSettings) -> ConsumerBuilder {
+    pub(crate) fn from_settings(
+        connection: &BrokerConnection,
+        settings: ConsumerSettings,
+    ) -> ConsumerBuilder {
         ConsumerBuilder {
             connection: connection.clone(),
             settings,
@@ -308,7 +319,12 @@ impl Consumer {
         if !s.exchange.name.is_empty() {
             self.channel.declare_exchange(&s.exchange, false).await?;
             self.channel
-                .bind(&s.queue.name, &s.exchange.name, &s.routing_key, &s.binding_arguments)
+                .bind(
+                    &s.queue.name,
+                    &s.exchange.name,
+                    &s.routing_key,
+                    &s.binding_arguments,
+                )
                 .await?;
         }
         Ok(info)
@@ -316,7 +332,10 @@ impl Consumer {
 
     /// Registers a callback, called with the decoded payload and the message of every message
     /// received by `wait`, `iterconsume`, `receive` or `fetch` with `enable_callbacks`.
-    pub fn register_callback(&mut self, callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static) {
+    pub fn register_callback(
+        &mut self,
+        callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static,
+    ) {
         self.callbacks.push(Box::new(callback));
     }
 
@@ -347,7 +366,12 @@ impl Consumer {
         let Some(delivery) = self.channel.get(&self.settings.queue.name, no_ack).await? else {
             return Ok(None);
         };
-        let message = Message::new(delivery, self.channel.clone(), self.ack_mode(no_ack, auto_ack), self.decode.clone());
+        let message = Message::new(
+            delivery,
+            self.channel.clone(),
+            self.ack_mode(no_ack, auto_ack),
+            self.decode.clone(),
+        );
         message.auto_ack()?;
         if options.enable_callbacks {
             self.receive(&message)?;
@@ -384,7 +408,12 @@ impl Consumer {
         if self.subscription.is_none() {
             let subscription = self
                 .channel
-                .consume(&self.settings.queue.name, &self.settings.consumer_tag, self.settings.no_ack, false)
+                .consume(
+                    &self.settings.queue.name,
+                    &self.settings.consumer_tag,
+                    self.settings.no_ack,
+                    false,
+                )
                 .await?;
             self.subscription = Some(subscription);
         }
@@ -466,7 +495,10 @@ impl Consumer {
 
     /// Drops the waiting messages `filter` accepts and puts the others back, in order
     /// (the seed left them unacknowledged); returns how many were dropped.
-    pub async fn discard_all_matching(&mut self, mut filter: impl FnMut(&Message) -> bool) -> Result<usize> {
+    pub async fn discard_all_matching(
+        &mut self,
+        mut filter: impl FnMut(&Message) -> bool,
+    ) -> Result<usize> {
         let waiting = self
             .channel
             .declare_queue(&self.settings.queue, true)
@@ -475,7 +507,10 @@ impl Consumer {
         let mut kept = Vec::new();
         let mut dropped = 0;
         for _ in 0..waiting {
-            let Some(message) = self.fetch_with(FetchOptions::new().no_ack(false).auto_ack(false)).await? else {
+            let Some(message) = self
+                .fetch_with(FetchOptions::new().no_ack(false).auto_ack(false))
+                .await?
+            else {
                 break;
             };
             if filter(&message) {
@@ -495,8 +530,15 @@ impl Consumer {
     /// Quality of service: at most `prefetch_count` unacknowledged deliveries per consumer
     /// (per channel with `apply_global`); 0 for no limit. As on RabbitMQ, a per-consumer limit
     /// applies to consuming started after the call. `prefetch_size` must be 0.
-    pub async fn qos(&mut self, prefetch_size: u32, prefetch_count: u16, apply_global: bool) -> Result<()> {
-        self.channel.qos(prefetch_size, prefetch_count, apply_global).await
+    pub async fn qos(
+        &mut self,
+        prefetch_size: u32,
+        prefetch_count: u16,
+        apply_global: bool,
+    ) -> Result<()> {
+        self.channel
+            .qos(prefetch_size, prefetch_count, apply_global)
+            .await
     }
 
     /// Pauses (`false`) or resumes (`true`) deliveries to this consumer; nothing is lost.

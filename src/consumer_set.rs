@@ -168,11 +168,17 @@ impl ConsumerSet {
     }
 
     /// Adds one consumer from dictionary settings; declares its queue, exchange and binding.
-    pub async fn add_consumer_from_dict(&mut self, queue: &str, options: &serde_json::Value) -> Result<()> {
+    pub async fn add_consumer_from_dict(
+        &mut self,
+        queue: &str,
+        options: &serde_json::Value,
+    ) -> Result<()> {
         let options: ConsumerOptions = serde_json::from_value(options.clone())
             .map_err(|e| Error::InvalidArgument(format!("settings of consumer {queue:?}: {e}")))?;
         let settings = options.into_settings(queue, self.auto_ack)?;
-        let consumer = Consumer::from_settings(&self.connection, settings).build().await?;
+        let consumer = Consumer::from_settings(&self.connection, settings)
+            .build()
+            .await?;
         self.consumers.push(consumer);
         Ok(())
     }
@@ -188,7 +194,10 @@ impl ConsumerSet {
     }
 
     /// Registers a callback for messages of every queue.
-    pub fn register_callback(&mut self, callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static) {
+    pub fn register_callback(
+        &mut self,
+        callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static,
+    ) {
         self.callbacks.push(Box::new(callback));
     }
 
@@ -236,7 +245,9 @@ impl ConsumerSet {
             let mut open = 0;
             for k in 0..n {
                 let i = (start + k) % n;
-                let Some(stream) = consumers[i].subscription_mut() else { continue };
+                let Some(stream) = consumers[i].subscription_mut() else {
+                    continue;
+                };
                 match stream.poll_recv(cx) {
                     Poll::Ready(Some(d)) => return Poll::Ready(Some((i, d))),
                     Poll::Ready(None) => {}
@@ -259,7 +270,10 @@ impl ConsumerSet {
     /// Consumes from every queue with the set's callbacks, yielding each message after them;
     /// stops after `limit` messages.
     pub fn iterconsume(&mut self, limit: Option<usize>) -> SetIterConsume<'_> {
-        SetIterConsume { set: self, remaining: limit }
+        SetIterConsume {
+            set: self,
+            remaining: limit,
+        }
     }
 
     /// Consumes until `limit` messages were processed (forever without one); returns how many.
@@ -283,7 +297,12 @@ impl ConsumerSet {
     }
 
     /// Sets quality of service on every consumer (see [`Consumer::qos`]).
-    pub async fn qos(&mut self, prefetch_size: u32, prefetch_count: u16, apply_global: bool) -> Result<()> {
+    pub async fn qos(
+        &mut self,
+        prefetch_size: u32,
+        prefetch_count: u16,
+        apply_global: bool,
+    ) -> Result<()> {
         for c in &mut self.consumers {
             c.qos(prefetch_size, prefetch_count, apply_global).await?;
         }

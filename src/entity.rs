@@ -208,7 +208,10 @@ impl QueueSpec {
 
     /// Messages expire after this long in the queue (`x-message-ttl`).
     pub fn message_ttl(self, ttl: Duration) -> Self {
-        self.argument("x-message-ttl", ttl.as_millis().min(i64::MAX as u128) as i64)
+        self.argument(
+            "x-message-ttl",
+            ttl.as_millis().min(i64::MAX as u128) as i64,
+        )
     }
 
     /// The queue holds at most this many messages (`x-max-length`).
@@ -253,7 +256,12 @@ impl QueueSpec {
     }
 }
 
-fn inequivalent<T: PartialEq + fmt::Display>(what: &str, arg: &str, current: T, received: T) -> Result<()> {
+fn inequivalent<T: PartialEq + fmt::Display>(
+    what: &str,
+    arg: &str,
+    current: T,
+    received: T,
+) -> Result<()> {
     if current == received {
         Ok(())
     } else {

@@ -37,7 +37,9 @@ pub enum Error {
     InvalidArgument(String),
 
     /// No serializer is registered under this name.
-    #[error("unknown serializer {0:?}: register it with Registry::register or use one of json, raw")]
+    #[error(
+        "unknown serializer {0:?}: register it with Registry::register or use one of json, raw"
+    )]
     UnknownSerializer(String),
 
     /// The message's content type is not in the consumer's accept list.

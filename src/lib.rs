@@ -70,7 +70,9 @@ pub mod url;
 pub use backend::memory::MemoryBroker;
 pub use backend::QueueInfo;
 pub use connection::{BrokerConnection, ConnectionBuilder, BROKER_URL_ENV};
-pub use consumer::{Callback, Consumer, ConsumerBuilder, DecodeErrorHandler, FetchOptions, IterConsume, IterQueue};
+pub use consumer::{
+    Callback, Consumer, ConsumerBuilder, DecodeErrorHandler, FetchOptions, IterConsume, IterQueue,
+};
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
 pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec};
 pub use error::{BoxError, Error, Result};
@@ -80,3 +82,8 @@ pub use properties::Properties;
 pub use publisher::{OutgoingMessage, Publisher, PublisherBuilder, SendOptions};
 pub use serialization::Payload;
 pub use table::{table, FieldTable, FieldValue};
+
+/// The README's examples, compiled and run as doc-tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -100,7 +100,12 @@ impl fmt::Debug for Message {
 }
 
 impl Message {
-    pub(crate) fn new(delivery: Delivery, channel: Arc<dyn Channel>, mode: AckMode, decode: DecodeSettings) -> Self {
+    pub(crate) fn new(
+        delivery: Delivery,
+        channel: Arc<dyn Channel>,
+        mode: AckMode,
+        decode: DecodeSettings,
+    ) -> Self {
         let settled = if mode == AckMode::Manual { 0 } else { 1 };
         Message {
             message: delivery.message,
@@ -191,7 +196,9 @@ impl Message {
     /// content type, and with [`Error::Decode`] when the body is not valid for it.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
         self.check_accepted()?;
-        self.decode.registry.decode(self.content_type(), self.content_encoding(), self.body())
+        self.decode
+            .registry
+            .decode(self.content_type(), self.content_encoding(), self.body())
     }
 
     /// The decoded body, decoded once and kept (also when it is a falsy value such as `0`,
@@ -201,10 +208,11 @@ impl Message {
             return Ok(p);
         }
         self.check_accepted()?;
-        let decoded = self
-            .decode
-            .registry
-            .decode_payload(self.content_type(), self.content_encoding(), self.body())?;
+        let decoded = self.decode.registry.decode_payload(
+            self.content_type(),
+            self.content_encoding(),
+            self.body(),
+        )?;
         Ok(self.payload.get_or_init(|| decoded))
     }
 
@@ -217,33 +225,35 @@ impl Message {
             None => return Ok(()), // unknown types decode as raw text or bytes
         };
         match &self.decode.accept {
-            Some(accept) if !accept.iter().any(|a| a == name || a == base) => Err(Error::ContentTypeNotAccepted {
-                content_type: base.to_string(),
-                accepted: accept.join(", "),
-            }),
+            Some(accept) if !accept.iter().any(|a| a == name || a == base) => {
+                Err(Error::ContentTypeNotAccepted {
+                    content_type: base.to_string(),
+                    accepted: accept.join(", "),
+                })
+            }
             _ => Ok(()),
         }
     }
 
     /// Acknowledges the message: the broker forgets it.
     pub fn ack(&self) -> Result<()> {
-        self.settle(MessageState::Acknowledged, 1)?;
+        self.settle(1)?;
         self.channel.ack(self.delivery_tag, false)
     }
 
     /// Rejects the message without requeueing it: the broker drops it (or dead-letters it).
     pub fn reject(&self) -> Result<()> {
-        self.settle(MessageState::Rejected, 2)?;
+        self.settle(2)?;
         self.channel.reject(self.delivery_tag, false)
     }
 
     /// Rejects the message and puts it back in its queue, marked redelivered.
     pub fn requeue(&self) -> Result<()> {
-        self.settle(MessageState::Requeued, 3)?;
+        self.settle(3)?;
         self.channel.reject(self.delivery_tag, true)
     }
 
-    fn settle(&self, _to: MessageState, code: u8) -> Result<()> {
+    fn settle(&self, code: u8) -> Result<()> {
         match self.mode {
             AckMode::AutoAck => {
                 return Err(Error::AutoAcknowledged {

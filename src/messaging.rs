@@ -102,7 +102,10 @@ impl MessagingBuilder {
     pub async fn build(self) -> Result<Messaging> {
         let consumer = self.consumer.build().await?;
         let publisher = self.publisher.build().await?;
-        Ok(Messaging { publisher, consumer })
+        Ok(Messaging {
+            publisher,
+            consumer,
+        })
     }
 }
 
@@ -131,7 +134,11 @@ impl Messaging {
     }
 
     /// See [`Publisher::send_with`].
-    pub async fn send_with<T: Serialize + ?Sized>(&self, data: &T, options: SendOptions) -> Result<()> {
+    pub async fn send_with<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+        options: SendOptions,
+    ) -> Result<()> {
         self.publisher.send_with(data, options).await
     }
 
@@ -146,7 +153,10 @@ impl Messaging {
     }
 
     /// See [`Consumer::register_callback`].
-    pub fn register_callback(&mut self, callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static) {
+    pub fn register_callback(
+        &mut self,
+        callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static,
+    ) {
         self.consumer.register_callback(callback);
     }
 

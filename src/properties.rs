@@ -162,7 +162,11 @@ mod tests {
     #[test]
     fn properties_stay_small() {
         // Part of the memory budget of the embedded broker: 1M queued messages under 350 MB.
-        assert!(std::mem::size_of::<Properties>() <= 56, "{}", std::mem::size_of::<Properties>());
+        assert!(
+            std::mem::size_of::<Properties>() <= 56,
+            "{}",
+            std::mem::size_of::<Properties>()
+        );
     }
 
     #[test]

@@ -241,7 +241,11 @@ impl Publisher {
     }
 
     /// Serializes data into a message with the right properties, without sending it.
-    pub fn create_message<T: Serialize + ?Sized>(&self, data: &T, options: &SendOptions) -> Result<OutgoingMessage> {
+    pub fn create_message<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+        options: &SendOptions,
+    ) -> Result<OutgoingMessage> {
         let mut properties = Properties::default()
             .with_delivery_mode(options.delivery_mode.unwrap_or(self.delivery_mode));
         let body = if let Some(content_type) = &options.content_type {
@@ -284,7 +288,11 @@ impl Publisher {
     }
 
     /// Sends data with per-message options.
-    pub async fn send_with<T: Serialize + ?Sized>(&self, data: &T, options: SendOptions) -> Result<()> {
+    pub async fn send_with<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+        options: SendOptions,
+    ) -> Result<()> {
         let message = self.create_message(data, &options)?;
         self.publish(message, &options).await
     }

@@ -146,7 +146,9 @@ impl BrokerUrl {
             }
             other => Err(Error::invalid_url(
                 url,
-                format!("unknown scheme {other:?}: use memory://, sqlite://PATH, amqp:// or amqps://"),
+                format!(
+                    "unknown scheme {other:?}: use memory://, sqlite://PATH, amqp:// or amqps://"
+                ),
             )),
         }
     }
@@ -198,7 +200,12 @@ fn decode(url: &str, part: &str, what: &str) -> Result<String> {
     percent_decode_str(part)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| Error::invalid_url(url, format!("the {what} is not valid UTF-8 once percent-decoded")))
+        .map_err(|_| {
+            Error::invalid_url(
+                url,
+                format!("the {what} is not valid UTF-8 once percent-decoded"),
+            )
+        })
 }
 
 fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSettings> {
@@ -249,7 +256,10 @@ fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSettings> {
     }
     if let Some(port) = port {
         settings.port = port.parse().map_err(|_| {
-            Error::invalid_url(url, format!("port {port:?} is not a number from 1 to 65535"))
+            Error::invalid_url(
+                url,
+                format!("port {port:?} is not a number from 1 to 65535"),
+            )
         })?;
         if settings.port == 0 {
             return Err(Error::invalid_url(url, "port 0 is not a valid broker port"));
@@ -344,10 +354,15 @@ mod tests {
 
     #[test]
     fn memory_urls() {
-        assert_eq!(BrokerUrl::parse("memory://").unwrap(), BrokerUrl::Memory { name: "".into() });
+        assert_eq!(
+            BrokerUrl::parse("memory://").unwrap(),
+            BrokerUrl::Memory { name: "".into() }
+        );
         assert_eq!(
             BrokerUrl::parse("memory://tests").unwrap(),
-            BrokerUrl::Memory { name: "tests".into() }
+            BrokerUrl::Memory {
+                name: "tests".into()
+            }
         );
         assert!(BrokerUrl::parse("memory://a/b").is_err());
     }
@@ -355,7 +370,10 @@ mod tests {
     #[test]
     fn amqp_defaults_and_vhosts() {
         let s = amqp("amqp://");
-        assert_eq!((s.host.as_str(), s.port, s.virtual_host.as_str()), ("localhost", 5672, "/"));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.virtual_host.as_str()),
+            ("localhost", 5672, "/")
+        );
         assert_eq!(s.userid, "guest");
         assert_eq!(amqp("amqps://h").port, 5671);
         assert_eq!(amqp("amqp://h//").virtual_host, "/");
@@ -375,7 +393,10 @@ mod tests {
         assert_eq!(s.frame_max, Some(131072));
         assert!(!s.verify);
         let shown = format!("{s:?} {}", BrokerUrl::Amqp(s.clone()));
-        assert!(!shown.contains("p:ss") && !shown.contains("p%3Ass"), "{shown}");
+        assert!(
+            !shown.contains("p:ss") && !shown.contains("p%3Ass"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -388,11 +409,15 @@ mod tests {
     fn sqlite_paths() {
         assert_eq!(
             BrokerUrl::parse("sqlite:///var/x.db").unwrap(),
-            BrokerUrl::Sqlite { path: "/var/x.db".into() }
+            BrokerUrl::Sqlite {
+                path: "/var/x.db".into()
+            }
         );
         assert_eq!(
             BrokerUrl::parse("sqlite://rel.db").unwrap(),
-            BrokerUrl::Sqlite { path: "rel.db".into() }
+            BrokerUrl::Sqlite {
+                path: "rel.db".into()
+            }
         );
         assert!(BrokerUrl::parse("sqlite://").is_err());
     }

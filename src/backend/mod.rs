@@ -72,11 +72,29 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
     async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()>;
     async fn declare_queue(&self, spec: &QueueSpec, passive: bool) -> Result<QueueInfo>;
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32>;
-    async fn bind(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()>;
-    async fn unbind(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()>;
+    async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()>;
+    async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()>;
     async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()>;
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>>;
-    async fn consume(&self, queue: &str, consumer_tag: &str, no_ack: bool, exclusive: bool) -> Result<(Arc<str>, DeliveryStream)>;
+    async fn consume(
+        &self,
+        queue: &str,
+        consumer_tag: &str,
+        no_ack: bool,
+        exclusive: bool,
+    ) -> Result<(Arc<str>, DeliveryStream)>;
     async fn cancel(&self, consumer_tag: &str) -> Result<()>;
     /// Acknowledges without waiting for the broker (acks are pipelined).
     fn ack(&self, delivery_tag: u64, multiple: bool) -> Result<()>;

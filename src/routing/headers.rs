@@ -33,7 +33,11 @@ mod tests {
         let h = table([("format", "pdf".into()), ("type", "report".into())]);
         let all = table([("format", "pdf".into()), ("type", "report".into())]);
         let all_miss = table([("format", "pdf".into()), ("type", "log".into())]);
-        let any = table([("x-match", "any".into()), ("format", "zip".into()), ("type", "report".into())]);
+        let any = table([
+            ("x-match", "any".into()),
+            ("format", "zip".into()),
+            ("type", "report".into()),
+        ]);
         let any_miss = table([("x-match", "any".into()), ("format", "zip".into())]);
         assert!(matches(&all, Some(&h)));
         assert!(!matches(&all_miss, Some(&h)));
@@ -49,6 +53,9 @@ mod tests {
         assert!(matches(&table([("format", FieldValue::Void)]), Some(&h)));
         assert!(matches(&FieldTable::new(), None));
         assert!(!matches(&table([("x-match", "any".into())]), Some(&h)));
-        assert!(!matches(&table([("format", 1.into())]), Some(&h)), "types must match too");
+        assert!(
+            !matches(&table([("format", 1.into())]), Some(&h)),
+            "types must match too"
+        );
     }
 }

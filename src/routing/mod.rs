@@ -117,7 +117,12 @@ impl Bindings {
     }
 
     /// Appends to `out` each queue the message reaches, once.
-    pub(crate) fn route(&self, routing_key: &str, headers: Option<&FieldTable>, out: &mut Vec<Arc<str>>) {
+    pub(crate) fn route(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<str>>,
+    ) {
         let mut push = |q: &Arc<str>| {
             if !out.contains(q) {
                 out.push(q.clone());

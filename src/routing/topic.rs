@@ -142,11 +142,18 @@ mod tests {
         assert!(m("*.*", "."));
         assert!(!m("*", "."));
         assert!(m("#.#.#.a", "x.y.z.a"));
-        assert!(!m("#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.a", &"x.".repeat(40)));
+        assert!(!m(
+            "#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.a",
+            &"x.".repeat(40)
+        ));
     }
 
     fn word() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just(String::new())]
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just(String::new())
+        ]
     }
 
     fn pattern_word() -> impl Strategy<Value = String> {

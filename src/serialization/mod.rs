@@ -132,7 +132,9 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<&str> = self.inner.by_name.keys().map(|n| &**n).collect();
         names.sort_unstable();
-        f.debug_struct("Registry").field("serializers", &names).finish()
+        f.debug_struct("Registry")
+            .field("serializers", &names)
+            .finish()
     }
 }
 
@@ -153,8 +155,12 @@ impl Default for Registry {
             content_encoding: inner.utf8.clone(),
             codec: Codec::Raw,
         };
-        inner.by_content_type.insert(text.content_type.clone(), text);
-        Registry { inner: Arc::new(inner) }
+        inner
+            .by_content_type
+            .insert(text.content_type.clone(), text);
+        Registry {
+            inner: Arc::new(inner),
+        }
     }
 }
 
@@ -166,7 +172,8 @@ impl Inner {
             content_encoding: content_encoding.into(),
             codec,
         };
-        self.by_content_type.insert(entry.content_type.clone(), entry.clone());
+        self.by_content_type
+            .insert(entry.content_type.clone(), entry.clone());
         self.by_name.insert(entry.name.clone(), entry);
     }
 }
@@ -227,9 +234,17 @@ impl Registry {
             Codec::Raw => {
                 let raw = raw::to_body(data).map_err(|e| fail(e.into()))?;
                 if raw.is_text {
-                    (raw.bytes, self.inner.text_plain.clone(), self.inner.utf8.clone())
+                    (
+                        raw.bytes,
+                        self.inner.text_plain.clone(),
+                        self.inner.utf8.clone(),
+                    )
                 } else {
-                    (raw.bytes, entry.content_type.clone(), entry.content_encoding.clone())
+                    (
+                        raw.bytes,
+                        entry.content_type.clone(),
+                        entry.content_encoding.clone(),
+                    )
                 }
             }
             Codec::Custom(custom) => {
@@ -326,7 +341,9 @@ mod tests {
         let e = r.encode("json", &serde_json::json!({"a": [1, 2]})).unwrap();
         assert_eq!(&*e.content_type, "application/json");
         assert_eq!(&*e.content_encoding, "utf-8");
-        let v: serde_json::Value = r.decode(Some("application/json"), Some("utf-8"), &e.body).unwrap();
+        let v: serde_json::Value = r
+            .decode(Some("application/json"), Some("utf-8"), &e.body)
+            .unwrap();
         assert_eq!(v["a"][1], 2);
     }
 
@@ -334,15 +351,23 @@ mod tests {
     fn raw_text_and_bytes_use_carrot_content_types() {
         let r = Registry::default();
         let t = r.encode("raw", "hi").unwrap();
-        assert_eq!((&*t.content_type, &*t.content_encoding), ("text/plain", "utf-8"));
-        let b = r.encode("raw", &vec![1u8, 2]).unwrap();
-        assert_eq!((&*b.content_type, &*b.content_encoding), ("application/data", "binary"));
         assert_eq!(
-            r.decode_payload(Some("text/plain"), Some("utf-8"), b"hi").unwrap(),
+            (&*t.content_type, &*t.content_encoding),
+            ("text/plain", "utf-8")
+        );
+        let b = r.encode("raw", &vec![1u8, 2]).unwrap();
+        assert_eq!(
+            (&*b.content_type, &*b.content_encoding),
+            ("application/data", "binary")
+        );
+        assert_eq!(
+            r.decode_payload(Some("text/plain"), Some("utf-8"), b"hi")
+                .unwrap(),
             Payload::Text("hi".into())
         );
         assert_eq!(
-            r.decode_payload(Some("application/data"), Some("binary"), b"hi").unwrap(),
+            r.decode_payload(Some("application/data"), Some("binary"), b"hi")
+                .unwrap(),
             Payload::Bytes(b"hi".to_vec())
         );
     }
@@ -360,7 +385,9 @@ mod tests {
     #[test]
     fn undecodable_json_is_a_decode_error() {
         let r = Registry::default();
-        let err = r.decode::<serde_json::Value>(Some("application/json"), None, b"{nope").unwrap_err();
+        let err = r
+            .decode::<serde_json::Value>(Some("application/json"), None, b"{nope")
+            .unwrap_err();
         assert!(matches!(err, Error::Decode { .. }), "{err:?}");
     }
 }

@@ -10,6 +10,7 @@ use serde::de::{self, Visitor};
 use serde::ser::{self, Impossible, Serialize};
 
 /// What the raw serializer produced.
+#[derive(Debug)]
 pub(crate) struct RawBody {
     pub(crate) bytes: Vec<u8>,
     pub(crate) is_text: bool,
@@ -62,18 +63,28 @@ impl ser::Serializer for RawSerializer {
     type SerializeStructVariant = Impossible<RawBody, RawError>;
 
     fn serialize_str(self, v: &str) -> Result<RawBody, RawError> {
-        Ok(RawBody { bytes: v.as_bytes().to_vec(), is_text: true })
+        Ok(RawBody {
+            bytes: v.as_bytes().to_vec(),
+            is_text: true,
+        })
     }
     fn serialize_char(self, v: char) -> Result<RawBody, RawError> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<RawBody, RawError> {
-        Ok(RawBody { bytes: v.to_vec(), is_text: false })
+        Ok(RawBody {
+            bytes: v.to_vec(),
+            is_text: false,
+        })
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<RawBody, RawError> {
         value.serialize(self)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<RawBody, RawError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<RawBody, RawError> {
         value.serialize(self)
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<ByteSeq, RawError> {
@@ -99,22 +110,48 @@ impl ser::Serializer for RawSerializer {
         serialize_unit_struct(&'static str) -> "a unit struct";
         serialize_unit_variant(&'static str, u32, &'static str) -> "an enum";
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<RawBody, RawError> {
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<RawBody, RawError> {
         Err(unsupported("an enum"))
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, RawError> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, RawError> {
         Err(unsupported("a tuple struct"))
     }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, RawError> {
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, RawError> {
         Err(unsupported("an enum"))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, RawError> {
         Err(unsupported("a map"))
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, RawError> {
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, RawError> {
         Err(unsupported("a struct"))
     }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, RawError> {
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, RawError> {
         Err(unsupported("an enum"))
     }
 }
@@ -138,7 +175,10 @@ impl ser::SerializeSeq for ByteSeq {
         self.push(value)
     }
     fn end(self) -> Result<RawBody, RawError> {
-        Ok(RawBody { bytes: self.0, is_text: false })
+        Ok(RawBody {
+            bytes: self.0,
+            is_text: false,
+        })
     }
 }
 
@@ -149,7 +189,10 @@ impl ser::SerializeTuple for ByteSeq {
         self.push(value)
     }
     fn end(self) -> Result<RawBody, RawError> {
-        Ok(RawBody { bytes: self.0, is_text: false })
+        Ok(RawBody {
+            bytes: self.0,
+            is_text: false,
+        })
     }
 }
 
@@ -168,33 +211,122 @@ impl ser::Serializer for ByteOnly {
     fn serialize_u8(self, v: u8) -> Result<u8, RawError> {
         Ok(v)
     }
-    fn serialize_bool(self, _: bool) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_i8(self, _: i8) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_i16(self, _: i16) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_i32(self, _: i32) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_i64(self, _: i64) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_u16(self, _: u16) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_u32(self, _: u32) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_u64(self, _: u64) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_f32(self, _: f32) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_f64(self, _: f64) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_char(self, _: char) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_str(self, _: &str) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_bytes(self, _: &[u8]) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_none(self) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_unit(self) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<u8, RawError> { Err(not_byte()) }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, RawError> { Err(not_byte()) }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, RawError> { Err(not_byte()) }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, RawError> { Err(not_byte()) }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, RawError> { Err(not_byte()) }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, RawError> { Err(not_byte()) }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, RawError> { Err(not_byte()) }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, RawError> { Err(not_byte()) }
+    fn serialize_bool(self, _: bool) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_i8(self, _: i8) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_i16(self, _: i16) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_i32(self, _: i32) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_i64(self, _: i64) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_u16(self, _: u16) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_u32(self, _: u32) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_u64(self, _: u64) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_f32(self, _: f32) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_f64(self, _: f64) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_char(self, _: char) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_str(self, _: &str) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_none(self) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_unit(self) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<u8, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, RawError> {
+        Err(not_byte())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, RawError> {
+        Err(not_byte())
+    }
 }
 
 fn not_byte() -> RawError {
@@ -219,7 +351,9 @@ impl<'de> de::Deserializer<'de> for RawDeserializer<'de> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match std::str::from_utf8(self.body) {
             Ok(s) => visitor.visit_borrowed_str(s),
-            Err(e) => Err(de::Error::custom(format!("the body is not UTF-8 text: {e}"))),
+            Err(e) => Err(de::Error::custom(format!(
+                "the body is not UTF-8 text: {e}"
+            ))),
         }
     }
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -232,12 +366,18 @@ impl<'de> de::Deserializer<'de> for RawDeserializer<'de> {
         visitor.visit_borrowed_bytes(self.body)
     }
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        visitor.visit_seq(SeqDeserializer::<_, DeError>::new(self.body.iter().copied()))
+        visitor.visit_seq(SeqDeserializer::<_, DeError>::new(
+            self.body.iter().copied(),
+        ))
     }
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         visitor.visit_some(self)
     }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
     serde::forward_to_deserialize_any! {
@@ -265,10 +405,22 @@ mod tests {
 
     #[test]
     fn bodies_decode_to_strings_and_byte_vectors() {
-        let s = String::deserialize(RawDeserializer { body: b"abc", text: true }).unwrap();
+        let s = String::deserialize(RawDeserializer {
+            body: b"abc",
+            text: true,
+        })
+        .unwrap();
         assert_eq!(s, "abc");
-        let v = Vec::<u8>::deserialize(RawDeserializer { body: &[1, 2], text: false }).unwrap();
+        let v = Vec::<u8>::deserialize(RawDeserializer {
+            body: &[1, 2],
+            text: false,
+        })
+        .unwrap();
         assert_eq!(v, vec![1, 2]);
-        assert!(String::deserialize(RawDeserializer { body: &[0xff], text: true }).is_err());
+        assert!(String::deserialize(RawDeserializer {
+            body: &[0xff],
+            text: true
+        })
+        .is_err());
     }
 }

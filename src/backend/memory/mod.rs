@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
 
-use crate::backend::{Channel, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport};
+use crate::backend::{
+    Channel, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport,
+};
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::Result;
 use crate::table::FieldTable;
@@ -28,7 +30,9 @@ impl Broker {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters more than stopping every client, so keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -49,13 +53,16 @@ fn broker(name: &str) -> Arc<Broker> {
 /// A handle on a named embedded broker (`memory://NAME`), for what a server operator would do.
 ///
 /// ```
-/// # tokio_test_main();
-/// # fn tokio_test_main() { tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use carrot::{BrokerConnection, MemoryBroker};
-/// let conn = BrokerConnection::connect("memory://restart-doc").await.unwrap();
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use carrot::{BrokerConnection, MemoryBroker, QueueSpec};
+/// let conn = BrokerConnection::connect("memory://restart-doc").await?;
+/// conn.declare_queue(&QueueSpec::new("kept")).await?;
+/// conn.declare_queue(&QueueSpec::new("gone").durable(false)).await?;
 /// MemoryBroker::named("restart-doc").restart();
-/// assert!(conn.channel_count_hint().is_none() || true);
-/// # }) }
+/// let conn = BrokerConnection::connect("memory://restart-doc").await?; // reconnect
+/// assert!(conn.queue_info("kept").await.is_ok());
+/// assert!(conn.queue_info("gone").await.is_err());
+/// # Ok::<(), carrot::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct MemoryBroker {
@@ -65,7 +72,9 @@ pub struct MemoryBroker {
 impl MemoryBroker {
     /// The broker that `memory://NAME` connects to (`""` for `memory://`).
     pub fn named(name: &str) -> Self {
-        MemoryBroker { broker: broker(name) }
+        MemoryBroker {
+            broker: broker(name),
+        }
     }
 
     /// Simulates a broker restart: every connection is closed (their unacknowledged messages
@@ -137,13 +146,31 @@ impl Channel for MemoryChannel {
         self.broker.lock().declare_queue(self.id, spec, passive)
     }
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
-        self.broker.lock().delete_queue(self.id, name, if_unused, if_empty)
+        self.broker
+            .lock()
+            .delete_queue(self.id, name, if_unused, if_empty)
     }
-    async fn bind(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()> {
-        self.broker.lock().bind(self.id, queue, exchange, key, arguments)
+    async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.broker
+            .lock()
+            .bind(self.id, queue, exchange, key, arguments)
     }
-    async fn unbind(&self, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()> {
-        self.broker.lock().unbind(self.id, queue, exchange, key, arguments)
+    async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.broker
+            .lock()
+            .unbind(self.id, queue, exchange, key, arguments)
     }
     async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()> {
         self.broker.lock().publish(self.id, message, flags)
@@ -151,8 +178,16 @@ impl Channel for MemoryChannel {
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
         self.broker.lock().get(self.id, queue, no_ack)
     }
-    async fn consume(&self, queue: &str, consumer_tag: &str, no_ack: bool, exclusive: bool) -> Result<(Arc<str>, DeliveryStream)> {
-        self.broker.lock().consume(self.id, queue, consumer_tag, no_ack, exclusive)
+    async fn consume(
+        &self,
+        queue: &str,
+        consumer_tag: &str,
+        no_ack: bool,
+        exclusive: bool,
+    ) -> Result<(Arc<str>, DeliveryStream)> {
+        self.broker
+            .lock()
+            .consume(self.id, queue, consumer_tag, no_ack, exclusive)
     }
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {
         self.broker.lock().cancel(self.id, consumer_tag)
@@ -164,7 +199,9 @@ impl Channel for MemoryChannel {
         self.broker.lock().reject(self.id, delivery_tag, requeue)
     }
     async fn qos(&self, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()> {
-        self.broker.lock().qos(self.id, prefetch_size, prefetch_count, global)
+        self.broker
+            .lock()
+            .qos(self.id, prefetch_size, prefetch_count, global)
     }
     async fn flow(&self, active: bool) -> Result<()> {
         self.broker.lock().flow(self.id, active)

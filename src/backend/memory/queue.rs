@@ -51,7 +51,13 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    pub(super) fn new(name: Arc<str>, spec: QueueSpec, owner: Option<u64>, max_priority: Option<u8>, max_length: Option<usize>) -> Self {
+    pub(super) fn new(
+        name: Arc<str>,
+        spec: QueueSpec,
+        owner: Option<u64>,
+        max_priority: Option<u8>,
+        max_length: Option<usize>,
+    ) -> Self {
         let levels = usize::from(max_priority.unwrap_or(0)) + 1;
         Queue {
             name,

@@ -124,7 +124,8 @@ impl State {
     pub(super) fn open_channel(&mut self, connection: u64) -> Result<u64> {
         if !self.connections.contains(&connection) {
             return Err(Error::ConnectionClosed(
-                "the connection was closed (by close(), or by a broker restart): open a new one".into(),
+                "the connection was closed (by close(), or by a broker restart): open a new one"
+                    .into(),
             ));
         }
         let id = self.id();
@@ -181,7 +182,10 @@ impl State {
     }
 
     fn connection_of(&self, channel: u64) -> Result<u64> {
-        self.channels.get(&channel).map(|c| c.connection).ok_or_else(closed)
+        self.channels
+            .get(&channel)
+            .map(|c| c.connection)
+            .ok_or_else(closed)
     }
 
     /// The queue, if this channel's connection may use it.
@@ -199,19 +203,29 @@ impl State {
         }
     }
 
-    pub(super) fn declare_exchange(&mut self, channel: u64, spec: &ExchangeSpec, passive: bool) -> Result<()> {
+    pub(super) fn declare_exchange(
+        &mut self,
+        channel: u64,
+        spec: &ExchangeSpec,
+        passive: bool,
+    ) -> Result<()> {
         self.connection_of(channel)?;
         if spec.name.is_empty() {
             return if passive {
                 Ok(())
             } else {
-                Err(Error::AccessRefused("operation not permitted on the default exchange".into()))
+                Err(Error::AccessRefused(
+                    "operation not permitted on the default exchange".into(),
+                ))
             };
         }
         match self.exchanges.get(spec.name.as_str()) {
             Some(_) if passive => Ok(()),
             Some(existing) => existing.spec.check_equivalent(spec),
-            None if passive => Err(Error::NotFound(format!("no exchange '{}' {VHOST}", spec.name))),
+            None if passive => Err(Error::NotFound(format!(
+                "no exchange '{}' {VHOST}",
+                spec.name
+            ))),
             None if spec.name.starts_with("amq.") => Err(Error::AccessRefused(format!(
                 "exchange name '{}' contains reserved prefix 'amq.*'",
                 spec.name
@@ -229,16 +243,23 @@ impl State {
         }
     }
 
-    pub(super) fn delete_exchange(&mut self, channel: u64, name: &str, if_unused: bool) -> Result<()> {
+    pub(super) fn delete_exchange(
+        &mut self,
+        channel: u64,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<()> {
         self.connection_of(channel)?;
         if name.is_empty() || name.starts_with("amq.") {
-            return Err(Error::AccessRefused(format!("exchange '{name}' cannot be deleted")));
+            return Err(Error::AccessRefused(format!(
+                "exchange '{name}' cannot be deleted"
+            )));
         }
         match self.exchanges.get(name) {
             None => Err(Error::NotFound(format!("no exchange '{name}' {VHOST}"))),
-            Some(e) if if_unused && !e.bindings.is_empty() => {
-                Err(Error::PreconditionFailed(format!("exchange '{name}' {VHOST} in use")))
-            }
+            Some(e) if if_unused && !e.bindings.is_empty() => Err(Error::PreconditionFailed(
+                format!("exchange '{name}' {VHOST} in use"),
+            )),
             Some(_) => {
                 self.exchanges.remove(name);
                 Ok(())
@@ -246,7 +267,12 @@ impl State {
         }
     }
 
-    pub(super) fn declare_queue(&mut self, channel: u64, spec: &QueueSpec, passive: bool) -> Result<QueueInfo> {
+    pub(super) fn declare_queue(
+        &mut self,
+        channel: u64,
+        spec: &QueueSpec,
+        passive: bool,
+    ) -> Result<QueueInfo> {
         let connection = self.connection_of(channel)?;
         let mut spec = spec.clone();
         if spec.name.is_empty() {
@@ -290,13 +316,23 @@ impl State {
         Ok(info)
     }
 
-    pub(super) fn delete_queue(&mut self, channel: u64, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
+    pub(super) fn delete_queue(
+        &mut self,
+        channel: u64,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u32> {
         let queue = self.usable_queue(channel, name)?;
         if if_unused && !queue.subscribers.is_empty() {
-            return Err(Error::PreconditionFailed(format!("queue '{name}' {VHOST} in use")));
+            return Err(Error::PreconditionFailed(format!(
+                "queue '{name}' {VHOST} in use"
+            )));
         }
         if if_empty && queue.len() > 0 {
-            return Err(Error::PreconditionFailed(format!("queue '{name}' {VHOST} not empty")));
+            return Err(Error::PreconditionFailed(format!(
+                "queue '{name}' {VHOST} not empty"
+            )));
         }
         let count = queue.len() as u32;
         self.remove_queue(name);
@@ -311,7 +347,10 @@ impl State {
         }
         let mut emptied = Vec::new();
         for (exchange_name, exchange) in &mut self.exchanges {
-            if exchange.bindings.remove_queue(name) && exchange.spec.auto_delete && exchange.bindings.is_empty() {
+            if exchange.bindings.remove_queue(name)
+                && exchange.spec.auto_delete
+                && exchange.bindings.is_empty()
+            {
                 emptied.push(exchange_name.clone());
             }
         }
@@ -331,7 +370,14 @@ impl State {
             .ok_or_else(|| Error::NotFound(format!("no exchange '{exchange}' {VHOST}")))
     }
 
-    pub(super) fn bind(&mut self, channel: u64, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()> {
+    pub(super) fn bind(
+        &mut self,
+        channel: u64,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
         let queue_name = self.usable_queue(channel, queue)?.name.clone();
         self.exchange_for_binding(exchange)?
             .bindings
@@ -339,16 +385,31 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn unbind(&mut self, channel: u64, queue: &str, exchange: &str, key: &str, arguments: &FieldTable) -> Result<()> {
+    pub(super) fn unbind(
+        &mut self,
+        channel: u64,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
         self.usable_queue(channel, queue)?;
         let ex = self.exchange_for_binding(exchange)?;
-        if ex.bindings.unbind(queue, key, arguments) && ex.spec.auto_delete && ex.bindings.is_empty() {
+        if ex.bindings.unbind(queue, key, arguments)
+            && ex.spec.auto_delete
+            && ex.bindings.is_empty()
+        {
             self.exchanges.remove(exchange);
         }
         Ok(())
     }
 
-    pub(super) fn publish(&mut self, channel: u64, message: Published, flags: PublishFlags) -> Result<()> {
+    pub(super) fn publish(
+        &mut self,
+        channel: u64,
+        message: Published,
+        flags: PublishFlags,
+    ) -> Result<()> {
         // channel.flow stops deliveries to the client, not its publishing.
         self.channel(channel)?;
         let mut targets = std::mem::take(&mut self.route_buffer);
@@ -360,9 +421,11 @@ impl State {
             }
         } else {
             match self.exchanges.get(exchange) {
-                Some(ex) => ex
-                    .bindings
-                    .route(&message.routing_key, message.properties.headers(), &mut targets),
+                Some(ex) => ex.bindings.route(
+                    &message.routing_key,
+                    message.properties.headers(),
+                    &mut targets,
+                ),
                 None => {
                     self.route_buffer = targets;
                     return Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}")));
@@ -381,7 +444,11 @@ impl State {
                 result = Err(returned(312, "NO_ROUTE"));
             }
         } else if flags.immediate {
-            targets.retain(|q| self.queues.get(q).is_some_and(|q| self.has_ready_subscriber(q)));
+            targets.retain(|q| {
+                self.queues
+                    .get(q)
+                    .is_some_and(|q| self.has_ready_subscriber(q))
+            });
             if targets.is_empty() {
                 result = Err(returned(313, "NO_CONSUMERS"));
             }
@@ -405,12 +472,20 @@ impl State {
         queue.subscribers.iter().any(|s| {
             s.has_credit()
                 && self.channels.get(&s.channel).is_some_and(|c| {
-                    c.flow && (s.no_ack || c.channel_prefetch == 0 || c.unacked.len() < usize::from(c.channel_prefetch))
+                    c.flow
+                        && (s.no_ack
+                            || c.channel_prefetch == 0
+                            || c.unacked.len() < usize::from(c.channel_prefetch))
                 })
         })
     }
 
-    pub(super) fn get(&mut self, channel: u64, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
+    pub(super) fn get(
+        &mut self,
+        channel: u64,
+        queue: &str,
+        no_ack: bool,
+    ) -> Result<Option<Delivery>> {
         let q = self.usable_queue(channel, queue)?;
         let Some(ready) = q.pop() else {
             return Ok(None);
@@ -437,10 +512,19 @@ impl State {
         }))
     }
 
-    pub(super) fn consume(&mut self, channel: u64, queue: &str, tag: &str, no_ack: bool, exclusive: bool) -> Result<(Arc<str>, DeliveryStream)> {
+    pub(super) fn consume(
+        &mut self,
+        channel: u64,
+        queue: &str,
+        tag: &str,
+        no_ack: bool,
+        exclusive: bool,
+    ) -> Result<(Arc<str>, DeliveryStream)> {
         let q = self.usable_queue(channel, queue)?;
         if q.subscribers.iter().any(|s| s.exclusive) || (exclusive && !q.subscribers.is_empty()) {
-            return Err(Error::AccessRefused(format!("queue '{queue}' {VHOST} in exclusive use")));
+            return Err(Error::AccessRefused(format!(
+                "queue '{queue}' {VHOST} in exclusive use"
+            )));
         }
         let queue_name = q.name.clone();
         let ch = self.channel(channel)?;
@@ -451,10 +535,11 @@ impl State {
             tag.into()
         };
         let prefetch = ch.consumer_prefetch;
-        let duplicate = self
-            .queues
-            .values()
-            .any(|q| q.subscribers.iter().any(|s| s.channel == channel && s.tag == tag));
+        let duplicate = self.queues.values().any(|q| {
+            q.subscribers
+                .iter()
+                .any(|s| s.channel == channel && s.tag == tag)
+        });
         if duplicate {
             return Err(Error::PreconditionFailed(format!(
                 "attempt to reuse consumer tag '{tag}' on the same channel"
@@ -481,7 +566,11 @@ impl State {
         let queue = self
             .queues
             .values()
-            .find(|q| q.subscribers.iter().any(|s| s.channel == channel && &*s.tag == tag))
+            .find(|q| {
+                q.subscribers
+                    .iter()
+                    .any(|s| s.channel == channel && &*s.tag == tag)
+            })
             .map(|q| q.name.clone());
         if let Some(queue) = queue {
             self.remove_subscriber(&queue, channel, tag);
@@ -494,7 +583,8 @@ impl State {
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        q.subscribers.retain(|s| !(s.channel == channel && &*s.tag == tag));
+        q.subscribers
+            .retain(|s| !(s.channel == channel && &*s.tag == tag));
         if q.subscribers.is_empty() && q.had_subscriber && q.spec.auto_delete {
             self.remove_queue(queue);
         } else {
@@ -542,7 +632,9 @@ impl State {
         }
         match ch.unacked.remove(&tag) {
             Some(u) => Ok(vec![u]),
-            None => Err(Error::PreconditionFailed(format!("unknown delivery tag {tag}"))),
+            None => Err(Error::PreconditionFailed(format!(
+                "unknown delivery tag {tag}"
+            ))),
         }
     }
 
@@ -551,13 +643,23 @@ impl State {
             return;
         };
         if let Some(q) = self.queues.get_mut(&unacked.queue) {
-            if let Some(s) = q.subscribers.iter_mut().find(|s| s.channel == channel && s.tag == *tag) {
+            if let Some(s) = q
+                .subscribers
+                .iter_mut()
+                .find(|s| s.channel == channel && s.tag == *tag)
+            {
                 s.unacked = s.unacked.saturating_sub(1);
             }
         }
     }
 
-    pub(super) fn qos(&mut self, channel: u64, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()> {
+    pub(super) fn qos(
+        &mut self,
+        channel: u64,
+        prefetch_size: u32,
+        prefetch_count: u16,
+        global: bool,
+    ) -> Result<()> {
         if prefetch_size != 0 {
             return Err(Error::Unsupported(
                 "prefetch_size is not implemented (RabbitMQ refuses it too, 540 NOT_IMPLEMENTED): bound deliveries with prefetch_count".into(),
