@@ -349,20 +349,9 @@ impl Consumer {
         &mut self,
         limit: Option<usize>,
     ) -> impl Iterator<Item = Result<Message>> + '_ {
-        let mut remaining = limit;
-        std::iter::from_fn(move || {
-            if remaining == Some(0) {
-                return None;
-            }
-            let item = self
-                .rt
-                .block_on(async { self.inner.iterconsume(Some(1)).next().await });
-            match (&item, &mut remaining) {
-                (Some(Err(_)), r) => *r = Some(0),
-                (Some(Ok(_)), Some(r)) => *r -= 1,
-                _ => {}
-            }
-            item
+        let (rt, inner) = (&self.rt, &mut self.inner);
+        consume_iter(limit, move || {
+            rt.block_on(async { inner.iterconsume(Some(1)).next().await })
         })
     }
 
@@ -427,6 +416,26 @@ impl Consumer {
     pub fn close(&mut self) -> Result<()> {
         self.rt.block_on(self.inner.close())
     }
+}
+
+/// An iterator over `next` that stops after `limit` items or at the first error.
+fn consume_iter<T>(
+    limit: Option<usize>,
+    mut next: impl FnMut() -> Option<Result<T>>,
+) -> impl Iterator<Item = Result<T>> {
+    let mut remaining = limit;
+    std::iter::from_fn(move || {
+        if remaining == Some(0) {
+            return None;
+        }
+        let item = next();
+        match (&item, &mut remaining) {
+            (Some(Err(_)), r) => *r = Some(0),
+            (Some(Ok(_)), Some(r)) => *r -= 1,
+            _ => {}
+        }
+        item
+    })
 }
 
 /// A blocking [`crate::ConsumerSet`].
@@ -499,20 +508,9 @@ impl ConsumerSet {
         &mut self,
         limit: Option<usize>,
     ) -> impl Iterator<Item = Result<Message>> + '_ {
-        let mut remaining = limit;
-        std::iter::from_fn(move || {
-            if remaining == Some(0) {
-                return None;
-            }
-            let item = self
-                .rt
-                .block_on(async { self.inner.iterconsume(Some(1)).next().await });
-            match (&item, &mut remaining) {
-                (Some(Err(_)), r) => *r = Some(0),
-                (Some(Ok(_)), Some(r)) => *r -= 1,
-                _ => {}
-            }
-            item
+        let (rt, inner) = (&self.rt, &mut self.inner);
+        consume_iter(limit, move || {
+            rt.block_on(async { inner.iterconsume(Some(1)).next().await })
         })
     }
 

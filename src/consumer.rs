@@ -18,6 +18,55 @@ pub type Callback = Box<dyn FnMut(&Payload, &Message) -> Result<()> + Send>;
 /// the error is returned and the message stays unacknowledged.
 pub type DecodeErrorHandler = Box<dyn FnMut(&Message, &Error) + Send>;
 
+/// The callbacks and decode-error handler of a consumer or consumer set: what `receive` runs.
+#[derive(Default)]
+pub(crate) struct Handlers {
+    callbacks: Vec<Callback>,
+    on_decode_error: Option<DecodeErrorHandler>,
+}
+
+impl Handlers {
+    pub(crate) fn add(&mut self, callback: Callback) {
+        self.callbacks.push(callback);
+    }
+
+    pub(crate) fn set_on_decode_error(&mut self, handler: DecodeErrorHandler) {
+        self.on_decode_error = Some(handler);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.callbacks.len()
+    }
+
+    /// Passes a message to every callback: [`Error::NoCallbacks`] without any; a body that
+    /// cannot be decoded goes to the decode-error handler, or is returned as the error.
+    pub(crate) fn receive(&mut self, message: &Message) -> Result<()> {
+        if self.callbacks.is_empty() {
+            return Err(Error::NoCallbacks);
+        }
+        let payload = match message.payload() {
+            Ok(payload) => payload,
+            Err(error) => {
+                return match &mut self.on_decode_error {
+                    Some(handler) => {
+                        handler(message, &error);
+                        Ok(())
+                    }
+                    None => Err(error),
+                }
+            }
+        };
+        for callback in &mut self.callbacks {
+            callback(payload, message)?;
+        }
+        Ok(())
+    }
+}
+
 /// Options of [`Consumer::fetch_with`].
 #[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
@@ -105,11 +154,12 @@ impl Default for ConsumerSettings {
 /// # Ok::<(), carrot::Error>(()) }).unwrap();
 /// ```
 pub struct Consumer {
+    /// Keeps the connection open as long as the consumer lives.
+    _connection: BrokerConnection,
     channel: Arc<dyn Channel>,
     settings: ConsumerSettings,
     decode: DecodeSettings,
-    callbacks: Vec<Callback>,
-    on_decode_error: Option<DecodeErrorHandler>,
+    handlers: Handlers,
     subscription: Option<(Arc<str>, DeliveryStream)>,
 }
 
@@ -119,7 +169,7 @@ impl std::fmt::Debug for Consumer {
             .field("queue", &self.settings.queue.name)
             .field("exchange", &self.settings.exchange.name)
             .field("routing_key", &self.settings.routing_key)
-            .field("callbacks", &self.callbacks.len())
+            .field("callbacks", &self.handlers.len())
             .field("consuming", &self.subscription.is_some())
             .finish()
     }
@@ -130,8 +180,7 @@ impl std::fmt::Debug for Consumer {
 pub struct ConsumerBuilder {
     connection: BrokerConnection,
     settings: ConsumerSettings,
-    callbacks: Vec<Callback>,
-    on_decode_error: Option<DecodeErrorHandler>,
+    handlers: Handlers,
 }
 
 impl std::fmt::Debug for ConsumerBuilder {
@@ -235,7 +284,7 @@ impl ConsumerBuilder {
         mut self,
         callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static,
     ) -> Self {
-        self.callbacks.push(Box::new(callback));
+        self.handlers.add(Box::new(callback));
         self
     }
     /// Sets the decode-error handler.
@@ -243,7 +292,7 @@ impl ConsumerBuilder {
         mut self,
         handler: impl FnMut(&Message, &Error) + Send + 'static,
     ) -> Self {
-        self.on_decode_error = Some(Box::new(handler));
+        self.handlers.set_on_decode_error(Box::new(handler));
         self
     }
 
@@ -251,14 +300,14 @@ impl ConsumerBuilder {
     pub async fn build(self) -> Result<Consumer> {
         let channel = self.connection.channel().await?;
         let mut consumer = Consumer {
+            _connection: self.connection.clone(),
             channel,
             decode: DecodeSettings {
                 registry: self.connection.registry(),
                 accept: self.settings.accept.clone(),
             },
             settings: self.settings,
-            callbacks: self.callbacks,
-            on_decode_error: self.on_decode_error,
+            handlers: self.handlers,
             subscription: None,
         };
         if consumer.settings.auto_declare {
@@ -274,8 +323,7 @@ impl Consumer {
         ConsumerBuilder {
             connection: connection.clone(),
             settings: ConsumerSettings::default(),
-            callbacks: Vec::new(),
-            on_decode_error: None,
+            handlers: Handlers::default(),
         }
     }
 
@@ -286,8 +334,7 @@ impl Consumer {
         ConsumerBuilder {
             connection: connection.clone(),
             settings,
-            callbacks: Vec::new(),
-            on_decode_error: None,
+            handlers: Handlers::default(),
         }
     }
 
@@ -336,12 +383,12 @@ impl Consumer {
         &mut self,
         callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static,
     ) {
-        self.callbacks.push(Box::new(callback));
+        self.handlers.add(Box::new(callback));
     }
 
     /// Sets the handler called when a message cannot be decoded for the callbacks.
     pub fn set_on_decode_error(&mut self, handler: impl FnMut(&Message, &Error) + Send + 'static) {
-        self.on_decode_error = Some(Box::new(handler));
+        self.handlers.set_on_decode_error(Box::new(handler));
     }
 
     fn ack_mode(&self, no_ack: bool, auto_ack: bool) -> AckMode {
@@ -381,25 +428,7 @@ impl Consumer {
 
     /// Passes a message to every callback; [`Error::NoCallbacks`] when there is none.
     pub fn receive(&mut self, message: &Message) -> Result<()> {
-        if self.callbacks.is_empty() {
-            return Err(Error::NoCallbacks);
-        }
-        let payload = match message.payload() {
-            Ok(payload) => payload,
-            Err(error) => {
-                return match &mut self.on_decode_error {
-                    Some(handler) => {
-                        handler(message, &error);
-                        Ok(())
-                    }
-                    None => Err(error),
-                }
-            }
-        };
-        for callback in &mut self.callbacks {
-            callback(payload, message)?;
-        }
-        Ok(())
+        self.handlers.receive(message)
     }
 
     /// Starts consuming (basic.consume) if not already; deliveries wait for
@@ -453,7 +482,7 @@ impl Consumer {
     }
 
     pub(crate) fn has_callbacks(&self) -> bool {
-        !self.callbacks.is_empty()
+        !self.handlers.is_empty()
     }
 
     /// Consumes messages as they arrive, passing each to the callbacks and yielding it

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::backend::Delivery;
 use crate::connection::BrokerConnection;
-use crate::consumer::{Callback, Consumer, ConsumerSettings, DecodeErrorHandler};
+use crate::consumer::{Consumer, ConsumerSettings, Handlers};
 use crate::entity::ExchangeType;
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -115,8 +115,7 @@ impl ConsumerOptions {
 pub struct ConsumerSet {
     connection: BrokerConnection,
     consumers: Vec<Consumer>,
-    callbacks: Vec<Callback>,
-    on_decode_error: Option<DecodeErrorHandler>,
+    handlers: Handlers,
     auto_ack: bool,
     next: usize,
 }
@@ -125,7 +124,7 @@ impl std::fmt::Debug for ConsumerSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumerSet")
             .field("consumers", &self.consumers)
-            .field("callbacks", &self.callbacks.len())
+            .field("callbacks", &self.handlers.len())
             .field("auto_ack", &self.auto_ack)
             .finish()
     }
@@ -137,8 +136,7 @@ impl ConsumerSet {
         ConsumerSet {
             connection: connection.clone(),
             consumers: Vec::new(),
-            callbacks: Vec::new(),
-            on_decode_error: None,
+            handlers: Handlers::default(),
             auto_ack: false,
             next: 0,
         }
@@ -151,7 +149,7 @@ impl ConsumerSet {
 
     /// Sets the handler called with a message that cannot be decoded and the error.
     pub fn set_on_decode_error(&mut self, handler: impl FnMut(&Message, &Error) + Send + 'static) {
-        self.on_decode_error = Some(Box::new(handler));
+        self.handlers.set_on_decode_error(Box::new(handler));
     }
 
     /// Adds consumers from a dictionary of queue name to settings (see [`ConsumerOptions`]).
@@ -198,7 +196,7 @@ impl ConsumerSet {
         &mut self,
         callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static,
     ) {
-        self.callbacks.push(Box::new(callback));
+        self.handlers.add(Box::new(callback));
     }
 
     /// Declares every consumer's queue, exchange and binding.
@@ -211,25 +209,7 @@ impl ConsumerSet {
 
     /// Passes a message to the set's callbacks; [`Error::NoCallbacks`] when there is none.
     pub fn receive(&mut self, message: &Message) -> Result<()> {
-        if self.callbacks.is_empty() {
-            return Err(Error::NoCallbacks);
-        }
-        let payload = match message.payload() {
-            Ok(p) => p,
-            Err(error) => {
-                return match &mut self.on_decode_error {
-                    Some(handler) => {
-                        handler(message, &error);
-                        Ok(())
-                    }
-                    None => Err(error),
-                }
-            }
-        };
-        for callback in &mut self.callbacks {
-            callback(payload, message)?;
-        }
-        Ok(())
+        self.handlers.receive(message)
     }
 
     /// The next message from any queue, taking queues in turn so that a busy queue cannot
@@ -347,7 +327,7 @@ impl SetIterConsume<'_> {
         if self.remaining == Some(0) {
             return None;
         }
-        if self.set.callbacks.is_empty() {
+        if self.set.handlers.is_empty() {
             self.remaining = Some(0);
             return Some(Err(Error::NoCallbacks));
         }

@@ -115,6 +115,8 @@ impl SendOptions {
 /// ```
 #[derive(Debug)]
 pub struct Publisher {
+    /// Keeps the connection open as long as the publisher lives.
+    _connection: BrokerConnection,
     channel: Arc<dyn Channel>,
     exchange: ExchangeSpec,
     exchange_name: Arc<str>,
@@ -189,6 +191,7 @@ impl PublisherBuilder {
         registry.check(&self.serializer)?;
         let channel = self.connection.channel().await?;
         let publisher = Publisher {
+            _connection: self.connection,
             channel,
             exchange_name: self.exchange.name.as_str().into(),
             exchange: self.exchange,

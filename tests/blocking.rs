@@ -1,0 +1,206 @@
+//! The blocking facade: same behaviour as the async API, with real iterators.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use carrot::blocking::{BrokerConnection, Consumer, ConsumerSet, Messaging, Publisher};
+use carrot::{Error, ExchangeType, FetchOptions, MessageState};
+use serde_json::json;
+
+fn connect(scope: &str) -> BrokerConnection {
+    BrokerConnection::connect(&format!("memory://blocking-{scope}")).expect("memory broker")
+}
+
+#[test]
+fn iterqueue_is_an_iterator_that_ends_on_an_empty_queue() {
+    let conn = connect("iterqueue");
+    let mut consumer = Consumer::builder(&conn)
+        .queue("q")
+        .exchange("x")
+        .routing_key("k")
+        .build()
+        .unwrap();
+    let publisher = Publisher::builder(&conn)
+        .exchange("x")
+        .routing_key("k")
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        publisher.send(&i).unwrap();
+    }
+    let got: Vec<i64> = consumer
+        .iterqueue(None, false)
+        .map(|m| {
+            let m = m.unwrap().expect("a message while the queue has some");
+            m.ack().unwrap();
+            m.decode::<i64>().unwrap()
+        })
+        .collect();
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    assert!(consumer.fetch().unwrap().is_none());
+}
+
+#[test]
+fn iterqueue_limit_and_infinite() {
+    let conn = connect("iterqueue-infinite");
+    let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
+    let publisher = Publisher::builder(&conn).routing_key("q").build().unwrap();
+    publisher.send("one").unwrap();
+    let items: Vec<Option<String>> = consumer
+        .iterqueue(Some(3), true)
+        .map(|m| m.unwrap().map(|m| m.decode::<String>().unwrap()))
+        .collect();
+    assert_eq!(items, vec![Some("one".to_string()), None, None]);
+}
+
+#[test]
+fn iterconsume_runs_callbacks_and_yields_each_message() {
+    let conn = connect("iterconsume");
+    let mut consumer = Consumer::builder(&conn)
+        .queue("q")
+        .exchange("x")
+        .routing_key("k")
+        .build()
+        .unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    consumer.register_callback(move |payload, message| {
+        assert_eq!(
+            payload.as_data().unwrap()["n"],
+            counter.load(Ordering::SeqCst)
+        );
+        counter.fetch_add(1, Ordering::SeqCst);
+        message.ack()
+    });
+    let publisher = Publisher::builder(&conn)
+        .exchange("x")
+        .routing_key("k")
+        .build()
+        .unwrap();
+    for n in 0..4 {
+        publisher.send(&json!({ "n": n })).unwrap();
+    }
+    let states: Vec<MessageState> = consumer
+        .iterconsume(Some(4))
+        .map(|m| m.unwrap().state())
+        .collect();
+    assert_eq!(states, vec![MessageState::Acknowledged; 4]);
+    assert_eq!(seen.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn iterconsume_without_callbacks_is_no_callbacks_and_takes_nothing() {
+    let conn = connect("no-callbacks");
+    let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
+    Publisher::builder(&conn)
+        .routing_key("q")
+        .build()
+        .unwrap()
+        .send(&1)
+        .unwrap();
+    let results: Vec<_> = consumer.iterconsume(Some(3)).collect();
+    assert_eq!(results.len(), 1);
+    assert!(matches!(results[0], Err(Error::NoCallbacks)));
+    assert!(
+        consumer.fetch().unwrap().is_some(),
+        "the message is still in the queue"
+    );
+}
+
+#[test]
+fn fetch_with_auto_ack_and_callbacks() {
+    let conn = connect("fetch-with");
+    let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    consumer.register_callback(move |_, _| {
+        c.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    Publisher::builder(&conn)
+        .routing_key("q")
+        .build()
+        .unwrap()
+        .send(&1)
+        .unwrap();
+    let m = consumer
+        .fetch_with(FetchOptions::new().auto_ack(true).enable_callbacks(true))
+        .unwrap()
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(matches!(m.ack(), Err(Error::AutoAcknowledged { .. })));
+    assert_eq!(conn.queue_info("q").unwrap().message_count, 0);
+}
+
+#[test]
+fn consumer_set_and_messaging() {
+    let conn = connect("set");
+    let mut set = ConsumerSet::new(&conn);
+    set.from_dict(&json!({
+        "webshot": {"exchange": "link_exchange", "exchange_type": "topic", "binding_key": "links.webshot"},
+        "retrieve": {"exchange": "link_exchange", "exchange_type": "topic", "binding_key": "links.*"},
+    }))
+    .unwrap();
+    let queues = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let q = queues.clone();
+    set.register_callback(move |_, message| {
+        q.lock().unwrap().push(message.routing_key().to_string());
+        message.ack()
+    });
+    let publisher = Publisher::builder(&conn)
+        .exchange("link_exchange")
+        .exchange_type(ExchangeType::Topic)
+        .routing_key("links.webshot")
+        .build()
+        .unwrap();
+    publisher.send("http://example.org").unwrap();
+    assert_eq!(
+        set.wait(Some(2)).unwrap(),
+        2,
+        "both queues match links.webshot"
+    );
+    assert_eq!(queues.lock().unwrap().len(), 2);
+
+    let mut m = Messaging::builder(&conn)
+        .exchange("jobs")
+        .queue("jobs")
+        .routing_key("jobs")
+        .build()
+        .unwrap();
+    m.send(&json!([1, 2, 3])).unwrap();
+    let message = m.fetch().unwrap().unwrap();
+    assert_eq!(message.decode::<Vec<i32>>().unwrap(), vec![1, 2, 3]);
+    message.ack().unwrap();
+    m.close().unwrap();
+}
+
+#[test]
+fn discard_all_matching_keeps_the_rest_in_order() {
+    let conn = connect("discard");
+    let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
+    let publisher = Publisher::builder(&conn).routing_key("q").build().unwrap();
+    for n in 0..6 {
+        publisher
+            .send(&json!({"type": if n % 2 == 0 { "feed" } else { "other" }, "n": n}))
+            .unwrap();
+    }
+    let dropped = consumer
+        .discard_all_matching(|m| {
+            m.decode::<serde_json::Value>()
+                .map(|v| v["type"] == "feed")
+                .unwrap_or(false)
+        })
+        .unwrap();
+    assert_eq!(dropped, 3);
+    let left: Vec<i64> = consumer
+        .iterqueue(None, false)
+        .map(|m| {
+            let m = m.unwrap().unwrap();
+            m.ack().unwrap();
+            m.decode::<serde_json::Value>().unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(left, vec![1, 3, 5]);
+}
