@@ -25,10 +25,10 @@ pub enum FieldValue {
     Float(f64),
     /// A UTF-8 string.
     String(String),
-    /// Raw bytes.
-    Bytes(Vec<u8>),
     /// A list of values.
     Array(Vec<FieldValue>),
+    /// Raw bytes (written as a list of numbers in JSON, so JSON lists read back as `Array`).
+    Bytes(Vec<u8>),
     /// A nested table.
     Table(FieldTable),
 }
@@ -91,4 +91,23 @@ impl From<FieldTable> for FieldValue {
 /// ```
 pub fn table<K: Into<String>, const N: usize>(pairs: [(K, FieldValue); N]) -> FieldTable {
     pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lists_are_arrays_and_numbers_keep_their_kind() {
+        let t: FieldTable =
+            serde_json::from_str(r#"{"a":[1,2],"b":1,"c":1.5,"d":null,"e":"x"}"#).unwrap();
+        assert_eq!(
+            t["a"],
+            FieldValue::Array(vec![FieldValue::Int(1), FieldValue::Int(2)])
+        );
+        assert_eq!(t["b"], FieldValue::Int(1));
+        assert_eq!(t["c"], FieldValue::Float(1.5));
+        assert_eq!(t["d"], FieldValue::Void);
+        assert_eq!(t["e"].as_str(), Some("x"));
+    }
 }
