@@ -263,6 +263,8 @@ impl ConsumerBuilder {
         exchange_type(kind: ExchangeType);
         durable(durable: bool);
         auto_delete(auto_delete: bool);
+        exchange_durable(durable: bool);
+        exchange_auto_delete(auto_delete: bool);
         exclusive(exclusive: bool);
         auto_ack(auto_ack: bool);
         no_ack(no_ack: bool);

@@ -212,16 +212,26 @@ impl ConsumerBuilder {
         self.settings.exchange.kind = kind;
         self
     }
-    /// Whether the queue and exchange survive a broker restart (default true).
+    /// Whether the queue survives a broker restart (default true).
     pub fn durable(mut self, durable: bool) -> Self {
         self.settings.queue.durable = durable;
+        self
+    }
+    /// Whether the queue goes with its last consumer (default false).
+    pub fn auto_delete(mut self, auto_delete: bool) -> Self {
+        self.settings.queue.auto_delete = auto_delete;
+        self
+    }
+    /// Whether the exchange survives a broker restart (default true).
+    ///
+    /// The seed used `durable` for both queue and exchange; they are separate here, as in
+    /// kombu, so that consumers of one exchange may have queues of different kinds.
+    pub fn exchange_durable(mut self, durable: bool) -> Self {
         self.settings.exchange.durable = durable;
         self
     }
-    /// Whether the queue goes with its last consumer and the exchange with its last binding
-    /// (default false).
-    pub fn auto_delete(mut self, auto_delete: bool) -> Self {
-        self.settings.queue.auto_delete = auto_delete;
+    /// Whether the exchange goes with its last binding (default false).
+    pub fn exchange_auto_delete(mut self, auto_delete: bool) -> Self {
         self.settings.exchange.auto_delete = auto_delete;
         self
     }
@@ -455,7 +465,8 @@ impl Consumer {
     }
 
     /// Waits for the next consumed message (starting to consume if needed), without callbacks.
-    /// `None` once the consumer is cancelled or its queue deleted.
+    /// `None` when the broker ends the subscription (its queue was deleted, or the channel
+    /// closed); after [`cancel`](Self::cancel), the next call starts consuming again.
     pub async fn next_message(&mut self) -> Result<Option<Message>> {
         self.consume().await?;
         let Some((_, deliveries)) = &mut self.subscription else {

@@ -40,10 +40,14 @@ pub struct ConsumerOptions {
     pub routing_key: Option<String>,
     /// The publishers' routing key; accepted for compatibility, not used by consumers.
     pub default_routing_key: Option<String>,
-    /// Durable queue and exchange (default true).
+    /// Durable queue (default true).
     pub durable: Option<bool>,
-    /// Auto-delete queue and exchange (default false).
+    /// Auto-delete queue (default false).
     pub auto_delete: Option<bool>,
+    /// Durable exchange (default true).
+    pub exchange_durable: Option<bool>,
+    /// Auto-delete exchange (default false).
+    pub exchange_auto_delete: Option<bool>,
     /// Exclusive queue (default false).
     pub exclusive: Option<bool>,
     /// Ack on receipt (default: the set's auto_ack).
@@ -69,12 +73,19 @@ impl ConsumerOptions {
             s.exchange.kind = t.parse::<ExchangeType>()?;
         }
         s.routing_key = self.routing_key.unwrap_or_default();
+        // Queue and exchange settings are separate (as in kombu): the seed applied a
+        // consumer's auto_delete to the shared exchange too, so its own example redeclared
+        // `link_exchange` with other settings.
         if let Some(d) = self.durable {
             s.queue.durable = d;
-            s.exchange.durable = d;
         }
         if let Some(a) = self.auto_delete {
             s.queue.auto_delete = a;
+        }
+        if let Some(d) = self.exchange_durable {
+            s.exchange.durable = d;
+        }
+        if let Some(a) = self.exchange_auto_delete {
             s.exchange.auto_delete = a;
         }
         if self.exclusive == Some(true) {

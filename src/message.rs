@@ -220,12 +220,13 @@ impl Message {
         let ct = self.content_type().unwrap_or("");
         let base = ct.split(';').next().unwrap_or("").trim();
         let name = match self.decode.registry.name_for_content_type(base) {
-            Some(name) => name,
-            None if base == PICKLE_CONTENT_TYPE => "pickle",
-            None => return Ok(()), // unknown types decode as raw text or bytes
+            Some(name) => Some(name),
+            None if base == PICKLE_CONTENT_TYPE => Some("pickle"),
+            // Unknown types decode as raw text or bytes, unless an accept list says otherwise.
+            None => None,
         };
         match &self.decode.accept {
-            Some(accept) if !accept.iter().any(|a| a == name || a == base) => {
+            Some(accept) if !accept.iter().any(|a| Some(a.as_str()) == name || a == base) => {
                 Err(Error::ContentTypeNotAccepted {
                     content_type: base.to_string(),
                     accepted: accept.join(", "),
@@ -237,23 +238,22 @@ impl Message {
 
     /// Acknowledges the message: the broker forgets it.
     pub fn ack(&self) -> Result<()> {
-        self.settle(1)?;
-        self.channel.ack(self.delivery_tag, false)
+        self.settle(1, || self.channel.ack(self.delivery_tag, false))
     }
 
     /// Rejects the message without requeueing it: the broker drops it (or dead-letters it).
     pub fn reject(&self) -> Result<()> {
-        self.settle(2)?;
-        self.channel.reject(self.delivery_tag, false)
+        self.settle(2, || self.channel.reject(self.delivery_tag, false))
     }
 
     /// Rejects the message and puts it back in its queue, marked redelivered.
     pub fn requeue(&self) -> Result<()> {
-        self.settle(3)?;
-        self.channel.reject(self.delivery_tag, true)
+        self.settle(3, || self.channel.reject(self.delivery_tag, true))
     }
 
-    fn settle(&self, code: u8) -> Result<()> {
+    /// Moves the state from received to `code` exactly once, then tells the broker; when the
+    /// broker cannot be told (closed channel), the message is received again, not settled.
+    fn settle(&self, code: u8, tell_broker: impl FnOnce() -> Result<()>) -> Result<()> {
         match self.mode {
             AckMode::AutoAck => {
                 return Err(Error::AutoAcknowledged {
@@ -271,11 +271,11 @@ impl Message {
         }
         self.state
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| ())
             .map_err(|previous| Error::AlreadyAcknowledged {
                 delivery_tag: self.delivery_tag,
                 state: MessageState::from_u8(previous),
-            })
+            })?;
+        tell_broker().inspect_err(|_| self.state.store(0, Ordering::Release))
     }
 
     /// Acks on receipt, for consumers with `auto_ack`.

@@ -63,13 +63,16 @@ impl MessagingBuilder {
     /// Durability of exchange and queue.
     pub fn durable(mut self, durable: bool) -> Self {
         self.publisher = self.publisher.durable(durable);
-        self.consumer = self.consumer.durable(durable);
+        self.consumer = self.consumer.durable(durable).exchange_durable(durable);
         self
     }
     /// Auto-delete of exchange and queue.
     pub fn auto_delete(mut self, auto_delete: bool) -> Self {
         self.publisher = self.publisher.auto_delete(auto_delete);
-        self.consumer = self.consumer.auto_delete(auto_delete);
+        self.consumer = self
+            .consumer
+            .auto_delete(auto_delete)
+            .exchange_auto_delete(auto_delete);
         self
     }
     /// Exclusive queue.

@@ -1,0 +1,663 @@
+//! Delivery: modes, acknowledgement exactly once, redelivery, qos, flow, mandatory, immediate,
+//! priorities and competing consumers.
+
+use std::collections::BTreeSet;
+
+use carrot::{DeliveryMode, Error, ExchangeType, MessageState, Publisher, SendOptions};
+
+use crate::support::*;
+
+conformance!(
+    transient_messages_are_lost_on_restart_persistent_ones_kept,
+    |t| async move {
+        if !t.can_restart() {
+            return Ok(());
+        }
+        let conn = t.connect().await?;
+        let _declare = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        let transient = SendOptions::new().delivery_mode(DeliveryMode::Transient);
+        let persistent = SendOptions::new().delivery_mode(DeliveryMode::Persistent);
+        publisher.send_with(&1, transient.clone()).await?;
+        publisher.send(&2).await?; // persistent by default
+        publisher.send_with(&3, transient).await?;
+        publisher.send_with(&4, persistent).await?;
+        t.publisher(&conn)
+            .delivery_mode(DeliveryMode::Transient)
+            .build()
+            .await?
+            .send(&5)
+            .await?;
+
+        t.restart();
+        let conn = t.connect().await?;
+        let mut consumer = t.reader(&conn).build().await?;
+        assert_eq!(drain_numbers(&mut consumer).await?, vec![2, 4]);
+        Ok(())
+    }
+);
+
+conformance!(
+    unacknowledged_persistent_messages_survive_a_restart,
+    |t| async move {
+        if !t.can_restart() {
+            return Ok(());
+        }
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        t.publisher(&conn).build().await?.send(&1).await?;
+        let held = consumer.fetch().await?.expect("a message");
+        assert!(!held.redelivered());
+
+        t.restart();
+        let conn = t.connect().await?;
+        let mut consumer = t.reader(&conn).build().await?;
+        let message = consumer
+            .fetch()
+            .await?
+            .expect("the message, back in its queue");
+        assert_eq!(num(&message), 1);
+        assert!(message.redelivered());
+        Ok(())
+    }
+);
+
+conformance!(messages_are_persistent_by_default, |t| async move {
+    let conn = t.connect().await?;
+    let mut consumer = t.consumer(&conn).build().await?;
+    let publisher = t.publisher(&conn).build().await?;
+    publisher.send(&1).await?;
+    publisher
+        .send_with(
+            &2,
+            SendOptions::new().delivery_mode(DeliveryMode::Transient),
+        )
+        .await?;
+    let all = fetch_all(&mut consumer).await?;
+    let modes: Vec<_> = all.iter().map(|m| m.delivery_mode()).collect();
+    assert_eq!(
+        modes,
+        vec![
+            Some(DeliveryMode::Persistent),
+            Some(DeliveryMode::Transient)
+        ]
+    );
+    Ok(())
+});
+
+conformance!(ack_is_exactly_once, |t| async move {
+    let conn = t.connect().await?;
+    let mut consumer = t.consumer(&conn).build().await?;
+    t.publisher(&conn).build().await?.send(&1).await?;
+    let message = consumer.fetch().await?.expect("a message");
+    assert_eq!(message.state(), MessageState::Received);
+    assert!(!message.acknowledged());
+    message.ack()?;
+    assert_eq!(message.state(), MessageState::Acknowledged);
+    assert!(message.acknowledged());
+    for second in [message.ack(), message.reject(), message.requeue()] {
+        assert_err!(
+            second,
+            Error::AlreadyAcknowledged {
+                state: MessageState::Acknowledged,
+                ..
+            }
+        );
+    }
+    // The broker forgot it: closing the consumer gives nothing back.
+    consumer.close().await?;
+    let mut reader = t.reader(&conn).build().await?;
+    assert!(reader.fetch().await?.is_none());
+    Ok(())
+});
+
+conformance!(
+    reject_is_exactly_once_and_drops_the_message,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        t.publisher(&conn).build().await?.send(&1).await?;
+        let message = consumer.fetch().await?.expect("a message");
+        message.reject()?;
+        assert_eq!(message.state(), MessageState::Rejected);
+        let err = message.ack().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::AlreadyAcknowledged {
+                    state: MessageState::Rejected,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_err!(message.requeue(), Error::AlreadyAcknowledged { .. });
+        assert!(consumer.fetch().await?.is_none());
+        consumer.close().await?;
+        let mut reader = t.reader(&conn).build().await?;
+        assert!(reader.fetch().await?.is_none());
+        Ok(())
+    }
+);
+
+conformance!(
+    requeue_is_exactly_once_and_redelivers_first,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        publisher.send(&1).await?;
+        publisher.send(&2).await?;
+        let first = consumer.fetch().await?.expect("a message");
+        assert!(!first.redelivered());
+        first.requeue()?;
+        assert_eq!(first.state(), MessageState::Requeued);
+        assert_err!(
+            first.ack(),
+            Error::AlreadyAcknowledged {
+                state: MessageState::Requeued,
+                ..
+            }
+        );
+        assert_err!(first.requeue(), Error::AlreadyAcknowledged { .. });
+        let again = consumer.fetch().await?.expect("the requeued message");
+        assert_eq!(num(&again), 1);
+        assert!(again.redelivered());
+        let second = consumer.fetch().await?.expect("the second message");
+        assert_eq!(num(&second), 2);
+        assert!(!second.redelivered());
+        Ok(())
+    }
+);
+
+conformance!(
+    auto_ack_messages_cannot_be_acknowledged_by_hand,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).auto_ack(true).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        publisher.send(&1).await?;
+        publisher.send(&2).await?;
+        let fetched = consumer.fetch().await?.expect("a message");
+        consumer.consume().await?;
+        let consumed = next(&mut consumer).await;
+        for message in [&fetched, &consumed] {
+            assert!(message.acknowledged());
+            for result in [message.ack(), message.reject(), message.requeue()] {
+                assert_err!(
+                    result,
+                    Error::AutoAcknowledged {
+                        mode: "auto_ack",
+                        ..
+                    }
+                );
+            }
+        }
+        // They were acknowledged: closing the consumer gives nothing back.
+        consumer.close().await?;
+        let mut reader = t.reader(&conn).build().await?;
+        assert!(reader.fetch().await?.is_none());
+        Ok(())
+    }
+);
+
+conformance!(
+    no_ack_messages_are_forgotten_by_the_broker,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).no_ack(true).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        publisher.send(&1).await?;
+        publisher.send(&2).await?;
+        let fetched = consumer.fetch().await?.expect("a message");
+        consumer.consume().await?;
+        let consumed = next(&mut consumer).await;
+        assert_eq!((num(&fetched), num(&consumed)), (1, 2));
+        for message in [&fetched, &consumed] {
+            assert!(message.acknowledged());
+            for result in [message.ack(), message.reject(), message.requeue()] {
+                assert_err!(result, Error::AutoAcknowledged { mode: "no_ack", .. });
+            }
+        }
+        consumer.close().await?;
+        let mut reader = t.reader(&conn).build().await?;
+        assert!(reader.fetch().await?.is_none());
+        Ok(())
+    }
+);
+
+conformance!(
+    unacked_messages_return_redelivered_when_the_consumer_closes,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for i in 1..=3 {
+            publisher.send(&i).await?;
+        }
+        let held = fetch_all(&mut consumer).await?;
+        assert_eq!(held.len(), 3);
+        assert!(held.iter().all(|m| !m.redelivered()));
+        consumer.close().await?;
+
+        let mut reader = t.reader(&conn).build().await?;
+        let back = fetch_all(&mut reader).await?;
+        assert_eq!(back.iter().map(num).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(back.iter().all(|m| m.redelivered()));
+        Ok(())
+    }
+);
+
+conformance!(
+    unacked_messages_return_redelivered_when_the_consumer_is_dropped,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        publisher.send(&1).await?;
+        publisher.send(&2).await?;
+        consumer.consume().await?;
+        let first = next(&mut consumer).await;
+        let second = next(&mut consumer).await;
+        assert_eq!((num(&first), num(&second)), (1, 2));
+        drop(consumer);
+
+        let mut reader = t.reader(&conn).build().await?;
+        let back = fetch_all(&mut reader).await?;
+        assert_eq!(back.iter().map(num).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(back.iter().all(|m| m.redelivered()));
+        Ok(())
+    }
+);
+
+conformance!(
+    unacked_messages_return_redelivered_when_the_connection_closes,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        publisher.send(&1).await?;
+        publisher.send(&2).await?;
+        let fetched = consumer.fetch().await?.expect("a message");
+        consumer.consume().await?;
+        let consumed = next(&mut consumer).await;
+        assert_eq!((num(&fetched), num(&consumed)), (1, 2));
+        conn.close().await?;
+
+        let other = t.connect().await?;
+        let mut reader = t.reader(&other).build().await?;
+        let back = fetch_all(&mut reader).await?;
+        assert_eq!(back.iter().map(num).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(back.iter().all(|m| m.redelivered()));
+        Ok(())
+    }
+);
+
+conformance!(
+    messages_received_before_cancel_can_still_be_acked,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        t.publisher(&conn).build().await?.send(&1).await?;
+        consumer.consume().await?;
+        let message = next(&mut consumer).await;
+        consumer.cancel().await?;
+        message.ack()?;
+        consumer.close().await?;
+        let mut reader = t.reader(&conn).build().await?;
+        assert!(reader.fetch().await?.is_none());
+        Ok(())
+    }
+);
+
+// A failed ack did not happen: the message is still unsettled and goes back to its queue.
+conformance!(
+    ack_on_a_closed_channel_fails_and_changes_nothing,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        t.publisher(&conn).build().await?.send(&1).await?;
+        let message = consumer.fetch().await?.expect("a message");
+        consumer.close().await?;
+        assert_err!(message.ack(), Error::ChannelClosed(_));
+        assert_eq!(message.state(), MessageState::Received);
+        assert!(!message.acknowledged());
+        let mut reader = t.reader(&conn).build().await?;
+        let back = reader
+            .fetch()
+            .await?
+            .expect("the message, back in its queue");
+        assert!(back.redelivered());
+        Ok(())
+    }
+);
+
+conformance!(
+    qos_prefetch_count_bounds_unacked_deliveries_per_consumer,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        consumer.qos(0, 2, false).await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for i in 1..=5 {
+            publisher.send(&i).await?;
+        }
+        let first = next(&mut consumer).await;
+        let second = next(&mut consumer).await;
+        assert_eq!((num(&first), num(&second)), (1, 2));
+        assert_quiet(&mut consumer).await;
+        first.ack()?;
+        let third = next(&mut consumer).await;
+        assert_eq!(num(&third), 3);
+        assert_quiet(&mut consumer).await;
+        // A reject frees a slot too.
+        second.reject()?;
+        third.ack()?;
+        assert_eq!(num(&next(&mut consumer).await), 4);
+        assert_eq!(num(&next(&mut consumer).await), 5);
+        Ok(())
+    }
+);
+
+conformance!(
+    qos_apply_global_bounds_the_channel_at_once,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        // Consuming already: a channel-wide limit applies to existing consumers too.
+        consumer.consume().await?;
+        consumer.qos(0, 1, true).await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for i in 1..=3 {
+            publisher.send(&i).await?;
+        }
+        let first = next(&mut consumer).await;
+        assert_eq!(num(&first), 1);
+        assert_quiet(&mut consumer).await;
+        first.ack()?;
+        let second = next(&mut consumer).await;
+        assert_eq!(num(&second), 2);
+        assert_quiet(&mut consumer).await;
+        second.ack()?;
+        assert_eq!(num(&next(&mut consumer).await), 3);
+        Ok(())
+    }
+);
+
+conformance!(qos_prefetch_is_ignored_with_no_ack, |t| async move {
+    let conn = t.connect().await?;
+    let mut consumer = t.consumer(&conn).no_ack(true).build().await?;
+    consumer.qos(0, 1, false).await?;
+    let publisher = t.publisher(&conn).build().await?;
+    for i in 1..=3 {
+        publisher.send(&i).await?;
+    }
+    let got = [
+        num(&next(&mut consumer).await),
+        num(&next(&mut consumer).await),
+        num(&next(&mut consumer).await),
+    ];
+    assert_eq!(got, [1, 2, 3]);
+    Ok(())
+});
+
+conformance!(
+    flow_pauses_deliveries_without_losing_or_reordering,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        consumer.consume().await?;
+        consumer.flow(false).await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for i in 1..=4 {
+            publisher.send(&i).await?;
+        }
+        assert_quiet(&mut consumer).await;
+        consumer.flow(true).await?;
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let message = next(&mut consumer).await;
+            got.push(num(&message));
+            message.ack()?;
+        }
+        assert_eq!(got, vec![1, 2, 3, 4]);
+        assert_quiet(&mut consumer).await;
+        Ok(())
+    }
+);
+
+conformance!(mandatory_unroutable_message_is_returned, |t| async move {
+    let conn = t.connect().await?;
+    let mut consumer = t.consumer(&conn).build().await?;
+    let publisher = t.publisher(&conn).build().await?;
+    let err = publisher
+        .send_with(
+            &1,
+            SendOptions::new().routing_key("nowhere").mandatory(true),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Unroutable {
+            reply_code,
+            exchange,
+            routing_key,
+            ..
+        } => {
+            assert_eq!(*reply_code, 312);
+            assert_eq!(exchange, &t.name("ex"));
+            assert_eq!(routing_key, "nowhere");
+        }
+        other => panic!("expected Unroutable, got {other:?}"),
+    }
+    assert_eq!(err.reply_code(), Some(312));
+    // Routable mandatory messages go through.
+    publisher
+        .send_with(&2, SendOptions::new().mandatory(true))
+        .await?;
+    // Through the default exchange, a missing queue is unroutable too.
+    let by_name = Publisher::builder(&conn).build().await?;
+    assert_err!(
+        by_name
+            .send_with(
+                &3,
+                SendOptions::new()
+                    .routing_key(t.name("no-such-queue"))
+                    .mandatory(true)
+            )
+            .await,
+        Error::Unroutable {
+            reply_code: 312,
+            ..
+        }
+    );
+    assert_eq!(drain_numbers(&mut consumer).await?, vec![2]);
+    Ok(())
+});
+
+// Without mandatory, AMQP drops an unroutable message; the publisher is not told.
+conformance!(
+    unroutable_message_without_mandatory_is_dropped,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        publisher
+            .send_with(&1, SendOptions::new().routing_key("nowhere"))
+            .await?;
+        publisher.send(&2).await?;
+        assert_eq!(drain_numbers(&mut consumer).await?, vec![2]);
+        Ok(())
+    }
+);
+
+conformance!(immediate_needs_a_ready_consumer, |t| async move {
+    let conn = t.connect().await?;
+    let mut consumer = t.consumer(&conn).build().await?;
+    let publisher = t.publisher(&conn).build().await?;
+    let immediate = || SendOptions::new().immediate(true);
+    let result = publisher.send_with(&1, immediate()).await;
+    if !t.backend.immediate {
+        assert_err!(result, Error::Unsupported(_));
+        return Ok(());
+    }
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unroutable {
+                reply_code: 313,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.reply_code(), Some(313));
+    // Returned, not queued.
+    assert_eq!(conn.queue_info(&t.name("q")).await?.message_count, 0);
+
+    consumer.qos(0, 1, false).await?;
+    consumer.consume().await?;
+    publisher.send_with(&2, immediate()).await?;
+    let message = next(&mut consumer).await;
+    assert_eq!(num(&message), 2);
+    // The consumer has no credit left: it is not ready.
+    assert_err!(
+        publisher.send_with(&3, immediate()).await,
+        Error::Unroutable {
+            reply_code: 313,
+            ..
+        }
+    );
+    message.ack()?;
+    publisher.send_with(&4, immediate()).await?;
+    assert_eq!(num(&next(&mut consumer).await), 4);
+    Ok(())
+});
+
+conformance!(
+    priorities_are_honoured_on_queues_with_a_max_priority,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).max_priority(9).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for (body, priority) in [(1, 1), (2, 5), (3, 9), (4, 0), (5, 5)] {
+            publisher
+                .send_with(&body, SendOptions::new().priority(priority))
+                .await?;
+        }
+        publisher.send(&6).await?; // no priority: 0
+        let all = fetch_all(&mut consumer).await?;
+        assert_eq!(
+            all.iter().map(num).collect::<Vec<_>>(),
+            vec![3, 2, 5, 1, 4, 6]
+        );
+        assert_eq!(all[0].priority(), Some(9));
+        Ok(())
+    }
+);
+
+// As RabbitMQ does, a priority above the queue's maximum counts as the maximum.
+conformance!(priorities_above_the_max_count_as_the_max, |t| async move {
+    let conn = t.connect().await?;
+    let mut consumer = t.consumer(&conn).max_priority(3).build().await?;
+    let publisher = t.publisher(&conn).build().await?;
+    for (body, priority) in [(1, 1), (2, 9), (3, 3), (4, 7)] {
+        publisher
+            .send_with(&body, SendOptions::new().priority(priority))
+            .await?;
+    }
+    assert_eq!(drain_numbers(&mut consumer).await?, vec![2, 3, 4, 1]);
+    Ok(())
+});
+
+conformance!(
+    priorities_are_ignored_without_a_max_priority,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for (body, priority) in [(1, 1), (2, 9), (3, 0), (4, 5)] {
+            publisher
+                .send_with(&body, SendOptions::new().priority(priority))
+                .await?;
+        }
+        assert_eq!(drain_numbers(&mut consumer).await?, vec![1, 2, 3, 4]);
+        Ok(())
+    }
+);
+
+conformance!(requeued_messages_keep_their_priority, |t| async move {
+    let conn = t.connect().await?;
+    let mut consumer = t.consumer(&conn).max_priority(5).build().await?;
+    let publisher = t.publisher(&conn).build().await?;
+    publisher
+        .send_with(&1, SendOptions::new().priority(1))
+        .await?;
+    let low = consumer.fetch().await?.expect("a message");
+    publisher
+        .send_with(&2, SendOptions::new().priority(5))
+        .await?;
+    low.requeue()?;
+    assert_eq!(drain_numbers(&mut consumer).await?, vec![2, 1]);
+    Ok(())
+});
+
+conformance!(
+    competing_consumers_get_distinct_messages_round_robin,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut first = t.consumer(&conn).build().await?;
+        let mut second = t.reader(&conn).build().await?;
+        first.consume().await?;
+        second.consume().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for i in 0..6 {
+            publisher.send(&i).await?;
+        }
+        let mut got = [Vec::new(), Vec::new()];
+        for (consumer, got) in [&mut first, &mut second].into_iter().zip(got.iter_mut()) {
+            for _ in 0..3 {
+                let message = next(consumer).await;
+                got.push(num(&message));
+                message.ack()?;
+            }
+            assert_quiet(consumer).await;
+        }
+        for list in &got {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+        }
+        let all: BTreeSet<i64> = got.iter().flatten().copied().collect();
+        assert_eq!(all, (0..6).collect::<BTreeSet<i64>>(), "{got:?}");
+        Ok(())
+    }
+);
+
+conformance!(
+    topic_publisher_and_consumer_deliver_end_to_end,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t
+            .consumer(&conn)
+            .exchange_type(ExchangeType::Topic)
+            .routing_key("feed.#")
+            .build()
+            .await?;
+        let publisher = t
+            .publisher(&conn)
+            .exchange_type(ExchangeType::Topic)
+            .routing_key("feed.import")
+            .build()
+            .await?;
+        consumer.consume().await?;
+        publisher.send(&1).await?;
+        let message = next(&mut consumer).await;
+        assert_eq!(num(&message), 1);
+        assert_eq!(message.routing_key(), "feed.import");
+        assert_eq!(message.exchange(), t.name("ex"));
+        assert!(message.consumer_tag().is_some());
+        assert_eq!(message.consumer_tag(), consumer.consumer_tag());
+        message.ack()?;
+        Ok(())
+    }
+);

@@ -1,0 +1,30 @@
+//! The conformance suite: the behaviour every carrot backend must share (DESIGN.md, "Semantics
+//! every backend must share"), written once and run against every backend.
+//!
+//! # Layout
+//! - `support.rs`: the backend list ([`support::backends`]), the `conformance!` macro that runs a
+//!   scenario on each backend with its own broker scope, bounded waits and small helpers.
+//! - `routing.rs`: direct, fanout, topic and headers exchanges, the default exchange.
+//! - `entities.rs`: durable, auto-delete and exclusive exchanges and queues, redeclaration,
+//!   reserved names, missing entities.
+//! - `delivery.rs`: delivery modes, acknowledgement, redelivery, qos, flow, mandatory,
+//!   immediate, priorities, competing consumers.
+//! - `seed_api.rs`: every method of the seed's `Publisher`, `Consumer`, `ConsumerSet` and
+//!   `Messaging` through the public API.
+//! - `serialization.rs`: content types, custom serializers, decode errors, accept lists.
+//! - `urls.rs`: broker URLs, `from_env` and the keyword builder.
+//!
+//! # Adding a backend
+//! One line in [`support::backends`]. Scenarios only use the public API, name every exchange
+//! and queue after their scope (on RabbitMQ all scenarios share one broker) and wait with
+//! bounded timeouts only.
+
+#[macro_use]
+mod support;
+
+mod delivery;
+mod entities;
+mod routing;
+mod seed_api;
+mod serialization;
+mod urls;

@@ -1,0 +1,253 @@
+//! What every scenario shares: the backends, a unique scope per scenario, bounded waits.
+//!
+//! Scenarios assume what every backend must give: a `send` returns once the broker has routed
+//! the message (RabbitMQ: publisher confirms), so a `fetch` or `queue_info` right after it sees
+//! the message. Deliveries to consumers are asynchronous: wait for them with [`next`] (at most
+//! [`ARRIVES`]) and check their absence with [`assert_quiet`] (for [`QUIET`]).
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use carrot::{
+    BrokerConnection, Consumer, ConsumerBuilder, ExchangeType, Message, Publisher, PublisherBuilder,
+};
+
+/// What a scenario returns: `?` works on carrot's and serde's errors alike.
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// How long a message that must arrive may take.
+pub const ARRIVES: Duration = Duration::from_secs(5);
+/// How long to watch for a message that must not arrive.
+pub const QUIET: Duration = Duration::from_millis(200);
+
+/// A broker the suite runs against.
+#[derive(Clone, Copy)]
+pub struct Backend {
+    /// Shown in test output.
+    pub name: &'static str,
+    /// The URL of the broker for a scenario's scope; `None` when the backend is not configured
+    /// (for example RabbitMQ without `CARROT_TEST_AMQP_URL`), which skips it.
+    pub url: fn(&str) -> Option<String>,
+    /// Restarts the broker of a scope (what a server restart does); `None` if the backend
+    /// cannot, which skips the scenarios that need it.
+    pub restart: Option<fn(&str)>,
+    /// Whether `immediate` is implemented; if not, publishing with it must be
+    /// `Error::Unsupported` (RabbitMQ 3 and later).
+    pub immediate: bool,
+}
+
+/// Every backend, one line each. Each scenario runs on all of them.
+///
+/// Backends to come:
+/// ```text
+/// Backend { name: "amqp", url: |_| std::env::var("CARROT_TEST_AMQP_URL").ok(), restart: None, immediate: false },
+/// Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())), restart: Some(..), immediate: true },
+/// ```
+#[rustfmt::skip]
+pub fn backends() -> Vec<Backend> {
+    vec![
+        Backend { name: "memory", url: |scope| Some(format!("memory://{scope}")), restart: Some(|scope| carrot::MemoryBroker::named(scope).restart()), immediate: true },
+    ]
+}
+
+/// An identifier of this test run, so that scopes on a shared broker (RabbitMQ) do not meet
+/// entities left by an earlier run.
+fn run_id() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{:x}", (nanos as u64) ^ u64::from(std::process::id()))
+    })
+}
+
+/// One scenario on one backend: its scope names its broker (memory://SCOPE) and prefixes its
+/// exchanges and queues, so that scenarios running in parallel never share them.
+pub struct Scenario {
+    /// The backend it runs on.
+    pub backend: Backend,
+    /// Unique for this scenario, backend and run.
+    pub scope: String,
+    url: String,
+}
+
+impl Scenario {
+    /// The broker URL of this scenario.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new connection to the scenario's broker.
+    pub async fn connect(&self) -> carrot::Result<BrokerConnection> {
+        BrokerConnection::connect(&self.url).await
+    }
+
+    /// An exchange or queue name that belongs to this scenario.
+    pub fn name(&self, local: &str) -> String {
+        format!("{}.{local}", self.scope)
+    }
+
+    /// Whether the backend can restart its broker; says so when it cannot (the caller skips).
+    pub fn can_restart(&self) -> bool {
+        if self.backend.restart.is_none() {
+            eprintln!(
+                "skipped on {}: the backend cannot restart its broker",
+                self.backend.name
+            );
+        }
+        self.backend.restart.is_some()
+    }
+
+    /// Restarts the scenario's broker: every connection is closed and must be reopened.
+    pub fn restart(&self) {
+        let restart = self
+            .backend
+            .restart
+            .expect("check can_restart() before restarting");
+        restart(&self.scope);
+    }
+
+    /// A publisher on the scenario's direct exchange `ex` with routing key `k`.
+    pub fn publisher(&self, conn: &BrokerConnection) -> PublisherBuilder {
+        Publisher::builder(conn)
+            .exchange(self.name("ex"))
+            .exchange_type(ExchangeType::Direct)
+            .routing_key("k")
+    }
+
+    /// A consumer of the scenario's queue `q`, bound to `ex` with `k`.
+    pub fn consumer(&self, conn: &BrokerConnection) -> ConsumerBuilder {
+        Consumer::builder(conn)
+            .queue(self.name("q"))
+            .exchange(self.name("ex"))
+            .exchange_type(ExchangeType::Direct)
+            .routing_key("k")
+    }
+
+    /// Another consumer of the queue `q`, which it does not redeclare.
+    pub fn reader(&self, conn: &BrokerConnection) -> ConsumerBuilder {
+        Consumer::builder(conn)
+            .queue(self.name("q"))
+            .auto_declare(false)
+    }
+}
+
+/// Runs a scenario on every configured backend, each with its own scope.
+pub async fn run_all<F, Fut>(test: &str, scenario: F)
+where
+    F: Fn(Scenario) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    for backend in backends() {
+        let scope = format!("ct-{test}-{}-{}", backend.name, run_id());
+        let Some(url) = (backend.url)(&scope) else {
+            eprintln!("skipped on {}: not configured", backend.name);
+            continue;
+        };
+        eprintln!("{test} on {} ({url})", backend.name);
+        let name = backend.name;
+        if let Err(error) = scenario(Scenario {
+            backend,
+            scope,
+            url,
+        })
+        .await
+        {
+            panic!("{test} on {name}: {error} ({error:?})");
+        }
+    }
+}
+
+/// A scenario, run on every backend: `conformance!(name, |t| async move { ...; Ok(()) });`
+macro_rules! conformance {
+    ($name:ident, $scenario:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            $crate::support::run_all(stringify!($name), $scenario).await;
+        }
+    };
+}
+
+/// Asserts that a result is an error matching a pattern: `assert_err!(r, Error::NotFound(_))`.
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)?) => {
+        match $result {
+            Err($pattern) $(if $guard)? => {}
+            other => panic!(
+                "expected Err({}), got {:?}",
+                stringify!($pattern),
+                other
+            ),
+        }
+    };
+}
+
+/// Waits for something that must happen, at most [`ARRIVES`].
+pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(ARRIVES, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: nothing within {ARRIVES:?}"),
+    }
+}
+
+/// The consumer's next delivery, which must arrive within [`ARRIVES`].
+pub async fn next(consumer: &mut Consumer) -> Message {
+    match within("next_message", consumer.next_message()).await {
+        Ok(Some(message)) => message,
+        Ok(None) => panic!("the consumer's deliveries ended"),
+        Err(error) => panic!("next_message failed: {error}"),
+    }
+}
+
+/// Asserts that the consumer receives nothing for [`QUIET`].
+pub async fn assert_quiet(consumer: &mut Consumer) {
+    if let Ok(got) = tokio::time::timeout(QUIET, consumer.next_message()).await {
+        panic!("expected no delivery within {QUIET:?}, got {got:?}");
+    }
+}
+
+/// A message's body decoded as a json number.
+pub fn num(message: &Message) -> i64 {
+    message
+        .decode::<i64>()
+        .unwrap_or_else(|e| panic!("{message:?} is not a number: {e}"))
+}
+
+/// A message's body decoded as a string.
+pub fn text(message: &Message) -> String {
+    message
+        .decode::<String>()
+        .unwrap_or_else(|e| panic!("{message:?} is not a string: {e}"))
+}
+
+/// Fetches every waiting message (basic.get) without acknowledging them.
+pub async fn fetch_all(consumer: &mut Consumer) -> carrot::Result<Vec<Message>> {
+    let mut all = Vec::new();
+    while let Some(message) = consumer.fetch().await? {
+        all.push(message);
+    }
+    Ok(all)
+}
+
+/// Fetches and acknowledges every waiting message; returns them as json numbers.
+pub async fn drain_numbers(consumer: &mut Consumer) -> carrot::Result<Vec<i64>> {
+    let mut all = Vec::new();
+    while let Some(message) = consumer.fetch().await? {
+        all.push(num(&message));
+        message.ack()?;
+    }
+    Ok(all)
+}
+
+/// Fetches and acknowledges every waiting message; returns them as strings.
+pub async fn drain_texts(consumer: &mut Consumer) -> carrot::Result<Vec<String>> {
+    let mut all = Vec::new();
+    while let Some(message) = consumer.fetch().await? {
+        all.push(text(&message));
+        message.ack()?;
+    }
+    Ok(all)
+}
