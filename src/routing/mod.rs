@@ -4,7 +4,7 @@
 mod headers;
 mod topic;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::entity::ExchangeType;
@@ -35,7 +35,7 @@ impl Bindings {
         Bindings {
             kind,
             all: Vec::new(),
-            direct: HashMap::new(),
+            direct: HashMap::default(),
         }
     }
 

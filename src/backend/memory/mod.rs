@@ -6,6 +6,7 @@
 
 mod queue;
 mod state;
+mod unacked;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -173,10 +174,16 @@ impl Channel for MemoryChannel {
             .unbind(self.id, queue, exchange, key, arguments)
     }
     async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()> {
-        self.broker.lock().publish(self.id, message, flags)
+        let result = self.broker.lock().publish(self.id, message, flags);
+        // A publishing loop never waits on I/O here: give the consumer task sharing this
+        // worker its turn, or it sees nothing until the loop ends.
+        tokio::task::coop::consume_budget().await;
+        result
     }
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
-        self.broker.lock().get(self.id, queue, no_ack)
+        let result = self.broker.lock().get(self.id, queue, no_ack);
+        tokio::task::coop::consume_budget().await;
+        result
     }
     async fn consume(
         &self,

@@ -4,12 +4,16 @@
 //! exchanges, queues and channels (exclusive owners, auto-delete, redelivery), as a
 //! single-threaded broker would give.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+
+// Names and ids chosen by the application, not hostile input: a fast hash matters more here
+// (3 to 5 lookups per message) than flooding resistance.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use tokio::sync::mpsc;
 
 use super::queue::{Queue, Subscriber};
+use super::unacked::Ledger;
 use crate::backend::{Delivery, DeliveryStream, PublishFlags, Published, QueueInfo};
 use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
@@ -41,7 +45,7 @@ struct ChannelState {
     /// Limit on unacknowledged deliveries across the channel (qos with global = true).
     channel_prefetch: u16,
     next_tag: u64,
-    unacked: BTreeMap<u64, Unacked>,
+    unacked: Ledger<Unacked>,
     consumer_tags: u64,
 }
 
@@ -137,7 +141,7 @@ impl State {
                 consumer_prefetch: 0,
                 channel_prefetch: 0,
                 next_tag: 1,
-                unacked: BTreeMap::new(),
+                unacked: Ledger::default(),
                 consumer_tags: 0,
             },
         );
@@ -151,7 +155,7 @@ impl State {
             return;
         };
         let mut touched: Vec<Arc<str>> = Vec::new();
-        for (_, unacked) in state.unacked.into_iter().rev() {
+        for unacked in state.unacked.into_newest_first() {
             if let Some(q) = self.queues.get_mut(&unacked.queue) {
                 q.push_front(unacked.message);
                 if !touched.contains(&unacked.queue) {
@@ -593,63 +597,73 @@ impl State {
     }
 
     pub(super) fn ack(&mut self, channel: u64, tag: u64, multiple: bool) -> Result<()> {
-        let done = self.settle(channel, tag, multiple)?;
+        let ch = self.channel(channel)?;
+        let channel_limited = ch.channel_prefetch != 0;
+        if !multiple {
+            // The common case: one delivery, no allocation.
+            let unacked = ch.unacked.remove(tag).ok_or_else(|| unknown_tag(tag))?;
+            if channel_limited {
+                self.release_credit(channel, &unacked);
+                self.dispatch_channel(channel);
+            } else if self.release_credit(channel, &unacked) {
+                self.dispatch(&unacked.queue);
+            }
+            return Ok(());
+        }
+        let done = ch.unacked.remove_through(tag);
         let mut touched: Vec<Arc<str>> = Vec::new();
         for unacked in done {
-            self.release_credit(channel, &unacked);
-            if !touched.contains(&unacked.queue) {
+            if self.release_credit(channel, &unacked) && !touched.contains(&unacked.queue) {
                 touched.push(unacked.queue);
             }
         }
-        for queue in touched {
-            self.dispatch(&queue);
+        if channel_limited {
+            self.dispatch_channel(channel);
+        } else {
+            for queue in touched {
+                self.dispatch(&queue);
+            }
         }
         Ok(())
     }
 
     pub(super) fn reject(&mut self, channel: u64, tag: u64, requeue: bool) -> Result<()> {
-        let done = self.settle(channel, tag, false)?;
-        for unacked in done {
-            self.release_credit(channel, &unacked);
-            if let Some(q) = self.queues.get_mut(&unacked.queue) {
-                if requeue {
-                    q.push_front(unacked.message);
-                }
-                let name = q.name.clone();
-                self.dispatch(&name);
+        let ch = self.channel(channel)?;
+        let channel_limited = ch.channel_prefetch != 0;
+        let unacked = ch.unacked.remove(tag).ok_or_else(|| unknown_tag(tag))?;
+        self.release_credit(channel, &unacked);
+        if let Some(q) = self.queues.get_mut(&unacked.queue) {
+            if requeue {
+                q.push_front(unacked.message);
             }
+        }
+        if channel_limited {
+            self.dispatch_channel(channel);
+        } else {
+            self.dispatch(&unacked.queue);
         }
         Ok(())
     }
 
-    /// Takes the deliveries an ack or reject settles off the channel.
-    fn settle(&mut self, channel: u64, tag: u64, multiple: bool) -> Result<Vec<Unacked>> {
-        let ch = self.channel(channel)?;
-        if multiple {
-            let later = ch.unacked.split_off(&(tag + 1));
-            let done = std::mem::replace(&mut ch.unacked, later);
-            return Ok(done.into_values().collect());
-        }
-        match ch.unacked.remove(&tag) {
-            Some(u) => Ok(vec![u]),
-            None => Err(Error::PreconditionFailed(format!(
-                "unknown delivery tag {tag}"
-            ))),
-        }
-    }
-
-    fn release_credit(&mut self, channel: u64, unacked: &Unacked) {
+    /// Gives the consumer of a settled delivery its credit back; true when the consumer is
+    /// bounded by a prefetch (so its queue may now have a message for it).
+    fn release_credit(&mut self, channel: u64, unacked: &Unacked) -> bool {
         let Some(tag) = &unacked.consumer else {
-            return;
+            return false;
         };
-        if let Some(q) = self.queues.get_mut(&unacked.queue) {
-            if let Some(s) = q
-                .subscribers
-                .iter_mut()
-                .find(|s| s.channel == channel && s.tag == *tag)
-            {
+        let Some(q) = self.queues.get_mut(&unacked.queue) else {
+            return false;
+        };
+        match q
+            .subscribers
+            .iter_mut()
+            .find(|s| s.channel == channel && (Arc::ptr_eq(&s.tag, tag) || s.tag == *tag))
+        {
+            Some(s) => {
                 s.unacked = s.unacked.saturating_sub(1);
+                s.prefetch != 0
             }
+            None => false,
         }
     }
 
@@ -786,6 +800,10 @@ impl State {
             q.retain(|r| r.message.properties.delivery_mode() == Some(DeliveryMode::Persistent));
         }
     }
+}
+
+fn unknown_tag(tag: u64) -> Error {
+    Error::PreconditionFailed(format!("unknown delivery tag {tag}"))
 }
 
 fn info(queue: &Queue) -> QueueInfo {
