@@ -1,7 +1,7 @@
 //! The same API with blocking methods, for programs without an async runtime.
 //!
-//! Each type wraps its async twin and a small tokio runtime owned by the connection, as the
-//! blocking clients of reqwest and mini-redis do. `iterconsume` and `iterqueue` return real
+//! Each type wraps its async twin and a small tokio runtime (one worker thread) owned by the
+//! connection, as the blocking clients of reqwest and mini-redis do. `iterconsume` and `iterqueue` return real
 //! [`Iterator`]s. Do not call these methods from inside an async runtime (they block it);
 //! use the async types there.
 //!
@@ -519,6 +519,11 @@ impl ConsumerSet {
     /// See [`crate::ConsumerSet::wait`].
     pub fn wait(&mut self, limit: Option<usize>) -> Result<usize> {
         self.rt.block_on(self.inner.wait(limit))
+    }
+
+    /// See [`crate::ConsumerSet::consume`].
+    pub fn consume(&mut self) -> Result<()> {
+        self.rt.block_on(self.inner.consume())
     }
 
     /// See [`crate::ConsumerSet::discard_all`].

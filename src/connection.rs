@@ -68,10 +68,24 @@ impl BrokerConnection {
     pub async fn open(url: BrokerUrl) -> Result<Self> {
         let transport: Box<dyn Transport> = match &url {
             BrokerUrl::Memory { name } => Box::new(MemoryConnection::open(name)),
+            #[cfg(feature = "amqp")]
+            BrokerUrl::Amqp(settings) => Box::new(
+                crate::backend::amqp::AmqpConnection::open(settings, url.to_string()).await?,
+            ),
+            #[cfg(not(feature = "amqp"))]
+            BrokerUrl::Amqp(_) => {
+                return Err(Error::BackendUnavailable {
+                    scheme: url.scheme().to_string(),
+                    hint: "carrot was built without the `amqp` feature; enable it in Cargo.toml"
+                        .into(),
+                })
+            }
             other => {
                 return Err(Error::BackendUnavailable {
                     scheme: other.scheme().to_string(),
-                    hint: "this version of carrot ships the memory:// broker only; use memory:// or memory://NAME".into(),
+                    hint:
+                        "the sqlite:// broker is not in this version yet; use memory:// or amqp://"
+                            .into(),
                 })
             }
         };
@@ -88,6 +102,11 @@ impl BrokerConnection {
     /// The broker URL (its `Display` hides the password).
     pub fn url(&self) -> &BrokerUrl {
         &self.inner.url
+    }
+
+    /// Whether publishers confirm by default (the URL's `confirm_publish` option).
+    pub fn confirm_publish_default(&self) -> bool {
+        matches!(&self.inner.url, BrokerUrl::Amqp(s) if s.confirm_publish)
     }
 
     /// A snapshot of the serializers publishers and consumers built from now on will use.

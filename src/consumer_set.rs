@@ -223,12 +223,18 @@ impl ConsumerSet {
         self.handlers.receive(message)
     }
 
-    /// The next message from any queue, taking queues in turn so that a busy queue cannot
-    /// starve the others; `None` once every consumer is cancelled.
-    async fn next_delivery(&mut self) -> Result<Option<(usize, Delivery)>> {
+    /// Starts consuming (basic.consume) from every queue, if not already.
+    pub async fn consume(&mut self) -> Result<()> {
         for c in &mut self.consumers {
             c.consume().await?;
         }
+        Ok(())
+    }
+
+    /// The next message from any queue, taking queues in turn so that a busy queue cannot
+    /// starve the others; `None` once every consumer is cancelled.
+    async fn next_delivery(&mut self) -> Result<Option<(usize, Delivery)>> {
+        self.consume().await?;
         let start = self.next;
         let consumers = &mut self.consumers;
         let got = poll_fn(|cx| {

@@ -32,6 +32,15 @@ pub enum Error {
         hint: String,
     },
 
+    /// The broker could not be reached, refused the credentials or failed the TLS handshake.
+    #[error("could not connect to {url}: {reason}")]
+    ConnectFailed {
+        /// The URL, password redacted.
+        url: String,
+        /// What went wrong, and what to check.
+        reason: String,
+    },
+
     /// An argument is out of range or inconsistent (for example a priority above 255).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -124,6 +124,7 @@ pub struct Publisher {
     delivery_mode: DeliveryMode,
     serializer: String,
     registry: Registry,
+    confirm_publish: bool,
 }
 
 /// Builds a [`Publisher`]; every setting of the seed, with its default.
@@ -136,6 +137,7 @@ pub struct PublisherBuilder {
     delivery_mode: DeliveryMode,
     auto_declare: bool,
     serializer: String,
+    confirm_publish: bool,
 }
 
 impl PublisherBuilder {
@@ -184,6 +186,13 @@ impl PublisherBuilder {
         self.serializer = name.into();
         self
     }
+    /// Publisher confirms: `send` returns only once the broker has taken responsibility for
+    /// the message (default: the URL's `confirm_publish` option, else false). Mandatory
+    /// messages are always confirmed, so that an unroutable one is an error.
+    pub fn confirm_publish(mut self, confirm: bool) -> Self {
+        self.confirm_publish = confirm;
+        self
+    }
 
     /// Opens a channel and, with auto_declare, declares the exchange.
     pub async fn build(self) -> Result<Publisher> {
@@ -199,6 +208,7 @@ impl PublisherBuilder {
             delivery_mode: self.delivery_mode,
             serializer: self.serializer,
             registry,
+            confirm_publish: self.confirm_publish,
         };
         if self.auto_declare {
             publisher.declare().await?;
@@ -217,6 +227,7 @@ impl Publisher {
             delivery_mode: DeliveryMode::Persistent,
             auto_declare: true,
             serializer: "json".into(),
+            confirm_publish: connection.confirm_publish_default(),
         }
     }
 
@@ -314,6 +325,7 @@ impl Publisher {
         let flags = PublishFlags {
             mandatory: options.mandatory,
             immediate: options.immediate,
+            confirm: self.confirm_publish,
         };
         let published = Published {
             body: message.body.into_boxed_slice(),

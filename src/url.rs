@@ -70,6 +70,8 @@ pub struct AmqpSettings {
     pub keyfile: Option<PathBuf>,
     /// `verify`: whether to verify the server certificate (default true).
     pub verify: bool,
+    /// `confirm_publish`: publishers wait for the broker's confirm of each message (default false).
+    pub confirm_publish: bool,
 }
 
 impl Default for AmqpSettings {
@@ -88,6 +90,7 @@ impl Default for AmqpSettings {
             certfile: None,
             keyfile: None,
             verify: true,
+            confirm_publish: false,
         }
     }
 }
@@ -302,27 +305,28 @@ fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSettings> {
             "cacertfile" => settings.cacertfile = Some(value.into()),
             "certfile" => settings.certfile = Some(value.into()),
             "keyfile" => settings.keyfile = Some(value.into()),
-            "verify" => {
-                settings.verify = match value.to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" | "verify_peer" | "required" => true,
-                    "false" | "0" | "no" | "verify_none" | "none" => false,
-                    _ => {
-                        return Err(Error::invalid_url(
-                            url,
-                            format!("verify={value:?}: use true (verify_peer) or false (verify_none)"),
-                        ))
-                    }
-                }
-            }
+            "verify" => settings.verify = boolean(url, key, &value)?,
+            "confirm_publish" => settings.confirm_publish = boolean(url, key, &value)?,
             other => {
                 return Err(Error::invalid_url(
                     url,
-                    format!("unknown option {other:?}: known options are heartbeat, connection_timeout, frame_max, cacertfile, certfile, keyfile, verify"),
+                    format!("unknown option {other:?}: known options are heartbeat, connection_timeout, frame_max, cacertfile, certfile, keyfile, verify, confirm_publish"),
                 ))
             }
         }
     }
     Ok(settings)
+}
+
+fn boolean(url: &str, key: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "verify_peer" | "required" => Ok(true),
+        "false" | "0" | "no" | "off" | "verify_none" | "none" => Ok(false),
+        _ => Err(Error::invalid_url(
+            url,
+            format!("{key}={value:?}: use true or false"),
+        )),
+    }
 }
 
 /// Replaces the password of a URL-like string with `***`, for messages and logs.

@@ -4,6 +4,8 @@
 //! [`Transport`] (a connection) and its [`Channel`]s. Brokers that do not route natively
 //! share the engine in `crate::routing`.
 
+#[cfg(feature = "amqp")]
+pub(crate) mod amqp;
 pub(crate) mod memory;
 
 use std::sync::Arc;
@@ -54,6 +56,8 @@ pub struct QueueInfo {
 pub(crate) struct PublishFlags {
     pub(crate) mandatory: bool,
     pub(crate) immediate: bool,
+    /// Wait until the broker has taken responsibility for the message (publisher confirms).
+    pub(crate) confirm: bool,
 }
 
 /// An open connection to a broker.

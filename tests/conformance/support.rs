@@ -41,14 +41,31 @@ pub struct Backend {
 ///
 /// Backends to come:
 /// ```text
-/// Backend { name: "amqp", url: |_| std::env::var("CARROT_TEST_AMQP_URL").ok(), restart: None, immediate: false },
 /// Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())), restart: Some(..), immediate: true },
 /// ```
 #[rustfmt::skip]
 pub fn backends() -> Vec<Backend> {
     vec![
         Backend { name: "memory", url: |scope| Some(format!("memory://{scope}")), restart: Some(|scope| carrot::MemoryBroker::named(scope).restart()), immediate: true },
+        Backend { name: "amqp", url: |_| amqp_url(), restart: None, immediate: false },
     ]
+}
+
+/// RabbitMQ from `CARROT_TEST_AMQP_URL`, with publisher confirms so that a `send` has been
+/// routed when it returns. Under `CI=true` a missing broker is a failure, never a skip.
+fn amqp_url() -> Option<String> {
+    match std::env::var("CARROT_TEST_AMQP_URL") {
+        Ok(url) if !url.is_empty() => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Some(format!("{url}{sep}confirm_publish=true"))
+        }
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true but CARROT_TEST_AMQP_URL is not set: .ci/run starts RabbitMQ and sets it"
+            )
+        }
+        _ => None,
+    }
 }
 
 /// An identifier of this test run, so that scopes on a shared broker (RabbitMQ) do not meet

@@ -1,0 +1,230 @@
+//! Conversions between carrot's types and lapin's: properties, field tables, errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lapin::types::{AMQPValue, FieldArray, FieldTable as LapinTable, LongString, ShortString};
+use lapin::BasicProperties;
+
+use crate::backend::{Delivery, Published};
+use crate::entity::DeliveryMode;
+use crate::error::Error;
+use crate::properties::Properties;
+use crate::table::{FieldTable, FieldValue};
+
+/// Delivery tags handed to the application carry the generation of the AMQP channel they came
+/// from in their top bits, so that an ack for a delivery of a channel the broker has since
+/// closed is refused instead of acking an unrelated delivery on the reopened channel.
+pub(super) const GENERATION_SHIFT: u32 = 48;
+
+pub(super) fn to_lapin_table(table: &FieldTable) -> LapinTable {
+    let map: BTreeMap<ShortString, AMQPValue> = table
+        .iter()
+        .map(|(k, v)| (ShortString::from(k.as_str()), to_lapin_value(v)))
+        .collect();
+    LapinTable::from(map)
+}
+
+/// Integers go out as Python's py-amqp writes them: 32 bits when they fit, else 64.
+fn to_lapin_value(value: &FieldValue) -> AMQPValue {
+    match value {
+        FieldValue::Void => AMQPValue::Void,
+        FieldValue::Bool(b) => AMQPValue::Boolean(*b),
+        FieldValue::Int(i) => match i32::try_from(*i) {
+            Ok(small) => AMQPValue::LongInt(small),
+            Err(_) => AMQPValue::LongLongInt(*i),
+        },
+        FieldValue::Float(f) => AMQPValue::Double(*f),
+        FieldValue::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        FieldValue::Bytes(b) => AMQPValue::ByteArray(b.clone().into()),
+        FieldValue::Array(a) => AMQPValue::FieldArray(FieldArray::from(
+            a.iter().map(to_lapin_value).collect::<Vec<_>>(),
+        )),
+        FieldValue::Table(t) => AMQPValue::FieldTable(to_lapin_table(t)),
+        #[allow(unreachable_patterns)]
+        _ => AMQPValue::Void,
+    }
+}
+
+pub(super) fn from_lapin_table(table: &LapinTable) -> FieldTable {
+    table
+        .inner()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), from_lapin_value(v)))
+        .collect()
+}
+
+fn from_lapin_value(value: &AMQPValue) -> FieldValue {
+    match value {
+        AMQPValue::Boolean(b) => FieldValue::Bool(*b),
+        AMQPValue::ShortShortInt(i) => FieldValue::Int(i64::from(*i)),
+        AMQPValue::ShortShortUInt(i) => FieldValue::Int(i64::from(*i)),
+        AMQPValue::ShortInt(i) => FieldValue::Int(i64::from(*i)),
+        AMQPValue::ShortUInt(i) => FieldValue::Int(i64::from(*i)),
+        AMQPValue::LongInt(i) => FieldValue::Int(i64::from(*i)),
+        AMQPValue::LongUInt(i) => FieldValue::Int(i64::from(*i)),
+        AMQPValue::LongLongInt(i) => FieldValue::Int(*i),
+        AMQPValue::Timestamp(t) => FieldValue::Int(i64::try_from(*t).unwrap_or(i64::MAX)),
+        AMQPValue::Float(f) => FieldValue::Float(f64::from(*f)),
+        AMQPValue::Double(f) => FieldValue::Float(*f),
+        AMQPValue::DecimalValue(d) => {
+            FieldValue::Float(f64::from(d.value) / 10f64.powi(i32::from(d.scale)))
+        }
+        AMQPValue::ShortString(s) => FieldValue::String(s.as_str().to_string()),
+        AMQPValue::LongString(s) => match std::str::from_utf8(s.as_bytes()) {
+            Ok(text) => FieldValue::String(text.to_string()),
+            Err(_) => FieldValue::Bytes(s.as_bytes().to_vec()),
+        },
+        AMQPValue::FieldArray(a) => {
+            FieldValue::Array(a.as_slice().iter().map(from_lapin_value).collect())
+        }
+        AMQPValue::FieldTable(t) => FieldValue::Table(from_lapin_table(t)),
+        AMQPValue::ByteArray(b) => FieldValue::Bytes(b.as_slice().to_vec()),
+        AMQPValue::Void => FieldValue::Void,
+    }
+}
+
+pub(super) fn to_lapin_properties(p: &Properties) -> BasicProperties {
+    let mut out = BasicProperties::default();
+    if let Some(v) = p.content_type() {
+        out = out.with_content_type(v.into());
+    }
+    if let Some(v) = p.content_encoding() {
+        out = out.with_content_encoding(v.into());
+    }
+    if let Some(v) = p.delivery_mode() {
+        out = out.with_delivery_mode(v.as_u8());
+    }
+    if let Some(v) = p.priority() {
+        out = out.with_priority(v);
+    }
+    if let Some(v) = p.headers() {
+        out = out.with_headers(to_lapin_table(v));
+    }
+    if let Some(v) = p.correlation_id() {
+        out = out.with_correlation_id(v.into());
+    }
+    if let Some(v) = p.reply_to() {
+        out = out.with_reply_to(v.into());
+    }
+    if let Some(v) = p.expiration() {
+        out = out.with_expiration(v.into());
+    }
+    if let Some(v) = p.message_id() {
+        out = out.with_message_id(v.into());
+    }
+    if let Some(v) = p.timestamp() {
+        out = out.with_timestamp(v);
+    }
+    if let Some(v) = p.kind() {
+        out = out.with_type(v.into());
+    }
+    if let Some(v) = p.user_id() {
+        out = out.with_user_id(v.into());
+    }
+    if let Some(v) = p.app_id() {
+        out = out.with_app_id(v.into());
+    }
+    if let Some(v) = p.cluster_id() {
+        out = out.with_cluster_id(v.into());
+    }
+    out
+}
+
+pub(super) fn from_lapin_properties(p: &BasicProperties) -> Properties {
+    let mut out = Properties::default();
+    if let Some(v) = p.content_type() {
+        out = out.with_content_type(v.as_str());
+    }
+    if let Some(v) = p.content_encoding() {
+        out = out.with_content_encoding(v.as_str());
+    }
+    if let Some(v) = p.delivery_mode() {
+        out = out.with_delivery_mode(DeliveryMode::from_u8(*v));
+    }
+    if let Some(v) = p.priority() {
+        out = out.with_priority(*v);
+    }
+    if let Some(v) = p.headers() {
+        out = out.with_headers(from_lapin_table(v));
+    }
+    if let Some(v) = p.correlation_id() {
+        out = out.with_correlation_id(v.as_str());
+    }
+    if let Some(v) = p.reply_to() {
+        out = out.with_reply_to(v.as_str());
+    }
+    if let Some(v) = p.expiration() {
+        out = out.with_expiration(v.as_str());
+    }
+    if let Some(v) = p.message_id() {
+        out = out.with_message_id(v.as_str());
+    }
+    if let Some(v) = p.timestamp() {
+        out = out.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        out = out.with_kind(v.as_str());
+    }
+    if let Some(v) = p.user_id() {
+        out = out.with_user_id(v.as_str());
+    }
+    if let Some(v) = p.app_id() {
+        out = out.with_app_id(v.as_str());
+    }
+    if let Some(v) = p.cluster_id() {
+        out = out.with_cluster_id(v.as_str());
+    }
+    out
+}
+
+/// A lapin delivery as carrot hands it on, its tag marked with the channel's generation.
+pub(super) fn delivery(
+    d: lapin::message::Delivery,
+    generation: u64,
+    consumer_tag: Option<Arc<str>>,
+) -> Delivery {
+    Delivery {
+        message: Arc::new(Published {
+            body: d.data.into_boxed_slice(),
+            properties: from_lapin_properties(&d.properties),
+            exchange: d.exchange.as_str().into(),
+            routing_key: d.routing_key.as_str().into(),
+        }),
+        delivery_tag: (generation << GENERATION_SHIFT) | d.delivery_tag,
+        redelivered: d.redelivered,
+        consumer_tag,
+    }
+}
+
+/// A lapin error as a carrot error, keeping the broker's reply code and text.
+pub(super) fn error(e: lapin::Error) -> Error {
+    use lapin::ErrorKind;
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) => {
+            let text = amqp.get_message().as_str().to_string();
+            match amqp.get_id() {
+                403 => Error::AccessRefused(text),
+                404 => Error::NotFound(text),
+                405 => Error::ResourceLocked(text),
+                406 => Error::PreconditionFailed(text),
+                540 => Error::Unsupported(format!("540 NOT_IMPLEMENTED: {text}")),
+                320 => Error::ConnectionClosed(format!("320 CONNECTION_FORCED: {text}")),
+                code => Error::ChannelClosed(format!("{code} {text}")),
+            }
+        }
+        ErrorKind::IOError(io) => Error::ConnectionClosed(format!(
+            "{io}: the connection to RabbitMQ was lost; reconnect once the broker is back"
+        )),
+        ErrorKind::MissingHeartbeatError => Error::ConnectionClosed(
+            "RabbitMQ missed its heartbeats: the connection is dead; reconnect".into(),
+        ),
+        ErrorKind::InvalidConnectionState(state) => {
+            Error::ConnectionClosed(format!("the connection is {state:?}; open a new one"))
+        }
+        ErrorKind::InvalidChannelState(state, during) => Error::ChannelClosed(format!(
+            "the channel is {state:?} (during {during}); the broker closed it after an earlier error"
+        )),
+        other => Error::ChannelClosed(format!("{other:?}")),
+    }
+}
