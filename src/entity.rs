@@ -99,6 +99,30 @@ impl FromStr for DeliveryMode {
     }
 }
 
+/// RabbitMQ's kinds of queue (`x-queue-type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// The classic queue (the default).
+    #[default]
+    Classic,
+    /// A replicated Raft queue: durable and not exclusive.
+    Quorum,
+    /// An append-only log, read with offsets (RabbitMQ only).
+    Stream,
+}
+
+impl QueueType {
+    /// The `x-queue-type` value: `classic`, `quorum` or `stream`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+        }
+    }
+}
+
 /// An exchange declaration.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -232,6 +256,12 @@ impl QueueSpec {
     /// Dead letters get this routing key (`x-dead-letter-routing-key`).
     pub fn dead_letter_routing_key(self, key: impl Into<String>) -> Self {
         self.argument("x-dead-letter-routing-key", key.into())
+    }
+
+    /// The kind of queue (`x-queue-type`); quorum and stream queues must be durable and not
+    /// exclusive.
+    pub fn queue_type(self, kind: QueueType) -> Self {
+        self.argument("x-queue-type", kind.as_str())
     }
 
     /// The declared `x-max-priority`, validated.

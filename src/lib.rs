@@ -74,7 +74,7 @@ pub use consumer::{
     Callback, Consumer, ConsumerBuilder, DecodeErrorHandler, FetchOptions, IterConsume, IterQueue,
 };
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
-pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec};
+pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
 pub use error::{BoxError, Error, Result};
 pub use message::{Message, MessageState};
 pub use messaging::{Messaging, MessagingBuilder};

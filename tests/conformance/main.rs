@@ -12,6 +12,7 @@
 //! - `seed_api.rs`: every method of the seed's `Publisher`, `Consumer`, `ConsumerSet` and
 //!   `Messaging` through the public API.
 //! - `serialization.rs`: content types, custom serializers, decode errors, accept lists.
+//! - `queue_arguments.rs`: max length, TTL, dead-lettering, expiry and queue types.
 //! - `urls.rs`: broker URLs, `from_env` and the keyword builder.
 //!
 //! # Adding a backend
@@ -24,6 +25,7 @@ mod support;
 
 mod delivery;
 mod entities;
+mod queue_arguments;
 mod routing;
 mod seed_api;
 mod serialization;

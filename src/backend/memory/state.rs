@@ -301,6 +301,7 @@ impl State {
                 spec.name
             )));
         }
+        check_supported_arguments(&spec)?;
         let max_priority = spec.max_priority_value()?;
         let max_length = match spec.arguments.get("x-max-length") {
             None => None,
@@ -800,6 +801,37 @@ impl State {
             q.retain(|r| r.message.properties.delivery_mode() == Some(DeliveryMode::Persistent));
         }
     }
+}
+
+/// Queue arguments the embedded broker does not implement are refused, never ignored.
+fn check_supported_arguments(spec: &QueueSpec) -> Result<()> {
+    for key in spec.arguments.keys() {
+        match key.as_str() {
+            "x-max-priority" | "x-max-length" => {}
+            "x-queue-type" => match spec.arguments[key].as_str() {
+                Some("classic") => {}
+                Some("quorum") if spec.durable && !spec.exclusive && !spec.auto_delete => {}
+                Some("quorum") => {
+                    return Err(Error::PreconditionFailed(format!(
+                        "invalid property for queue '{}': quorum queues must be durable, not exclusive and not auto-delete",
+                        spec.name
+                    )))
+                }
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "x-queue-type {other:?}: the memory broker has classic and quorum queues; streams need RabbitMQ (amqp://)"
+                    )))
+                }
+            },
+            other if other.starts_with("x-") => {
+                return Err(Error::Unsupported(format!(
+                    "queue argument '{other}' is not implemented by the memory broker (it has x-max-priority, x-max-length and x-queue-type); use RabbitMQ (amqp://) for it"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn unknown_tag(tag: u64) -> Error {

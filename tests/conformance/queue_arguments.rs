@@ -1,0 +1,193 @@
+//! Queue arguments declared through `QueueSpec`: max length, message TTL, dead-lettering,
+//! expiry and queue types. A backend that does not implement one refuses it with
+//! `Error::Unsupported` when the queue is declared: never silently ignored.
+
+use std::time::Duration;
+
+use carrot::{
+    Error, ExchangeSpec, ExchangeType, FetchOptions, FieldTable, QueueSpec, QueueType, SendOptions,
+};
+
+use crate::support::*;
+
+/// Waits (bounded) until `queue` holds `count` ready messages.
+async fn until_count(conn: &carrot::BrokerConnection, queue: &str, count: u32) {
+    within("queue count", async {
+        loop {
+            if conn.queue_info(queue).await.map(|i| i.message_count).ok() == Some(count) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+conformance!(max_length_drops_the_oldest_messages, |t| async move {
+    let conn = t.connect().await?;
+    let q = t.name("q");
+    conn.declare_queue(&QueueSpec::new(&q).max_length(2))
+        .await?;
+    let publisher = carrot::Publisher::builder(&conn)
+        .routing_key(&q)
+        .build()
+        .await?;
+    for n in 0..3 {
+        publisher.send(&n).await?;
+    }
+    let mut reader = t.reader(&conn).build().await?;
+    assert_eq!(drain_numbers(&mut reader).await?, vec![1, 2]);
+    Ok(())
+});
+
+/// A queue `q` whose dead letters go through exchange `dlx` (key "dead") to queue `dead`.
+async fn dead_letter_setup(
+    t: &Scenario,
+    conn: &carrot::BrokerConnection,
+    spec: QueueSpec,
+) -> carrot::Result<()> {
+    let dlx = t.name("dlx");
+    conn.declare_exchange(&ExchangeSpec::new(&dlx, ExchangeType::Direct))
+        .await?;
+    conn.declare_queue(&QueueSpec::new(t.name("dead"))).await?;
+    conn.bind(&t.name("dead"), &dlx, "dead", &FieldTable::new())
+        .await?;
+    conn.declare_queue(
+        &spec
+            .dead_letter_exchange(&dlx)
+            .dead_letter_routing_key("dead"),
+    )
+    .await?;
+    Ok(())
+}
+
+conformance!(expired_messages_are_dead_lettered, |t| async move {
+    let conn = t.connect().await?;
+    let spec = QueueSpec::new(t.name("q")).message_ttl(Duration::from_millis(30));
+    match dead_letter_setup(&t, &conn, spec).await {
+        Err(Error::Unsupported(why)) if t.backend.name == "memory" => {
+            assert!(
+                why.contains("x-message-ttl") || why.contains("x-dead-letter"),
+                "{why}"
+            );
+            return Ok(());
+        }
+        other => other?,
+    }
+    let publisher = carrot::Publisher::builder(&conn)
+        .routing_key(t.name("q"))
+        .build()
+        .await?;
+    publisher.send(&"expires").await?;
+    until_count(&conn, &t.name("dead"), 1).await;
+    assert_eq!(conn.queue_info(&t.name("q")).await?.message_count, 0);
+    let mut dead = carrot::Consumer::builder(&conn)
+        .queue(t.name("dead"))
+        .auto_declare(false)
+        .build()
+        .await?;
+    let message = dead.fetch().await?.expect("the dead letter");
+    assert_eq!(message.decode::<String>()?, "expires");
+    assert_eq!(message.routing_key(), "dead");
+    let deaths = message
+        .headers()
+        .and_then(|h| h.get("x-death"))
+        .expect("x-death header");
+    assert!(format!("{deaths:?}").contains("expired"), "{deaths:?}");
+    Ok(())
+});
+
+conformance!(rejected_messages_are_dead_lettered, |t| async move {
+    let conn = t.connect().await?;
+    match dead_letter_setup(&t, &conn, QueueSpec::new(t.name("q"))).await {
+        Err(Error::Unsupported(_)) if t.backend.name == "memory" => return Ok(()),
+        other => other?,
+    }
+    let publisher = carrot::Publisher::builder(&conn)
+        .routing_key(t.name("q"))
+        .build()
+        .await?;
+    publisher.send(&1).await?;
+    publisher.send(&2).await?;
+    let mut consumer = t.reader(&conn).build().await?;
+    consumer.fetch().await?.expect("1").reject()?;
+    consumer.fetch().await?.expect("2").requeue()?;
+    until_count(&conn, &t.name("dead"), 1).await;
+    let mut dead = carrot::Consumer::builder(&conn)
+        .queue(t.name("dead"))
+        .auto_declare(false)
+        .build()
+        .await?;
+    assert_eq!(
+        drain_numbers(&mut dead).await?,
+        vec![1],
+        "only the rejected one"
+    );
+    let again = consumer
+        .fetch_with(FetchOptions::new())
+        .await?
+        .expect("the requeued one");
+    assert_eq!(num(&again), 2);
+    Ok(())
+});
+
+conformance!(unused_queues_expire, |t| async move {
+    let conn = t.connect().await?;
+    let q = t.name("q");
+    match conn
+        .declare_queue(&QueueSpec::new(&q).expires(Duration::from_millis(100)))
+        .await
+    {
+        Err(Error::Unsupported(why)) if t.backend.name == "memory" => {
+            assert!(why.contains("x-expires"), "{why}");
+            return Ok(());
+        }
+        other => other?,
+    };
+    // Looking at the queue (a passive declare) counts as using it, so look once, well after
+    // it should have expired.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_err!(conn.queue_info(&q).await, Error::NotFound(_));
+    Ok(())
+});
+
+conformance!(quorum_queues_work_and_must_be_durable, |t| async move {
+    let conn = t.connect().await?;
+    let q = t.name("q");
+    conn.declare_queue(&QueueSpec::new(&q).queue_type(QueueType::Quorum))
+        .await?;
+    let publisher = carrot::Publisher::builder(&conn)
+        .routing_key(&q)
+        .build()
+        .await?;
+    publisher
+        .send_with(&7, SendOptions::new().mandatory(true))
+        .await?;
+    let mut reader = t.reader(&conn).build().await?;
+    assert_eq!(drain_numbers(&mut reader).await?, vec![7]);
+    assert_err!(
+        conn.declare_queue(
+            &QueueSpec::new(t.name("transient"))
+                .durable(false)
+                .queue_type(QueueType::Quorum)
+        )
+        .await,
+        Error::PreconditionFailed(_)
+    );
+    Ok(())
+});
+
+conformance!(unknown_queue_types_are_refused, |t| async move {
+    let conn = t.connect().await?;
+    let result = conn
+        .declare_queue(&QueueSpec::new(t.name("q")).argument("x-queue-type", "no-such-type"))
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::PreconditionFailed(_)) | Err(Error::Unsupported(_))
+        ),
+        "{result:?}"
+    );
+    Ok(())
+});
