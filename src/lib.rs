@@ -29,7 +29,7 @@
 //! | URL | broker |
 //! | --- | --- |
 //! | `memory://`, `memory://NAME` | embedded in-process broker with AMQP 0-9-1 routing (the default) |
-//! | `amqp://`, `amqps://` | RabbitMQ (parsed today; the backend is not in this version yet) |
+//! | `amqp://`, `amqps://` | RabbitMQ through lapin (feature `amqp`, on by default) |
 //! | `sqlite://PATH` | durable embedded broker (parsed today; the backend is not in this version yet) |
 //!
 //! # Layout
@@ -39,7 +39,10 @@
 //! - [`serialization`]: json (default), raw, and custom serializers.
 //! - [`blocking`]: the same API with blocking methods and real `Iterator`s.
 //! - Brokers sit behind one internal trait; the embedded ones share one routing engine
-//!   (direct, fanout, topic, headers).
+//!   (direct, fanout, topic, headers); RabbitMQ routes for itself.
+//!
+//! # Cargo features
+//! - `amqp` (default): the RabbitMQ backend, on lapin with rustls.
 //!
 //! # Where carrot does better than the seed
 //! - the memory broker routes exactly like RabbitMQ (the seed's had no routing at all);
