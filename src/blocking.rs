@@ -182,6 +182,7 @@ impl PublisherBuilder {
         exchange_arguments(arguments: FieldTable);
         auto_declare(auto_declare: bool);
         serializer(name: impl Into<String>);
+        confirm_publish(confirm: bool);
     }
 
     /// Builds the publisher (declaring the exchange with auto_declare).

@@ -204,3 +204,55 @@ fn discard_all_matching_keeps_the_rest_in_order() {
         .collect();
     assert_eq!(left, vec![1, 3, 5]);
 }
+
+/// The blocking facade on RabbitMQ: its runtime keeps the connection's I/O going between calls.
+#[test]
+fn blocking_api_on_rabbitmq() {
+    let Some(url) = std::env::var("CARROT_TEST_AMQP_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs CARROT_TEST_AMQP_URL"
+        );
+        eprintln!("skipped: set CARROT_TEST_AMQP_URL to run against RabbitMQ");
+        return;
+    };
+    let conn = BrokerConnection::connect(&url).unwrap();
+    let queue = format!("blocking-{}", std::process::id());
+    let mut consumer = Consumer::builder(&conn)
+        .queue(&queue)
+        .durable(false)
+        .auto_delete(true)
+        .build()
+        .unwrap();
+    let publisher = Publisher::builder(&conn)
+        .routing_key(&queue)
+        .confirm_publish(true)
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        publisher.send(&n).unwrap();
+    }
+    let got: Vec<i64> = consumer
+        .iterqueue(None, false)
+        .map(|m| {
+            let m = m.unwrap().unwrap();
+            m.ack().unwrap();
+            m.decode::<i64>().unwrap()
+        })
+        .collect();
+    assert_eq!(got, vec![0, 1, 2]);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    consumer.register_callback(move |_, m| {
+        s.fetch_add(1, Ordering::SeqCst);
+        m.ack()
+    });
+    publisher.send(&3).unwrap();
+    assert_eq!(consumer.wait(Some(1)).unwrap(), 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    consumer.close().unwrap();
+    conn.close().unwrap();
+}
