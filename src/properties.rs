@@ -146,6 +146,14 @@ impl Properties {
         cluster_id, with_cluster_id, "deprecated in AMQP 0-9-1, kept for completeness.";
     }
 
+    /// The same properties without `expiration` (dead-lettered expired messages lose it).
+    pub(crate) fn without_expiration(mut self) -> Self {
+        if let Some(rare) = &mut self.rare {
+            rare.expiration = None;
+        }
+        self
+    }
+
     pub(crate) fn set_content_type(&mut self, value: Arc<str>) {
         self.content_type = Some(value);
     }

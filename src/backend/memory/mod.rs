@@ -9,7 +9,9 @@ mod state;
 mod unacked;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -25,6 +27,8 @@ use state::State;
 #[derive(Debug)]
 struct Broker {
     state: Mutex<State>,
+    /// Whether the thread that expires messages and queues runs.
+    sweeper_started: AtomicBool,
 }
 
 impl Broker {
@@ -34,6 +38,42 @@ impl Broker {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts the expiry thread the first time a queue or message has a TTL.
+    fn start_sweeper_if_needed(self: &Arc<Self>, needed: bool) {
+        if !needed || self.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let broker = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("carrot-memory-expiry".into())
+            .spawn(move || broker.sweep_forever());
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the memory broker's expiry thread; TTLs will apply only when queues are read");
+            self.sweeper_started.store(false, Ordering::Release);
+        }
+    }
+
+    /// Sleeps until the next deadline (or until woken by an earlier one), then expires.
+    fn sweep_forever(&self) {
+        let mut state = self.lock();
+        let wake = state.sweeper.clone();
+        loop {
+            let now = state.now();
+            let next = state.sweep(now);
+            state.sweeper_wake = next;
+            state = match next {
+                Some(at) => {
+                    let pause = Duration::from_millis(at.saturating_sub(now).max(1));
+                    match wake.wait_timeout(state, pause) {
+                        Ok((guard, _)) => guard,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    }
+                }
+                None => wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+            };
+        }
     }
 }
 
@@ -46,6 +86,7 @@ fn broker(name: &str) -> Arc<Broker> {
         .or_insert_with(|| {
             Arc::new(Broker {
                 state: Mutex::new(State::new()),
+                sweeper_started: AtomicBool::new(false),
             })
         })
         .clone()
@@ -144,7 +185,15 @@ impl Channel for MemoryChannel {
         self.broker.lock().delete_exchange(self.id, name, if_unused)
     }
     async fn declare_queue(&self, spec: &QueueSpec, passive: bool) -> Result<QueueInfo> {
-        self.broker.lock().declare_queue(self.id, spec, passive)
+        let (result, needed) = {
+            let mut state = self.broker.lock();
+            (
+                state.declare_queue(self.id, spec, passive),
+                state.sweeper_needed,
+            )
+        };
+        self.broker.start_sweeper_if_needed(needed);
+        result
     }
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
         self.broker
@@ -174,7 +223,11 @@ impl Channel for MemoryChannel {
             .unbind(self.id, queue, exchange, key, arguments)
     }
     async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()> {
-        let result = self.broker.lock().publish(self.id, message, flags);
+        let (result, needed) = {
+            let mut state = self.broker.lock();
+            (state.publish(self.id, message, flags), state.sweeper_needed)
+        };
+        self.broker.start_sweeper_if_needed(needed);
         // A publishing loop never waits on I/O here: give the consumer task sharing this
         // worker its turn, or it sees nothing until the loop ends.
         tokio::task::coop::consume_budget().await;

@@ -8,11 +8,16 @@ use tokio::sync::mpsc;
 use crate::backend::{Delivery, Published};
 use crate::entity::QueueSpec;
 
+/// A deadline that never comes.
+pub(super) const NEVER: u64 = u64::MAX;
+
 /// A message waiting in a queue.
 #[derive(Debug)]
 pub(super) struct Ready {
     pub(super) message: Arc<Published>,
     pub(super) redelivered: bool,
+    /// When it expires, in milliseconds of the broker's clock ([`NEVER`] without a TTL).
+    pub(super) deadline: u64,
 }
 
 /// A consumer subscribed to a queue.
@@ -34,20 +39,43 @@ impl Subscriber {
     }
 }
 
+/// Where a queue's dead letters go (`x-dead-letter-exchange`, `x-dead-letter-routing-key`).
+#[derive(Clone, Debug)]
+pub(super) struct DeadLetter {
+    pub(super) exchange: Arc<str>,
+    pub(super) routing_key: Option<Arc<str>>,
+}
+
+/// The arguments of a queue the broker acts on.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Limits {
+    pub(super) max_priority: Option<u8>,
+    pub(super) max_length: Option<usize>,
+    /// `x-message-ttl` in milliseconds.
+    pub(super) message_ttl: Option<u64>,
+    /// `x-expires` in milliseconds.
+    pub(super) expires: Option<u64>,
+    pub(super) dead_letter: Option<DeadLetter>,
+}
+
 #[derive(Debug)]
 pub(super) struct Queue {
     pub(super) name: Arc<str>,
     pub(super) spec: QueueSpec,
     /// The connection owning an exclusive queue.
     pub(super) owner: Option<u64>,
+    pub(super) limits: Limits,
     /// One level per priority, highest last; a single level without `x-max-priority`.
     levels: Vec<VecDeque<Ready>>,
     len: usize,
-    max_length: Option<usize>,
+    /// Whether a waiting message may have a deadline (so expiry is worth checking).
+    has_deadlines: bool,
     pub(super) subscribers: Vec<Subscriber>,
     /// Round-robin position among subscribers.
     pub(super) next_subscriber: usize,
     pub(super) had_subscriber: bool,
+    /// When the queue was last used (declared, read, consumed from), for `x-expires`.
+    pub(super) last_used: u64,
 }
 
 impl Queue {
@@ -55,20 +83,22 @@ impl Queue {
         name: Arc<str>,
         spec: QueueSpec,
         owner: Option<u64>,
-        max_priority: Option<u8>,
-        max_length: Option<usize>,
+        limits: Limits,
+        now: u64,
     ) -> Self {
-        let levels = usize::from(max_priority.unwrap_or(0)) + 1;
+        let levels = usize::from(limits.max_priority.unwrap_or(0)) + 1;
         Queue {
             name,
             spec,
             owner,
+            limits,
             levels: (0..levels).map(|_| VecDeque::new()).collect(),
             len: 0,
-            max_length,
+            has_deadlines: false,
             subscribers: Vec::new(),
             next_subscriber: 0,
             had_subscriber: false,
+            last_used: now,
         }
     }
 
@@ -81,27 +111,55 @@ impl Queue {
         usize::from(message.properties.priority().unwrap_or(0)).min(top)
     }
 
-    /// Appends a published message; with `x-max-length`, the oldest messages make room.
-    pub(super) fn push_back(&mut self, message: Arc<Published>) {
-        let level = self.level(&message);
-        self.levels[level].push_back(Ready {
-            message,
-            redelivered: false,
-        });
-        self.len += 1;
-        if let Some(max) = self.max_length {
-            while self.len > max {
-                self.pop();
-            }
+    /// The deadline of a message published now: the shorter of the queue's TTL and the
+    /// message's `expiration`.
+    pub(super) fn deadline(&self, message: &Published, now: u64) -> u64 {
+        let per_message = message
+            .properties
+            .expiration()
+            .and_then(|e| e.trim().parse::<u64>().ok());
+        match (self.limits.message_ttl, per_message) {
+            (None, None) => NEVER,
+            (Some(t), None) | (None, Some(t)) => now.saturating_add(t),
+            (Some(a), Some(b)) => now.saturating_add(a.min(b)),
         }
     }
 
-    /// Puts a message back at the head of its priority level, marked redelivered.
-    pub(super) fn push_front(&mut self, message: Arc<Published>) {
+    /// Appends a published message; with `x-max-length`, the oldest messages make room and
+    /// are returned (to be dead-lettered).
+    pub(super) fn push_back(
+        &mut self,
+        message: Arc<Published>,
+        deadline: u64,
+    ) -> Vec<Arc<Published>> {
         let level = self.level(&message);
+        self.has_deadlines |= deadline != NEVER;
+        self.levels[level].push_back(Ready {
+            message,
+            redelivered: false,
+            deadline,
+        });
+        self.len += 1;
+        let mut dropped = Vec::new();
+        if let Some(max) = self.limits.max_length {
+            while self.len > max {
+                match self.pop() {
+                    Some(ready) => dropped.push(ready.message),
+                    None => break,
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Puts a message back at the head of its priority level, marked redelivered.
+    pub(super) fn push_front(&mut self, message: Arc<Published>, deadline: u64) {
+        let level = self.level(&message);
+        self.has_deadlines |= deadline != NEVER;
         self.levels[level].push_front(Ready {
             message,
             redelivered: true,
+            deadline,
         });
         self.len += 1;
     }
@@ -113,11 +171,45 @@ impl Queue {
         Some(ready)
     }
 
+    /// Removes the messages at the head of each level whose deadline has passed (as RabbitMQ,
+    /// a message expires once it reaches the head).
+    pub(super) fn expire(&mut self, now: u64) -> Vec<Arc<Published>> {
+        let mut expired = Vec::new();
+        if !self.has_deadlines {
+            return expired;
+        }
+        for level in &mut self.levels {
+            while level.front().is_some_and(|r| r.deadline <= now) {
+                if let Some(ready) = level.pop_front() {
+                    expired.push(ready.message);
+                }
+            }
+        }
+        self.len -= expired.len();
+        if self.len == 0 {
+            self.has_deadlines = false;
+        }
+        expired
+    }
+
+    /// The earliest deadline among the heads of the levels.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        if !self.has_deadlines {
+            return None;
+        }
+        self.levels
+            .iter()
+            .filter_map(|l| l.front().map(|r| r.deadline))
+            .filter(|d| *d != NEVER)
+            .min()
+    }
+
     /// Drops every waiting message; returns how many.
     pub(super) fn purge(&mut self) -> usize {
         let n = self.len;
         self.levels.iter_mut().for_each(VecDeque::clear);
         self.len = 0;
+        self.has_deadlines = false;
         n
     }
 

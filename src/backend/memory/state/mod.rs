@@ -4,7 +4,10 @@
 //! exchanges, queues and channels (exclusive owners, auto-delete, redelivery), as a
 //! single-threaded broker would give.
 
-use std::sync::Arc;
+mod dead_letter;
+
+use std::sync::{Arc, Condvar};
+use std::time::Instant;
 
 // Names and ids chosen by the application, not hostile input: a fast hash matters more here
 // (3 to 5 lookups per message) than flooding resistance.
@@ -12,7 +15,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use tokio::sync::mpsc;
 
-use super::queue::{Queue, Subscriber};
+use super::queue::{DeadLetter, Limits, Queue, Subscriber, NEVER};
 use super::unacked::Ledger;
 use crate::backend::{Delivery, DeliveryStream, PublishFlags, Published, QueueInfo};
 use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec};
@@ -34,6 +37,8 @@ struct Unacked {
     message: Arc<Published>,
     /// The consumer it was delivered to; `None` for `get`.
     consumer: Option<Arc<str>>,
+    /// Its expiry, kept if it is requeued.
+    deadline: u64,
 }
 
 #[derive(Debug)]
@@ -49,7 +54,7 @@ struct ChannelState {
     consumer_tags: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct State {
     exchanges: HashMap<Arc<str>, Exchange>,
     queues: HashMap<Arc<str>, Queue>,
@@ -58,6 +63,14 @@ pub(super) struct State {
     next_id: u64,
     /// Reused by `publish` to avoid an allocation per message.
     route_buffer: Vec<Arc<str>>,
+    /// The broker's clock: deadlines are milliseconds since then.
+    epoch: Instant,
+    /// Wakes the thread that expires messages and queues (see `dead_letter.rs`).
+    pub(super) sweeper: Arc<Condvar>,
+    /// When that thread plans to wake next (`None`: not until woken).
+    pub(super) sweeper_wake: Option<u64>,
+    /// Whether some queue or message has a TTL, so that the thread is needed.
+    pub(super) sweeper_needed: bool,
 }
 
 fn closed() -> Error {
@@ -66,9 +79,25 @@ fn closed() -> Error {
 
 impl State {
     pub(super) fn new() -> Self {
-        let mut state = State::default();
+        let mut state = State {
+            exchanges: HashMap::default(),
+            queues: HashMap::default(),
+            channels: HashMap::default(),
+            connections: HashSet::default(),
+            next_id: 0,
+            route_buffer: Vec::new(),
+            epoch: Instant::now(),
+            sweeper: Arc::new(Condvar::new()),
+            sweeper_wake: None,
+            sweeper_needed: false,
+        };
         state.predeclare();
         state
+    }
+
+    /// Milliseconds on the broker's clock.
+    pub(super) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The exchanges every AMQP broker has.
@@ -157,7 +186,7 @@ impl State {
         let mut touched: Vec<Arc<str>> = Vec::new();
         for unacked in state.unacked.into_newest_first() {
             if let Some(q) = self.queues.get_mut(&unacked.queue) {
-                q.push_front(unacked.message);
+                q.push_front(unacked.message, unacked.deadline);
                 if !touched.contains(&unacked.queue) {
                     touched.push(unacked.queue);
                 }
@@ -286,11 +315,15 @@ impl State {
             spec.name = format!("amq.gen-{}-{}", connection, self.id());
         }
         if self.queues.contains_key(spec.name.as_str()) {
+            let now = self.now();
             let queue = self.usable_queue(channel, &spec.name)?;
             if !passive {
                 queue.spec.check_equivalent(&spec)?;
             }
-            return Ok(info(queue));
+            queue.last_used = now;
+            let name = queue.name.clone();
+            self.expire_queue(&name, now);
+            return self.queues.get(&name).map(info).ok_or_else(closed);
         }
         if passive {
             return Err(Error::NotFound(format!("no queue '{}' {VHOST}", spec.name)));
@@ -301,21 +334,15 @@ impl State {
                 spec.name
             )));
         }
-        check_supported_arguments(&spec)?;
-        let max_priority = spec.max_priority_value()?;
-        let max_length = match spec.arguments.get("x-max-length") {
-            None => None,
-            Some(FieldValue::Int(n)) if *n >= 0 => Some(*n as usize),
-            Some(other) => {
-                return Err(Error::PreconditionFailed(format!(
-                    "invalid arg 'x-max-length' for queue '{}': {other:?} is not a non-negative integer",
-                    spec.name
-                )))
-            }
-        };
+        let limits = limits(&spec)?;
+        if limits.message_ttl.is_some() || limits.expires.is_some() {
+            self.sweeper_needed = true;
+            self.sweeper.notify_one();
+        }
         let name: Arc<str> = spec.name.as_str().into();
         let owner = spec.exclusive.then_some(connection);
-        let queue = Queue::new(name.clone(), spec, owner, max_priority, max_length);
+        let now = self.now();
+        let queue = Queue::new(name.clone(), spec, owner, limits, now);
         let info = info(&queue);
         self.queues.insert(name, queue);
         Ok(info)
@@ -419,23 +446,9 @@ impl State {
         self.channel(channel)?;
         let mut targets = std::mem::take(&mut self.route_buffer);
         targets.clear();
-        let exchange = &*message.exchange;
-        if exchange.is_empty() {
-            if let Some((name, _)) = self.queues.get_key_value(&*message.routing_key) {
-                targets.push(name.clone());
-            }
-        } else {
-            match self.exchanges.get(exchange) {
-                Some(ex) => ex.bindings.route(
-                    &message.routing_key,
-                    message.properties.headers(),
-                    &mut targets,
-                ),
-                None => {
-                    self.route_buffer = targets;
-                    return Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}")));
-                }
-            }
+        if let Err(e) = self.route(&message, &mut targets) {
+            self.route_buffer = targets;
+            return Err(e);
         }
         let returned = |code: u16, text: &str| Error::Unroutable {
             reply_code: code,
@@ -459,18 +472,58 @@ impl State {
             }
         }
         if result.is_ok() && !targets.is_empty() {
-            let message = Arc::new(message);
-            for name in &targets {
-                if let Some(q) = self.queues.get_mut(name) {
-                    q.push_back(message.clone());
-                    if !q.subscribers.is_empty() {
-                        self.dispatch(name);
-                    }
-                }
-            }
+            self.enqueue(&targets, Arc::new(message));
         }
         self.route_buffer = targets;
         result
+    }
+
+    /// The queues a message reaches; [`Error::NotFound`] for a missing exchange.
+    fn route(&self, message: &Published, targets: &mut Vec<Arc<str>>) -> Result<()> {
+        let exchange = &*message.exchange;
+        if exchange.is_empty() {
+            if let Some((name, _)) = self.queues.get_key_value(&*message.routing_key) {
+                targets.push(name.clone());
+            }
+            return Ok(());
+        }
+        match self.exchanges.get(exchange) {
+            Some(ex) => {
+                ex.bindings
+                    .route(&message.routing_key, message.properties.headers(), targets);
+                Ok(())
+            }
+            None => Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}"))),
+        }
+    }
+
+    /// Puts a routed message in its queues and hands it to their consumers; messages pushed
+    /// out by `x-max-length` are dead-lettered.
+    fn enqueue(&mut self, targets: &[Arc<str>], message: Arc<Published>) {
+        let now = self.now();
+        let mut overflow = Vec::new();
+        for name in targets {
+            let Some(q) = self.queues.get_mut(name) else {
+                continue;
+            };
+            let deadline = q.deadline(&message, now);
+            let dropped = q.push_back(message.clone(), deadline);
+            if !dropped.is_empty() {
+                overflow.push((name.clone(), dropped));
+            }
+            if !q.subscribers.is_empty() {
+                self.dispatch(name);
+            }
+            if deadline != NEVER {
+                self.sweeper_needed = true;
+                if self.sweeper_wake.is_none_or(|wake| deadline < wake) {
+                    self.sweeper.notify_one();
+                }
+            }
+        }
+        for (queue, dropped) in overflow {
+            self.dead_letter(&queue, dropped, "maxlen");
+        }
     }
 
     fn has_ready_subscriber(&self, queue: &Queue) -> bool {
@@ -491,7 +544,15 @@ impl State {
         queue: &str,
         no_ack: bool,
     ) -> Result<Option<Delivery>> {
+        let now = self.now();
         let q = self.usable_queue(channel, queue)?;
+        q.last_used = now;
+        let expired = q.expire(now);
+        if !expired.is_empty() {
+            let name = q.name.clone();
+            self.dead_letter(&name, expired, "expired");
+            return self.get(channel, queue, no_ack);
+        }
         let Some(ready) = q.pop() else {
             return Ok(None);
         };
@@ -506,6 +567,7 @@ impl State {
                     queue: queue_name,
                     message: ready.message.clone(),
                     consumer: None,
+                    deadline: ready.deadline,
                 },
             );
         }
@@ -562,6 +624,12 @@ impl State {
             tx,
         });
         q.had_subscriber = true;
+        q.last_used = self
+            .epoch
+            .elapsed()
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
         self.dispatch(&queue_name);
         Ok((tag, rx))
     }
@@ -590,6 +658,12 @@ impl State {
         };
         q.subscribers
             .retain(|s| !(s.channel == channel && &*s.tag == tag));
+        q.last_used = self
+            .epoch
+            .elapsed()
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
         if q.subscribers.is_empty() && q.had_subscriber && q.spec.auto_delete {
             self.remove_queue(queue);
         } else {
@@ -635,7 +709,10 @@ impl State {
         self.release_credit(channel, &unacked);
         if let Some(q) = self.queues.get_mut(&unacked.queue) {
             if requeue {
-                q.push_front(unacked.message);
+                q.push_front(unacked.message, unacked.deadline);
+            } else {
+                let queue = q.name.clone();
+                self.dead_letter(&queue, vec![unacked.message], "rejected");
             }
         }
         if channel_limited {
@@ -716,9 +793,11 @@ impl State {
 
     /// Hands waiting messages to consumers with credit, round robin.
     fn dispatch(&mut self, queue: &str) {
+        let now = self.now();
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
+        let expired = q.expire(now);
         let mut dead: Vec<usize> = Vec::new();
         let mut idle = 0;
         while q.len() > 0 && idle < q.subscribers.len() {
@@ -752,7 +831,7 @@ impl State {
             };
             if s.tx.send(delivery).is_err() {
                 // The consumer's receiver is gone: take the message back, drop the consumer.
-                q.push_front(ready.message);
+                q.push_front(ready.message, ready.deadline);
                 dead.push(i);
                 continue;
             }
@@ -765,6 +844,7 @@ impl State {
                         queue: q.name.clone(),
                         message: ready.message,
                         consumer,
+                        deadline: ready.deadline,
                     },
                 );
             }
@@ -777,6 +857,9 @@ impl State {
             for (channel, tag) in gone {
                 self.remove_subscriber(queue, channel, &tag);
             }
+        }
+        if !expired.is_empty() {
+            self.dead_letter(queue, expired, "expired");
         }
     }
 
@@ -803,35 +886,82 @@ impl State {
     }
 }
 
-/// Queue arguments the embedded broker does not implement are refused, never ignored.
-fn check_supported_arguments(spec: &QueueSpec) -> Result<()> {
+/// The queue arguments the embedded broker acts on; others are refused, never ignored.
+fn limits(spec: &QueueSpec) -> Result<Limits> {
+    let invalid = |key: &str, what: &str| {
+        Error::PreconditionFailed(format!(
+            "invalid arg '{key}' for queue '{}': {what}",
+            spec.name
+        ))
+    };
+    let millis = |key: &str, positive: bool| -> Result<Option<u64>> {
+        match spec.arguments.get(key) {
+            None => Ok(None),
+            Some(FieldValue::Int(n)) if *n > 0 || (*n == 0 && !positive) => Ok(Some(*n as u64)),
+            Some(_) => Err(invalid(key, "expected a whole number of milliseconds")),
+        }
+    };
+    let text = |key: &str| -> Result<Option<Arc<str>>> {
+        match spec.arguments.get(key) {
+            None => Ok(None),
+            Some(FieldValue::String(s)) => Ok(Some(s.as_str().into())),
+            Some(_) => Err(invalid(key, "expected a string")),
+        }
+    };
+    let mut limits = Limits {
+        max_priority: spec.max_priority_value()?,
+        max_length: match spec.arguments.get("x-max-length") {
+            None => None,
+            Some(FieldValue::Int(n)) if *n >= 0 => Some(*n as usize),
+            Some(_) => return Err(invalid("x-max-length", "expected a non-negative integer")),
+        },
+        message_ttl: millis("x-message-ttl", false)?,
+        expires: millis("x-expires", true)?,
+        dead_letter: None,
+    };
+    let routing_key = text("x-dead-letter-routing-key")?;
+    limits.dead_letter = match text("x-dead-letter-exchange")? {
+        Some(exchange) => Some(DeadLetter {
+            exchange,
+            routing_key,
+        }),
+        None if routing_key.is_some() => {
+            return Err(invalid(
+                "x-dead-letter-routing-key",
+                "it needs x-dead-letter-exchange too",
+            ))
+        }
+        None => None,
+    };
     for key in spec.arguments.keys() {
         match key.as_str() {
-            "x-max-priority" | "x-max-length" => {}
+            "x-max-priority" | "x-max-length" | "x-message-ttl" | "x-expires"
+            | "x-dead-letter-exchange" | "x-dead-letter-routing-key" => {}
             "x-queue-type" => match spec.arguments[key].as_str() {
                 Some("classic") => {}
                 Some("quorum") if spec.durable && !spec.exclusive && !spec.auto_delete => {}
                 Some("quorum") => {
-                    return Err(Error::PreconditionFailed(format!(
-                        "invalid property for queue '{}': quorum queues must be durable, not exclusive and not auto-delete",
-                        spec.name
-                    )))
+                    return Err(invalid(
+                        key,
+                        "quorum queues must be durable, not exclusive and not auto-delete",
+                    ))
                 }
-                other => {
-                    return Err(Error::Unsupported(format!(
-                        "x-queue-type {other:?}: the memory broker has classic and quorum queues; streams need RabbitMQ (amqp://)"
-                    )))
+                Some("stream") => {
+                    return Err(Error::Unsupported(
+                        "x-queue-type \"stream\": the memory broker has classic and quorum queues; streams need RabbitMQ (amqp://)".into(),
+                    ))
                 }
+                other => return Err(invalid(key, &format!("unknown queue type {other:?}"))),
             },
             other if other.starts_with("x-") => {
                 return Err(Error::Unsupported(format!(
-                    "queue argument '{other}' is not implemented by the memory broker (it has x-max-priority, x-max-length and x-queue-type); use RabbitMQ (amqp://) for it"
+                    "queue argument '{other}' is not implemented by the memory broker; use RabbitMQ (amqp://) for it"
                 )))
             }
             _ => {}
         }
     }
-    Ok(())
+    Ok(limits)
 }
 
 fn unknown_tag(tag: u64) -> Error {
