@@ -171,6 +171,11 @@ impl Queue {
         Some(ready)
     }
 
+    /// Whether a waiting message may have a deadline (so that expiry is worth a look).
+    pub(super) fn may_expire(&self) -> bool {
+        self.has_deadlines
+    }
+
     /// Removes the messages at the head of each level whose deadline has passed (as RabbitMQ,
     /// a message expires once it reaches the head).
     pub(super) fn expire(&mut self, now: u64) -> Vec<Arc<Published>> {

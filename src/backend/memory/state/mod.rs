@@ -97,7 +97,7 @@ impl State {
 
     /// Milliseconds on the broker's clock.
     pub(super) fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis_since(self.epoch)
     }
 
     /// The exchanges every AMQP broker has.
@@ -500,13 +500,18 @@ impl State {
     /// Puts a routed message in its queues and hands it to their consumers; messages pushed
     /// out by `x-max-length` are dead-lettered.
     fn enqueue(&mut self, targets: &[Arc<str>], message: Arc<Published>) {
-        let now = self.now();
+        let epoch = self.epoch;
+        let timed = message.properties.expiration().is_some();
         let mut overflow = Vec::new();
         for name in targets {
             let Some(q) = self.queues.get_mut(name) else {
                 continue;
             };
-            let deadline = q.deadline(&message, now);
+            let deadline = if timed || q.limits.message_ttl.is_some() {
+                q.deadline(&message, millis_since(epoch))
+            } else {
+                NEVER
+            };
             let dropped = q.push_back(message.clone(), deadline);
             if !dropped.is_empty() {
                 overflow.push((name.clone(), dropped));
@@ -544,10 +549,15 @@ impl State {
         queue: &str,
         no_ack: bool,
     ) -> Result<Option<Delivery>> {
-        let now = self.now();
+        let epoch = self.epoch;
         let q = self.usable_queue(channel, queue)?;
-        q.last_used = now;
-        let expired = q.expire(now);
+        let expired = if q.may_expire() || q.limits.expires.is_some() {
+            let now = millis_since(epoch);
+            q.last_used = now;
+            q.expire(now)
+        } else {
+            Vec::new()
+        };
         if !expired.is_empty() {
             let name = q.name.clone();
             self.dead_letter(&name, expired, "expired");
@@ -793,11 +803,16 @@ impl State {
 
     /// Hands waiting messages to consumers with credit, round robin.
     fn dispatch(&mut self, queue: &str) {
-        let now = self.now();
+        let epoch = self.epoch;
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
-        let expired = q.expire(now);
+        // Reading the clock costs more than the rest of a delivery: only when it matters.
+        let expired = if q.may_expire() {
+            q.expire(millis_since(epoch))
+        } else {
+            Vec::new()
+        };
         let mut dead: Vec<usize> = Vec::new();
         let mut idle = 0;
         while q.len() > 0 && idle < q.subscribers.len() {
@@ -962,6 +977,10 @@ fn limits(spec: &QueueSpec) -> Result<Limits> {
         }
     }
     Ok(limits)
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unknown_tag(tag: u64) -> Error {
