@@ -193,8 +193,18 @@ def main():
         w(f"carrot holds them in {peak / kh['peak_rss_mb_for_target']:.2f} of kombu's memory.")
     w(f"carrot queued them at {hold['messages'] / hold['publish_s']:,.0f} msgs/s; kombu at {kh['messages'] / kh['publish_s']:,.0f} msgs/s." if kh else "")
     w("")
+    text = "\n".join(lines).rstrip() + "\n"
+    # Keep the RabbitMQ section bench/amqp_report.py writes (between its markers) as it is.
+    try:
+        with open(a.out) as f:
+            old = f.read()
+        begin, end = old.find("<!-- amqp:begin"), old.find("<!-- amqp:end -->")
+        if begin != -1 and end > begin:
+            text += "\n" + old[begin:end + len("<!-- amqp:end -->")] + "\n"
+    except FileNotFoundError:
+        pass
     with open(a.out, "w") as f:
-        f.write("\n".join(lines).rstrip() + "\n")
+        f.write(text)
 
 
 if __name__ == "__main__":
