@@ -7,7 +7,7 @@ use carrot::{DeliveryMode, Error, ExchangeType, MessageState, Publisher, SendOpt
 
 use crate::support::*;
 
-conformance!(
+conformance_restart!(
     transient_messages_are_lost_on_restart_persistent_ones_kept,
     |t| async move {
         if !t.can_restart() {
@@ -37,7 +37,7 @@ conformance!(
     }
 );
 
-conformance!(
+conformance_restart!(
     unacknowledged_persistent_messages_survive_a_restart,
     |t| async move {
         if !t.can_restart() {

@@ -7,7 +7,7 @@ use carrot::{
 
 use crate::support::*;
 
-conformance!(
+conformance_restart!(
     durable_entities_survive_a_restart_transient_ones_do_not,
     |t| async move {
         if !t.can_restart() {
@@ -44,7 +44,7 @@ conformance!(
     }
 );
 
-conformance!(
+conformance_restart!(
     bindings_between_durable_entities_survive_a_restart,
     |t| async move {
         if !t.can_restart() {

@@ -5,8 +5,9 @@
 //! the message. Deliveries to consumers are asynchronous: wait for them with [`next`] (at most
 //! [`ARRIVES`]) and check their absence with [`assert_quiet`] (for [`QUIET`]).
 
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use carrot::{
@@ -47,8 +48,30 @@ pub struct Backend {
 pub fn backends() -> Vec<Backend> {
     vec![
         Backend { name: "memory", url: |scope| Some(format!("memory://{scope}")), restart: Some(|scope| carrot::MemoryBroker::named(scope).restart()), immediate: true },
-        Backend { name: "amqp", url: |_| amqp_url(), restart: None, immediate: false },
+        Backend { name: "amqp", url: |_| amqp_url(), restart: amqp_restart(), immediate: false },
     ]
+}
+
+/// Restarts RabbitMQ with the command in `CARROT_TEST_AMQP_RESTART` (`.ci/run` sets it); the
+/// scenarios that use it run alone (see [`run_all_exclusive`]).
+fn amqp_restart() -> Option<fn(&str)> {
+    match std::env::var("CARROT_TEST_AMQP_RESTART") {
+        Ok(command) if !command.is_empty() => Some(|_| {
+            let command = std::env::var("CARROT_TEST_AMQP_RESTART").unwrap_or_default();
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+            assert!(status.success(), "{command:?} failed: {status}");
+        }),
+        _ if std::env::var("CARROT_TEST_AMQP_URL").is_ok_and(|u| !u.is_empty())
+            && std::env::var("CI").is_ok_and(|v| v == "true") =>
+        {
+            panic!("CI=true with RabbitMQ but CARROT_TEST_AMQP_RESTART is not set: .ci/run sets it")
+        }
+        _ => None,
+    }
 }
 
 /// RabbitMQ from `CARROT_TEST_AMQP_URL`, with publisher confirms so that a `send` has been
@@ -89,6 +112,8 @@ pub struct Scenario {
     /// Unique for this scenario, backend and run.
     pub scope: String,
     url: String,
+    /// Every name handed out by [`Scenario::name`], deleted as queue and exchange afterwards.
+    names: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Scenario {
@@ -104,7 +129,12 @@ impl Scenario {
 
     /// An exchange or queue name that belongs to this scenario.
     pub fn name(&self, local: &str) -> String {
-        format!("{}.{local}", self.scope)
+        let name = format!("{}.{local}", self.scope);
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone());
+        name
     }
 
     /// Whether the backend can restart its broker; says so when it cannot (the caller skips).
@@ -152,8 +182,31 @@ impl Scenario {
     }
 }
 
+/// Scenarios share the brokers; one that restarts a broker must run alone (a restart closes
+/// every connection to it), so it holds this lock for writing and the others for reading.
+static BROKER_IN_USE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// Runs a scenario on every configured backend, each with its own scope.
 pub async fn run_all<F, Fut>(test: &str, scenario: F)
+where
+    F: Fn(Scenario) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    let _shared = BROKER_IN_USE.read().await;
+    run_each(test, scenario).await;
+}
+
+/// Runs a scenario that restarts brokers, while no other scenario runs.
+pub async fn run_all_exclusive<F, Fut>(test: &str, scenario: F)
+where
+    F: Fn(Scenario) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    let _alone = BROKER_IN_USE.write().await;
+    run_each(test, scenario).await;
+}
+
+async fn run_each<F, Fut>(test: &str, scenario: F)
 where
     F: Fn(Scenario) -> Fut,
     Fut: Future<Output = TestResult>,
@@ -166,16 +219,39 @@ where
         };
         eprintln!("{test} on {} ({url})", backend.name);
         let name = backend.name;
-        if let Err(error) = scenario(Scenario {
+        let names = Arc::new(Mutex::new(BTreeSet::new()));
+        let result = scenario(Scenario {
             backend,
             scope,
-            url,
+            url: url.clone(),
+            names: names.clone(),
         })
-        .await
-        {
+        .await;
+        clean_up(&url, &names).await;
+        if let Err(error) = result {
             panic!("{test} on {name}: {error} ({error:?})");
         }
     }
+}
+
+/// Deletes what a scenario declared, so that a shared broker (RabbitMQ) does not fill up with
+/// durable queues across runs and restarts stay quick.
+async fn clean_up(url: &str, names: &Mutex<BTreeSet<String>>) {
+    let names: Vec<String> = names
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    let Ok(conn) = BrokerConnection::connect(url).await else {
+        return;
+    };
+    for name in names {
+        // Names also serve as routing keys: what is neither a queue nor an exchange is NotFound.
+        let _ = conn.delete_queue(&name, false, false).await;
+        let _ = conn.delete_exchange(&name, false).await;
+    }
+    let _ = conn.close().await;
 }
 
 /// A scenario, run on every backend: `conformance!(name, |t| async move { ...; Ok(()) });`
@@ -184,6 +260,17 @@ macro_rules! conformance {
         #[tokio::test]
         async fn $name() {
             $crate::support::run_all(stringify!($name), $scenario).await;
+        }
+    };
+}
+
+/// A scenario that restarts the broker: it runs on every backend that can restart, while no
+/// other scenario runs.
+macro_rules! conformance_restart {
+    ($name:ident, $scenario:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            $crate::support::run_all_exclusive(stringify!($name), $scenario).await;
         }
     };
 }
