@@ -42,7 +42,11 @@ impl Broker {
 
     /// Starts the expiry thread the first time a queue or message has a TTL.
     fn start_sweeper_if_needed(self: &Arc<Self>, needed: bool) {
-        if !needed || self.sweeper_started.swap(true, Ordering::AcqRel) {
+        // A plain load first: publishing to a TTL queue must not pay an atomic write each time.
+        if !needed
+            || self.sweeper_started.load(Ordering::Acquire)
+            || self.sweeper_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let broker = self.clone();

@@ -152,13 +152,14 @@ impl Queue {
         dropped
     }
 
-    /// Puts a message back at the head of its priority level, marked redelivered.
-    pub(super) fn push_front(&mut self, message: Arc<Published>, deadline: u64) {
+    /// Puts a message back at the head of its priority level: marked redelivered when it had
+    /// been delivered, as it was before when it had not.
+    pub(super) fn push_front(&mut self, message: Arc<Published>, deadline: u64, redelivered: bool) {
         let level = self.level(&message);
         self.has_deadlines |= deadline != NEVER;
         self.levels[level].push_front(Ready {
             message,
-            redelivered: true,
+            redelivered,
             deadline,
         });
         self.len += 1;

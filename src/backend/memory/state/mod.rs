@@ -186,7 +186,7 @@ impl State {
         let mut touched: Vec<Arc<str>> = Vec::new();
         for unacked in state.unacked.into_newest_first() {
             if let Some(q) = self.queues.get_mut(&unacked.queue) {
-                q.push_front(unacked.message, unacked.deadline);
+                q.push_front(unacked.message, unacked.deadline, true);
                 if !touched.contains(&unacked.queue) {
                     touched.push(unacked.queue);
                 }
@@ -719,7 +719,7 @@ impl State {
         self.release_credit(channel, &unacked);
         if let Some(q) = self.queues.get_mut(&unacked.queue) {
             if requeue {
-                q.push_front(unacked.message, unacked.deadline);
+                q.push_front(unacked.message, unacked.deadline, true);
             } else {
                 let queue = q.name.clone();
                 self.dead_letter(&queue, vec![unacked.message], "rejected");
@@ -845,8 +845,9 @@ impl State {
                 consumer_tag: Some(s.tag.clone()),
             };
             if s.tx.send(delivery).is_err() {
-                // The consumer's receiver is gone: take the message back, drop the consumer.
-                q.push_front(ready.message, ready.deadline);
+                // The consumer's receiver is gone: take the message back (it was never
+                // delivered), drop the consumer.
+                q.push_front(ready.message, ready.deadline, ready.redelivered);
                 dead.push(i);
                 continue;
             }
