@@ -1,0 +1,152 @@
+//! `carrot consume` and `carrot discard`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use carrot::{BrokerConnection, Consumer, Message};
+
+use crate::args::{self, Kind, Pair};
+use crate::failure::Failure;
+use crate::render;
+
+/// `--output`.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub(crate) enum Output {
+    /// The body as it is, then a newline.
+    #[default]
+    Body,
+    /// One JSON object per message: body, content_type, content_encoding, exchange,
+    /// routing_key, headers, priority, delivery_mode, redelivered, delivery_tag.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ConsumeArgs {
+    /// The queue to consume from. With --exchange it is declared (durable) and bound; without,
+    /// it must exist.
+    #[arg(long)]
+    queue: String,
+    /// Declare this exchange and bind the queue to it.
+    #[arg(long)]
+    exchange: Option<String>,
+    /// The exchange's type, when --exchange declares it.
+    #[arg(long, value_enum, requires = "exchange")]
+    exchange_type: Option<Kind>,
+    /// The binding key, with --exchange.
+    #[arg(long, default_value = "", requires = "exchange")]
+    routing_key: String,
+    /// A binding argument KEY=VALUE for a headers exchange (repeatable; x-match=any|all).
+    #[arg(long = "bind-header", value_name = "KEY=VALUE", value_parser = args::pair, requires = "exchange")]
+    bind_headers: Vec<Pair>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Stop after this many seconds without a message (fractions allowed).
+    #[arg(long, value_parser = args::seconds)]
+    timeout: Option<Duration>,
+    /// The broker forgets each message as it sends it (no acknowledgement).
+    #[arg(long)]
+    no_ack: bool,
+    /// Unacknowledged messages in flight at most (0: no limit).
+    #[arg(long, default_value_t = 100)]
+    prefetch: u16,
+    /// Reject each message (dropped, or dead-lettered) instead of acknowledging it.
+    #[arg(long, conflicts_with_all = ["requeue", "no_ack"])]
+    reject: bool,
+    /// Put each message back in the queue instead of acknowledging it.
+    #[arg(long, conflicts_with = "no_ack")]
+    requeue: bool,
+    /// How to print each message.
+    #[arg(long, value_enum, default_value_t = Output::Body)]
+    output: Output,
+}
+
+pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<(), Failure> {
+    if args.limit == Some(0) {
+        return Ok(());
+    }
+    let mut builder = Consumer::builder(conn).queue(&args.queue).no_ack(args.no_ack);
+    match &args.exchange {
+        Some(exchange) => {
+            builder = builder
+                .exchange(exchange)
+                .exchange_type(args.exchange_type.unwrap_or_default().into())
+                .routing_key(&args.routing_key);
+            if !args.bind_headers.is_empty() {
+                builder = builder.binding_arguments(args::table(&args.bind_headers));
+            }
+        }
+        None => {
+            conn.queue_info(&args.queue).await.map_err(|e| {
+                Failure::not_found_hint(
+                    e,
+                    "declare it with `carrot declare queue NAME`, or pass --exchange to declare and bind it",
+                )
+            })?;
+            builder = builder.auto_declare(false);
+        }
+    }
+    let mut consumer = builder.build().await?;
+    if !args.no_ack {
+        consumer.qos(0, args.prefetch, false).await?;
+    }
+    consumer.consume().await?;
+    let mut out = std::io::stdout().lock();
+    let mut received = 0u64;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    while args.limit.is_none_or(|limit| received < limit) {
+        let next = async {
+            match args.timeout {
+                Some(t) => tokio::time::timeout(t, consumer.next_message())
+                    .await
+                    .unwrap_or(Ok(None)),
+                None => consumer.next_message().await,
+            }
+        };
+        let message = tokio::select! {
+            message = next => message?,
+            _ = &mut interrupted => break,
+        };
+        let Some(message) = message else { break };
+        print(&mut out, &message, args.output)?;
+        if !args.no_ack {
+            if args.reject {
+                message.reject()?;
+            } else if args.requeue {
+                message.requeue()?;
+            } else {
+                message.ack()?;
+            }
+        }
+        received += 1;
+    }
+    out.flush()?;
+    consumer.close().await?;
+    Ok(())
+}
+
+/// Writes one message; flushed per message so that a reader sees it at once.
+fn print(out: &mut impl Write, message: &Message, output: Output) -> std::io::Result<()> {
+    match output {
+        Output::Body => out.write_all(message.body())?,
+        Output::Json => serde_json::to_writer(&mut *out, &render::json_line(message))?,
+    }
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DiscardArgs {
+    /// The queue to empty; it must exist.
+    #[arg(long)]
+    queue: String,
+}
+
+pub(crate) async fn discard(conn: &BrokerConnection, args: DiscardArgs) -> Result<(), Failure> {
+    let discarded = conn.purge(&args.queue).await?;
+    println!("{discarded}");
+    Ok(())
+}
