@@ -80,12 +80,16 @@ impl BrokerConnection {
                         .into(),
                 })
             }
-            other => {
+            #[cfg(feature = "sqlite")]
+            BrokerUrl::Sqlite { path } => {
+                Box::new(crate::backend::sqlite::SqliteConnection::open(path).await?)
+            }
+            #[cfg(not(feature = "sqlite"))]
+            BrokerUrl::Sqlite { .. } => {
                 return Err(Error::BackendUnavailable {
-                    scheme: other.scheme().to_string(),
-                    hint:
-                        "the sqlite:// broker is not in this version yet; use memory:// or amqp://"
-                            .into(),
+                    scheme: url.scheme().to_string(),
+                    hint: "carrot was built without the `sqlite` feature; enable it in Cargo.toml"
+                        .into(),
                 })
             }
         };

@@ -145,6 +145,11 @@ pub enum Error {
     #[error("connection closed: {0}")]
     ConnectionClosed(String),
 
+    /// The broker's storage failed: a `sqlite://` file that is corrupt, read-only, locked by
+    /// another program, not a carrot broker, or on a full disk. The message says which.
+    #[error("broker storage: {0}")]
+    Storage(String),
+
     /// An I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

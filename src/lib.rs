@@ -71,6 +71,8 @@ mod table;
 pub mod url;
 
 pub use backend::memory::MemoryBroker;
+#[cfg(feature = "sqlite")]
+pub use backend::sqlite::SqliteBroker;
 pub use backend::QueueInfo;
 pub use connection::{BrokerConnection, ConnectionBuilder, BROKER_URL_ENV};
 pub use consumer::{

@@ -6,7 +6,11 @@
 
 #[cfg(feature = "amqp")]
 pub(crate) mod amqp;
+pub(crate) mod arguments;
+pub(crate) mod death;
 pub(crate) mod memory;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
 
 use std::sync::Arc;
 

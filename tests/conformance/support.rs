@@ -34,20 +34,23 @@ pub struct Backend {
     /// cannot, which skips the scenarios that need it.
     pub restart: Option<fn(&str)>,
     /// Whether `immediate` is implemented; if not, publishing with it must be
-    /// `Error::Unsupported` (RabbitMQ 3 and later).
+    /// `Error::Unsupported` (RabbitMQ 3 and later; sqlite, whose consumers may be in other
+    /// processes).
     pub immediate: bool,
 }
 
 /// Every backend, one line each. Each scenario runs on all of them.
 ///
-/// Backends to come:
-/// ```text
-/// Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())), restart: Some(..), immediate: true },
-/// ```
+/// A sqlite broker file per scope, in the temporary folder (deleted after the scenario).
+fn sqlite_path(scope: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("carrot-{scope}.db"))
+}
+
 #[rustfmt::skip]
 pub fn backends() -> Vec<Backend> {
     vec![
         Backend { name: "memory", url: |scope| Some(format!("memory://{scope}")), restart: Some(|scope| carrot::MemoryBroker::named(scope).restart()), immediate: true },
+        Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}", sqlite_path(scope).display())), restart: Some(|scope| carrot::SqliteBroker::open(sqlite_path(scope)).expect("the scenario's sqlite broker opens").restart()), immediate: false },
         Backend { name: "amqp", url: |_| amqp_url(), restart: amqp_restart(), immediate: false },
     ]
 }
@@ -228,6 +231,11 @@ where
         })
         .await;
         clean_up(&url, &names).await;
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
         if let Err(error) = result {
             panic!("{test} on {name}: {error} ({error:?})");
         }

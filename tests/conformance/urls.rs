@@ -30,25 +30,6 @@ async fn bad_urls_are_invalid_and_never_show_the_password() {
     }
 }
 
-// These backends are parsed already; their brokers come in a later version. When they do,
-// this test moves to connection errors for unreachable brokers.
-#[tokio::test]
-async fn sqlite_urls_parse_but_their_backend_is_unavailable() {
-    for url in [
-        "sqlite:///tmp/carrot-conformance.db",
-        "sqlite://relative.db",
-    ] {
-        BrokerUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        match BrokerConnection::connect(url).await {
-            Err(Error::BackendUnavailable { scheme, hint }) => {
-                assert_eq!(scheme, "sqlite", "{url}");
-                assert!(!hint.is_empty());
-            }
-            other => panic!("{url}: expected BackendUnavailable, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_amqp_broker_that_is_not_there_is_a_clear_connect_error() {
     // Port 1 on loopback: nothing listens there.

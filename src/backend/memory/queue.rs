@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::backend::arguments::Limits;
 use crate::backend::{Delivery, Published};
 use crate::entity::QueueSpec;
 
@@ -37,25 +38,6 @@ impl Subscriber {
     pub(super) fn has_credit(&self) -> bool {
         self.no_ack || self.prefetch == 0 || self.unacked < u32::from(self.prefetch)
     }
-}
-
-/// Where a queue's dead letters go (`x-dead-letter-exchange`, `x-dead-letter-routing-key`).
-#[derive(Clone, Debug)]
-pub(super) struct DeadLetter {
-    pub(super) exchange: Arc<str>,
-    pub(super) routing_key: Option<Arc<str>>,
-}
-
-/// The arguments of a queue the broker acts on.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Limits {
-    pub(super) max_priority: Option<u8>,
-    pub(super) max_length: Option<usize>,
-    /// `x-message-ttl` in milliseconds.
-    pub(super) message_ttl: Option<u64>,
-    /// `x-expires` in milliseconds.
-    pub(super) expires: Option<u64>,
-    pub(super) dead_letter: Option<DeadLetter>,
 }
 
 #[derive(Debug)]
@@ -114,15 +96,9 @@ impl Queue {
     /// The deadline of a message published now: the shorter of the queue's TTL and the
     /// message's `expiration`.
     pub(super) fn deadline(&self, message: &Published, now: u64) -> u64 {
-        let per_message = message
-            .properties
-            .expiration()
-            .and_then(|e| e.trim().parse::<u64>().ok());
-        match (self.limits.message_ttl, per_message) {
-            (None, None) => NEVER,
-            (Some(t), None) | (None, Some(t)) => now.saturating_add(t),
-            (Some(a), Some(b)) => now.saturating_add(a.min(b)),
-        }
+        self.limits
+            .ttl_of(message)
+            .map_or(NEVER, |ttl| now.saturating_add(ttl))
     }
 
     /// Appends a published message; with `x-max-length`, the oldest messages make room and

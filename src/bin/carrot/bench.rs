@@ -200,9 +200,9 @@ async fn measure(
     let mut last_consumed = origin;
     for task in consumer_tasks {
         let (histogram, last) = joined(task.await)?;
-        latency.add(histogram).map_err(|e| {
-            Failure::Io(std::io::Error::other(format!("latency histogram: {e}")))
-        })?;
+        latency
+            .add(histogram)
+            .map_err(|e| Failure::Io(std::io::Error::other(format!("latency histogram: {e}"))))?;
         last_consumed = last_consumed.max(last);
     }
     progress.finish();

@@ -67,7 +67,9 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
     if args.limit == Some(0) {
         return Ok(());
     }
-    let mut builder = Consumer::builder(conn).queue(&args.queue).no_ack(args.no_ack);
+    let mut builder = Consumer::builder(conn)
+        .queue(&args.queue)
+        .no_ack(args.no_ack);
     match &args.exchange {
         Some(exchange) => {
             builder = builder

@@ -23,7 +23,9 @@ impl Failure {
             Failure::Broker(e) => (e.to_string(), 1),
             Failure::Hinted(e, hint) => (format!("{e}; {hint}"), 1),
             // A closed pipe (`carrot consume | head`) is how the reader says it has enough.
-            Failure::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+            Failure::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return ExitCode::SUCCESS
+            }
             Failure::Io(e) => (e.to_string(), 1),
         };
         eprintln!("carrot: {message}");

@@ -15,13 +15,14 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use tokio::sync::mpsc;
 
-use super::queue::{DeadLetter, Limits, Queue, Subscriber, NEVER};
+use super::queue::{Queue, Subscriber, NEVER};
 use super::unacked::Ledger;
+use crate::backend::arguments::limits;
 use crate::backend::{Delivery, DeliveryStream, PublishFlags, Published, QueueInfo};
 use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
 use crate::routing::Bindings;
-use crate::table::{FieldTable, FieldValue};
+use crate::table::FieldTable;
 
 const VHOST: &str = "in vhost '/'";
 
@@ -334,7 +335,7 @@ impl State {
                 spec.name
             )));
         }
-        let limits = limits(&spec)?;
+        let limits = limits(&spec, "the memory broker")?;
         if limits.message_ttl.is_some() || limits.expires.is_some() {
             self.sweeper_needed = true;
             self.sweeper.notify_one();
@@ -900,84 +901,6 @@ impl State {
             q.retain(|r| r.message.properties.delivery_mode() == Some(DeliveryMode::Persistent));
         }
     }
-}
-
-/// The queue arguments the embedded broker acts on; others are refused, never ignored.
-fn limits(spec: &QueueSpec) -> Result<Limits> {
-    let invalid = |key: &str, what: &str| {
-        Error::PreconditionFailed(format!(
-            "invalid arg '{key}' for queue '{}': {what}",
-            spec.name
-        ))
-    };
-    let millis = |key: &str, positive: bool| -> Result<Option<u64>> {
-        match spec.arguments.get(key) {
-            None => Ok(None),
-            Some(FieldValue::Int(n)) if *n > 0 || (*n == 0 && !positive) => Ok(Some(*n as u64)),
-            Some(_) => Err(invalid(key, "expected a whole number of milliseconds")),
-        }
-    };
-    let text = |key: &str| -> Result<Option<Arc<str>>> {
-        match spec.arguments.get(key) {
-            None => Ok(None),
-            Some(FieldValue::String(s)) => Ok(Some(s.as_str().into())),
-            Some(_) => Err(invalid(key, "expected a string")),
-        }
-    };
-    let mut limits = Limits {
-        max_priority: spec.max_priority_value()?,
-        max_length: match spec.arguments.get("x-max-length") {
-            None => None,
-            Some(FieldValue::Int(n)) if *n >= 0 => Some(*n as usize),
-            Some(_) => return Err(invalid("x-max-length", "expected a non-negative integer")),
-        },
-        message_ttl: millis("x-message-ttl", false)?,
-        expires: millis("x-expires", true)?,
-        dead_letter: None,
-    };
-    let routing_key = text("x-dead-letter-routing-key")?;
-    limits.dead_letter = match text("x-dead-letter-exchange")? {
-        Some(exchange) => Some(DeadLetter {
-            exchange,
-            routing_key,
-        }),
-        None if routing_key.is_some() => {
-            return Err(invalid(
-                "x-dead-letter-routing-key",
-                "it needs x-dead-letter-exchange too",
-            ))
-        }
-        None => None,
-    };
-    for key in spec.arguments.keys() {
-        match key.as_str() {
-            "x-max-priority" | "x-max-length" | "x-message-ttl" | "x-expires"
-            | "x-dead-letter-exchange" | "x-dead-letter-routing-key" => {}
-            "x-queue-type" => match spec.arguments[key].as_str() {
-                Some("classic") => {}
-                Some("quorum") if spec.durable && !spec.exclusive && !spec.auto_delete => {}
-                Some("quorum") => {
-                    return Err(invalid(
-                        key,
-                        "quorum queues must be durable, not exclusive and not auto-delete",
-                    ))
-                }
-                Some("stream") => {
-                    return Err(Error::Unsupported(
-                        "x-queue-type \"stream\": the memory broker has classic and quorum queues; streams need RabbitMQ (amqp://)".into(),
-                    ))
-                }
-                other => return Err(invalid(key, &format!("unknown queue type {other:?}"))),
-            },
-            other if other.starts_with("x-") => {
-                return Err(Error::Unsupported(format!(
-                    "queue argument '{other}' is not implemented by the memory broker; use RabbitMQ (amqp://) for it"
-                )))
-            }
-            _ => {}
-        }
-    }
-    Ok(limits)
 }
 
 fn millis_since(epoch: Instant) -> u64 {

@@ -1,0 +1,305 @@
+//! Exchanges, queues and bindings in the database, with RabbitMQ's rules (the same as the
+//! memory broker's: reserved `amq.` names, equivalence on redeclaration, exclusive owners,
+//! auto-delete).
+
+use rusqlite::params;
+
+use super::broker::{now_ms, Broker, BACKEND, VHOST};
+use super::codec::encode_table;
+use crate::backend::arguments::limits;
+use crate::backend::QueueInfo;
+use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
+use crate::error::{Error, Result};
+use crate::table::FieldTable;
+
+impl Broker {
+    /// The exchanges every AMQP broker has (durable, so they are created once).
+    pub(super) fn predeclare(&mut self) -> Result<()> {
+        for (name, kind) in [
+            ("amq.direct", ExchangeType::Direct),
+            ("amq.fanout", ExchangeType::Fanout),
+            ("amq.topic", ExchangeType::Topic),
+            ("amq.headers", ExchangeType::Headers),
+            ("amq.match", ExchangeType::Headers),
+        ] {
+            self.exec(
+                "INSERT OR IGNORE INTO exchanges VALUES (?1, ?2, 1, 0, '{}')",
+                params![name, kind.as_str()],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn declare_exchange(
+        &mut self,
+        channel: u64,
+        spec: &ExchangeSpec,
+        passive: bool,
+    ) -> Result<()> {
+        self.connection_of(channel)?;
+        if spec.name.is_empty() {
+            return if passive {
+                Ok(())
+            } else {
+                Err(Error::AccessRefused(
+                    "operation not permitted on the default exchange".into(),
+                ))
+            };
+        }
+        match self.exchange(&spec.name)? {
+            Some(_) if passive => Ok(()),
+            Some(existing) => existing.spec.check_equivalent(spec),
+            None if passive => Err(Error::NotFound(format!(
+                "no exchange '{}' {VHOST}",
+                spec.name
+            ))),
+            None if spec.name.starts_with("amq.") => Err(Error::AccessRefused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            ))),
+            None => {
+                self.exec(
+                    "INSERT INTO exchanges VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        spec.name,
+                        spec.kind.as_str(),
+                        spec.durable,
+                        spec.auto_delete,
+                        encode_table(&spec.arguments)
+                    ],
+                )?;
+                self.bump()
+            }
+        }
+    }
+
+    pub(super) fn delete_exchange(
+        &mut self,
+        channel: u64,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<()> {
+        self.connection_of(channel)?;
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(Error::AccessRefused(format!(
+                "exchange '{name}' cannot be deleted"
+            )));
+        }
+        match self.exchange(name)? {
+            None => Err(Error::NotFound(format!("no exchange '{name}' {VHOST}"))),
+            Some(e) if if_unused && !e.bindings.is_empty() => Err(Error::PreconditionFailed(
+                format!("exchange '{name}' {VHOST} in use"),
+            )),
+            Some(_) => {
+                self.exec("DELETE FROM bindings WHERE exchange = ?1", [name])?;
+                self.exec("DELETE FROM exchanges WHERE name = ?1", [name])?;
+                self.bump()
+            }
+        }
+    }
+
+    pub(super) fn declare_queue(
+        &mut self,
+        channel: u64,
+        spec: &QueueSpec,
+        passive: bool,
+    ) -> Result<QueueInfo> {
+        let connection = self.connection_of(channel)?;
+        let mut spec = spec.clone();
+        if spec.name.is_empty() {
+            if passive {
+                return Err(Error::NotFound(format!("no queue '' {VHOST}")));
+            }
+            spec.name = format!("amq.gen-{}-{:x}", connection, now_ms());
+            while self.queue(&spec.name)?.is_some() {
+                spec.name.push('x');
+            }
+        }
+        if let Some(existing) = self.queue(&spec.name)? {
+            let queue = self.usable_queue(connection, &spec.name)?;
+            if !passive {
+                existing.spec.check_equivalent(&spec)?;
+            }
+            if queue.limits.expires.is_some() {
+                self.touch(&queue.name)?;
+            }
+            return self.queue_info(&queue.name);
+        }
+        if passive {
+            return Err(Error::NotFound(format!("no queue '{}' {VHOST}", spec.name)));
+        }
+        if spec.name.starts_with("amq.") && !spec.name.starts_with("amq.gen-") {
+            return Err(Error::AccessRefused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            )));
+        }
+        let limits = limits(&spec, BACKEND)?;
+        let now = now_ms();
+        self.exec(
+            "INSERT INTO queues (name, durable, exclusive, auto_delete, arguments, owner, last_used)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                spec.name,
+                spec.durable,
+                spec.exclusive,
+                spec.auto_delete,
+                encode_table(&spec.arguments),
+                spec.exclusive.then_some(connection),
+                now
+            ],
+        )?;
+        if let Some(expires) = limits.expires {
+            self.expire_no_later_than(now + expires as i64);
+        }
+        self.bump()?;
+        Ok(QueueInfo {
+            name: spec.name,
+            message_count: 0,
+            consumer_count: 0,
+        })
+    }
+
+    /// Marks a queue as used now (for `x-expires`).
+    pub(super) fn touch(&mut self, queue: &str) -> Result<()> {
+        let now = now_ms();
+        self.exec(
+            "UPDATE queues SET last_used = ?2 WHERE name = ?1",
+            params![queue, now],
+        )?;
+        if let Some(expires) = self.queue(queue)?.and_then(|q| q.limits.expires) {
+            self.expire_no_later_than(now + expires as i64);
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_info(&mut self, name: &str) -> Result<QueueInfo> {
+        let now = now_ms();
+        let messages: i64 = self
+            .one(
+                "SELECT count(*) FROM messages WHERE queue = ?1 AND owner IS NULL
+                 AND (expires_at IS NULL OR expires_at > ?2)",
+                params![name, now],
+            )?
+            .unwrap_or(0);
+        let consumers: i64 = self
+            .one("SELECT count(*) FROM consumers WHERE queue = ?1", [name])?
+            .unwrap_or(0);
+        Ok(QueueInfo {
+            name: name.to_string(),
+            message_count: messages as u32,
+            consumer_count: consumers as u32,
+        })
+    }
+
+    pub(super) fn delete_queue(
+        &mut self,
+        channel: u64,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u32> {
+        let connection = self.connection_of(channel)?;
+        self.usable_queue(connection, name)?;
+        let info = self.queue_info(name)?;
+        if if_unused && info.consumer_count > 0 {
+            return Err(Error::PreconditionFailed(format!(
+                "queue '{name}' {VHOST} in use"
+            )));
+        }
+        if if_empty && info.message_count > 0 {
+            return Err(Error::PreconditionFailed(format!(
+                "queue '{name}' {VHOST} not empty"
+            )));
+        }
+        self.remove_queue(name)?;
+        Ok(info.message_count)
+    }
+
+    /// Deletes a queue with its messages, bindings and consumers (their streams end), and the
+    /// auto-delete exchanges it leaves without bindings.
+    pub(super) fn remove_queue(&mut self, name: &str) -> Result<()> {
+        let exchanges: Vec<String> = self
+            .db
+            .prepare_cached("SELECT DISTINCT exchange FROM bindings WHERE queue = ?1")
+            .and_then(|mut s| {
+                s.query_map([name], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.fail(e))?;
+        self.exec("DELETE FROM bindings WHERE queue = ?1", [name])?;
+        self.exec("DELETE FROM messages WHERE queue = ?1", [name])?;
+        self.exec("DELETE FROM consumers WHERE queue = ?1", [name])?;
+        self.exec("DELETE FROM queues WHERE name = ?1", [name])?;
+        for exchange in exchanges {
+            self.exec(
+                "DELETE FROM exchanges WHERE name = ?1 AND auto_delete
+                 AND NOT EXISTS (SELECT 1 FROM bindings WHERE exchange = ?1)",
+                [&exchange],
+            )?;
+        }
+        // Local consumers of the queue: their delivery streams end. Settling their deliveries
+        // afterwards succeeds and changes nothing (the messages went with the queue).
+        self.subscribers.remove(name);
+        self.bump()
+    }
+
+    fn exchange_for_binding(&mut self, exchange: &str) -> Result<()> {
+        if exchange.is_empty() {
+            return Err(Error::AccessRefused(
+                "operation not permitted on the default exchange: every queue is bound to it by its name already".into(),
+            ));
+        }
+        match self.exchange(exchange)? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}"))),
+        }
+    }
+
+    pub(super) fn bind(
+        &mut self,
+        channel: u64,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        let connection = self.connection_of(channel)?;
+        self.usable_queue(connection, queue)?;
+        self.exchange_for_binding(exchange)?;
+        let added = self.exec(
+            "INSERT OR IGNORE INTO bindings VALUES (?1, ?2, ?3, ?4)",
+            params![exchange, queue, key, encode_table(arguments)],
+        )?;
+        if added > 0 {
+            self.bump()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn unbind(
+        &mut self,
+        channel: u64,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        let connection = self.connection_of(channel)?;
+        self.usable_queue(connection, queue)?;
+        self.exchange_for_binding(exchange)?;
+        let removed = self.exec(
+            "DELETE FROM bindings WHERE exchange = ?1 AND queue = ?2 AND key = ?3 AND arguments = ?4",
+            params![exchange, queue, key, encode_table(arguments)],
+        )?;
+        if removed > 0 {
+            self.exec(
+                "DELETE FROM exchanges WHERE name = ?1 AND auto_delete
+                 AND NOT EXISTS (SELECT 1 FROM bindings WHERE exchange = ?1)",
+                [exchange],
+            )?;
+            self.bump()?;
+        }
+        Ok(())
+    }
+}

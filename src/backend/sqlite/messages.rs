@@ -1,0 +1,427 @@
+//! Messages in the database: publishing (routing with the shared engine), taking, settling,
+//! expiring and dead-lettering.
+//!
+//! A message is one row per queue it reached. `owner` is the connection it is delivered to and
+//! not yet settled (NULL: ready). Acknowledging deletes the row; requeueing clears `owner` and
+//! sets `redelivered`. `rank` orders delivery: the priority, capped by the queue's
+//! `x-max-priority` (0 without one, as RabbitMQ ignores priorities there).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::params;
+
+use super::broker::{now_ms, Broker, QueueEntry, Unacked, VHOST};
+use super::codec::{decode_extra, encode_extra};
+use crate::backend::death::{died_in, with_death};
+use crate::backend::{Delivery, PublishFlags, Published};
+use crate::entity::DeliveryMode;
+use crate::error::{Error, Result};
+use crate::properties::Properties;
+
+/// The columns [`Broker::row`] reads, in order.
+pub(super) const COLUMNS: &str = "id, redelivered, exchange, routing_key, content_type, content_encoding, delivery_mode, priority, extra, body";
+
+/// A message row as read.
+pub(super) struct Row {
+    pub(super) id: i64,
+    pub(super) redelivered: bool,
+    pub(super) message: Published,
+}
+
+type RawRow = (
+    i64,
+    bool,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<u8>,
+    Option<u8>,
+    Option<String>,
+    Vec<u8>,
+);
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn decode(raw: RawRow) -> Result<Row> {
+    let (id, redelivered, exchange, routing_key, ct, ce, mode, priority, extra, body) = raw;
+    let mut properties = Properties::default();
+    if let Some(ct) = ct {
+        properties = properties.with_content_type(ct);
+    }
+    if let Some(ce) = ce {
+        properties = properties.with_content_encoding(ce);
+    }
+    if let Some(mode) = mode {
+        properties = properties.with_delivery_mode(DeliveryMode::from_u8(mode));
+    }
+    if let Some(priority) = priority {
+        properties = properties.with_priority(priority);
+    }
+    if let Some(extra) = extra {
+        properties = decode_extra(properties, &extra)?;
+    }
+    Ok(Row {
+        id,
+        redelivered,
+        message: Published {
+            body: body.into_boxed_slice(),
+            properties,
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+        },
+    })
+}
+
+impl Broker {
+    /// Reads message rows; `sql` selects [`COLUMNS`].
+    pub(super) fn rows(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Row>> {
+        let raws: Vec<RawRow> = self
+            .db
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_map(params, raw).and_then(|rows| rows.collect()))
+            .map_err(|e| self.fail(e))?;
+        raws.into_iter().map(decode).collect()
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        channel: u64,
+        message: Published,
+        flags: PublishFlags,
+    ) -> Result<()> {
+        self.connection_of(channel)?;
+        if flags.immediate {
+            return Err(Error::Unsupported(
+                "immediate is not implemented by the sqlite broker (consumers may be in other processes, so \"ready now\" cannot be known); RabbitMQ 3 refuses it too: use mandatory, or a consumer acknowledgement".into(),
+            ));
+        }
+        let targets = self.route(&message)?;
+        if targets.is_empty() {
+            if flags.mandatory {
+                return Err(Error::Unroutable {
+                    reply_code: 312,
+                    reply_text: "NO_ROUTE".into(),
+                    exchange: message.exchange.to_string(),
+                    routing_key: message.routing_key.to_string(),
+                });
+            }
+            return Ok(());
+        }
+        for queue in targets {
+            self.enqueue(&queue, &message)?;
+        }
+        Ok(())
+    }
+
+    /// The queues a message reaches; [`Error::NotFound`] for a missing exchange.
+    fn route(&mut self, message: &Published) -> Result<Vec<Arc<QueueEntry>>> {
+        let exchange = &*message.exchange;
+        let mut names: Vec<Arc<str>> = Vec::new();
+        if exchange.is_empty() {
+            return Ok(self.queue(&message.routing_key)?.into_iter().collect());
+        }
+        match self.exchange(exchange)? {
+            Some(ex) => {
+                ex.bindings.route(
+                    &message.routing_key,
+                    message.properties.headers(),
+                    &mut names,
+                );
+            }
+            None => return Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}"))),
+        }
+        let mut queues = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(queue) = self.queue(&name)? {
+                queues.push(queue);
+            }
+        }
+        Ok(queues)
+    }
+
+    /// Stores a routed message in one queue; `x-max-length` pushes the oldest out.
+    fn enqueue(&mut self, queue: &QueueEntry, message: &Published) -> Result<()> {
+        let p = &message.properties;
+        let rank = match queue.limits.max_priority {
+            Some(max) => p.priority().unwrap_or(0).min(max),
+            None => 0,
+        };
+        let expires_at = queue
+            .limits
+            .ttl_of(message)
+            .map(|ttl| now_ms().saturating_add(ttl as i64));
+        self.exec(
+            "INSERT INTO messages (queue, rank, owner, redelivered, persistent, expires_at, exchange,
+                 routing_key, content_type, content_encoding, delivery_mode, priority, extra, body)
+             VALUES (?1, ?2, NULL, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                &*queue.name,
+                rank,
+                p.delivery_mode() == Some(DeliveryMode::Persistent),
+                expires_at,
+                &*message.exchange,
+                &*message.routing_key,
+                p.content_type(),
+                p.content_encoding(),
+                p.delivery_mode().map(|m| m.as_u8()),
+                p.priority(),
+                encode_extra(p),
+                &*message.body,
+            ],
+        )?;
+        if let Some(at) = expires_at {
+            self.expire_no_later_than(at);
+        }
+        if let Some(max) = queue.limits.max_length {
+            let ready: i64 = self
+                .one(
+                    "SELECT count(*) FROM messages WHERE queue = ?1 AND owner IS NULL",
+                    [&*queue.name],
+                )?
+                .unwrap_or(0);
+            let excess = ready - max as i64;
+            if excess > 0 {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM messages WHERE queue = ?1 AND owner IS NULL ORDER BY rank DESC, id LIMIT ?2"
+                );
+                let dropped = self.rows(&sql, params![&*queue.name, excess])?;
+                self.drop_rows(queue, dropped, "maxlen")?;
+            }
+        }
+        self.dirty.insert(queue.name.clone());
+        self.wake_peers = true;
+        Ok(())
+    }
+
+    /// Deletes rows that died in `queue` and sends them to its dead-letter exchange, if any.
+    pub(super) fn drop_rows(
+        &mut self,
+        queue: &QueueEntry,
+        rows: Vec<Row>,
+        reason: &str,
+    ) -> Result<()> {
+        for row in &rows {
+            self.exec("DELETE FROM messages WHERE id = ?1", [row.id])?;
+        }
+        let Some(target) = queue.limits.dead_letter.clone() else {
+            return Ok(());
+        };
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for row in rows {
+            let message = &row.message;
+            let dead = Published {
+                body: message.body.clone(),
+                properties: with_death(message, &queue.name, reason, time),
+                exchange: target.exchange.clone(),
+                routing_key: target
+                    .routing_key
+                    .clone()
+                    .unwrap_or_else(|| message.routing_key.clone()),
+            };
+            // A missing dead-letter exchange drops the message, as on RabbitMQ.
+            let Ok(mut targets) = self.route(&dead) else {
+                continue;
+            };
+            if reason != "rejected" {
+                targets.retain(|t| !died_in(&dead, &t.name));
+            }
+            for t in targets {
+                self.enqueue(&t, &dead)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes up to `n` ready messages of a queue, best first.
+    pub(super) fn take(&mut self, queue: &str, n: usize) -> Result<Vec<Row>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE queue = ?1 AND owner IS NULL
+             AND (expires_at IS NULL OR expires_at > ?2) ORDER BY rank DESC, id LIMIT ?3"
+        );
+        self.rows(&sql, params![queue, now_ms(), n as i64])
+    }
+
+    /// Marks a taken message as delivered to `connection`, or deletes it (`None`: no ack).
+    pub(super) fn hand_over(&mut self, id: i64, connection: Option<i64>) -> Result<()> {
+        match connection {
+            Some(c) => self.exec(
+                "UPDATE messages SET owner = ?2 WHERE id = ?1",
+                params![id, c],
+            )?,
+            None => self.exec("DELETE FROM messages WHERE id = ?1", [id])?,
+        };
+        Ok(())
+    }
+
+    pub(super) fn get(
+        &mut self,
+        channel: u64,
+        queue: &str,
+        no_ack: bool,
+    ) -> Result<Option<Delivery>> {
+        let connection = self.connection_of(channel)?;
+        let q = self.usable_queue(connection, queue)?;
+        if q.limits.expires.is_some() {
+            self.touch(queue)?;
+        }
+        let Some(row) = self.take(queue, 1)?.pop() else {
+            return Ok(None);
+        };
+        self.hand_over(row.id, (!no_ack).then_some(connection))?;
+        let ch = self
+            .channels
+            .get_mut(&channel)
+            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
+        let tag = ch.next_tag;
+        ch.next_tag += 1;
+        if !no_ack {
+            ch.unacked.insert(
+                tag,
+                Unacked {
+                    id: row.id,
+                    queue: q.name.clone(),
+                    consumer: None,
+                },
+            );
+        }
+        Ok(Some(Delivery {
+            message: Arc::new(row.message),
+            delivery_tag: tag,
+            redelivered: row.redelivered,
+            consumer_tag: None,
+        }))
+    }
+
+    pub(super) fn ack(&mut self, channel: u64, tag: u64, multiple: bool) -> Result<()> {
+        let connection = self.connection_of(channel)?;
+        for unacked in self.settle(channel, tag, multiple)? {
+            self.exec(
+                "DELETE FROM messages WHERE id = ?1 AND owner = ?2",
+                params![unacked.id, connection],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn reject(&mut self, channel: u64, tag: u64, requeue: bool) -> Result<()> {
+        let connection = self.connection_of(channel)?;
+        for unacked in self.settle(channel, tag, false)? {
+            if requeue {
+                self.requeue(unacked.id, &unacked.queue)?;
+                continue;
+            }
+            let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = ?1 AND owner = ?2");
+            let rows = self.rows(&sql, params![unacked.id, connection])?;
+            match self.queue(&unacked.queue)? {
+                Some(q) => self.drop_rows(&q, rows, "rejected")?,
+                None => {
+                    self.exec("DELETE FROM messages WHERE id = ?1", [unacked.id])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a delivered message back, marked redelivered.
+    pub(super) fn requeue(&mut self, id: i64, queue: &Arc<str>) -> Result<()> {
+        self.exec(
+            "UPDATE messages SET owner = NULL, redelivered = 1 WHERE id = ?1",
+            [id],
+        )?;
+        self.dirty.insert(queue.clone());
+        self.wake_peers = true;
+        Ok(())
+    }
+
+    pub(super) fn purge(&mut self, channel: u64, queue: &str) -> Result<u32> {
+        let connection = self.connection_of(channel)?;
+        self.usable_queue(connection, queue)?;
+        let n = self.exec(
+            "DELETE FROM messages WHERE queue = ?1 AND owner IS NULL",
+            [queue],
+        )?;
+        Ok(n as u32)
+    }
+
+    /// Makes the engine run an expiry pass no later than `at` (ms since the epoch).
+    pub(super) fn expire_no_later_than(&mut self, at: i64) {
+        if self.next_expiry.is_none_or(|next| at < next) {
+            self.next_expiry = Some(at);
+        }
+    }
+
+    /// Expires what is due (messages, unused `x-expires` queues); returns the next deadline.
+    pub(super) fn expire(&mut self, now: i64) -> Result<Option<i64>> {
+        let due: Vec<String> = self
+            .db
+            .prepare_cached(
+                "SELECT DISTINCT queue FROM messages WHERE expires_at <= ?1 AND owner IS NULL",
+            )
+            .and_then(|mut s| {
+                s.query_map([now], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.fail(e))?;
+        for name in due {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM messages WHERE queue = ?1 AND owner IS NULL AND expires_at <= ?2 ORDER BY rank DESC, id"
+            );
+            let rows = self.rows(&sql, params![name, now])?;
+            match self.queue(&name)? {
+                Some(q) => self.drop_rows(&q, rows, "expired")?,
+                None => {
+                    for row in rows {
+                        self.exec("DELETE FROM messages WHERE id = ?1", [row.id])?;
+                    }
+                }
+            }
+        }
+        let mut next: Option<i64> = self
+            .one::<Option<i64>>(
+                "SELECT min(expires_at) FROM messages WHERE expires_at IS NOT NULL AND owner IS NULL",
+                [],
+            )?
+            .flatten();
+        // Queues with x-expires: deleted once unused for that long.
+        let candidates: Vec<(String, i64)> = self
+            .db
+            .prepare_cached(
+                "SELECT name, last_used FROM queues WHERE arguments LIKE '%\"x-expires\"%'
+                 AND NOT EXISTS (SELECT 1 FROM consumers WHERE consumers.queue = queues.name)",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.fail(e))?;
+        for (name, last_used) in candidates {
+            let Some(expires) = self.queue(&name)?.and_then(|q| q.limits.expires) else {
+                continue;
+            };
+            let at = last_used.saturating_add(expires as i64);
+            if at <= now {
+                self.remove_queue(&name)?;
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        Ok(next)
+    }
+}

@@ -1,0 +1,125 @@
+//! A `sqlite://` path that is not a usable broker file is a clear `Error::Storage` (or a connect
+//! error), never a panic and never a silently empty broker.
+
+#![cfg(feature = "sqlite")]
+
+use std::path::PathBuf;
+
+use carrot::{BrokerConnection, Error, QueueSpec};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("carrot-files-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary folder");
+    dir
+}
+
+async fn storage_error(path: &std::path::Path) -> String {
+    match BrokerConnection::connect(&format!("sqlite://{}", path.display())).await {
+        Err(Error::Storage(message)) => message,
+        other => panic!("{}: expected Error::Storage, got {other:?}", path.display()),
+    }
+}
+
+#[tokio::test]
+async fn a_folder_is_refused() {
+    let dir = scratch("folder");
+    let message = storage_error(&dir).await;
+    assert!(message.contains("folder"), "{message}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = scratch("text");
+    let path = dir.join("notes.txt");
+    let text =
+        "not a database, just some text that is long enough to fill a header....\n".repeat(20);
+    std::fs::write(&path, &text).unwrap();
+    let message = storage_error(&path).await;
+    assert!(message.contains("not a SQLite database"), "{message}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}
+
+#[tokio::test]
+async fn a_database_of_another_application_is_refused() {
+    let dir = scratch("foreign");
+    let path = dir.join("app.db");
+    // A SQLite database of another application: a carrot broker file whose header's
+    // application id (4 bytes, big-endian, at offset 68) is rewritten.
+    {
+        let conn = BrokerConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("a new broker file");
+        conn.close().await.expect("close");
+    }
+    // The last connection gone, the broker of this file shuts down (and checkpoints).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[68..72].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let message = storage_error(&path).await;
+    assert!(message.contains("another application"), "{message}");
+}
+
+#[tokio::test]
+async fn a_read_only_file_is_refused() {
+    if is_root() {
+        // Root writes through file permissions; /proc refuses new files even to root.
+        let message = storage_error(std::path::Path::new("/proc/carrot-broker.db")).await;
+        assert!(message.contains("cannot open"), "{message}");
+        return;
+    }
+    let dir = scratch("readonly");
+    let path = dir.join("broker.db");
+    {
+        let conn = BrokerConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        conn.declare_queue(&QueueSpec::new("q")).await.unwrap();
+        conn.close().await.unwrap();
+    }
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let message = storage_error(&path).await;
+    assert!(
+        message.contains("read-only") || message.contains("cannot open"),
+        "{message}"
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_corrupt_broker_file_is_refused() {
+    let dir = scratch("corrupt");
+    let path = dir.join("broker.db");
+    {
+        let conn = BrokerConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        conn.declare_queue(&QueueSpec::new("q")).await.unwrap();
+        conn.close().await.unwrap();
+        drop(conn);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 4096, "the file has more than one page");
+    // Overwrite every page after the first (the schema's b-trees) with garbage.
+    for b in &mut bytes[4096..] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let message = storage_error(&path).await;
+    assert!(
+        message.contains("corrupt") || message.contains("not a SQLite database"),
+        "{message}"
+    );
+}
