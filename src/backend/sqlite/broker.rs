@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::engine::{Reply, Work};
 use super::liveness::Identity;
-use super::schema::storage_error;
+use super::schema::{storage_error, Checkpointer};
 use super::wakeup::{self, Wakeup};
 use crate::backend::arguments::{limits, Limits};
 use crate::backend::Delivery;
@@ -23,6 +23,8 @@ use crate::routing::Bindings;
 
 /// How often each process checks for dead processes and for expiries others scheduled.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Commits between two checkpoint requests (a commit writes a few pages to the log).
+const CHECKPOINT_EVERY: u32 = 200;
 /// At most this many messages are handed out per queue and transaction.
 pub(super) const DISPATCH_CHUNK: usize = 1024;
 
@@ -92,6 +94,9 @@ pub(super) struct Broker {
     /// This process's row in `processes`.
     pub(super) process: i64,
     pub(super) wakeup: Option<Wakeup>,
+    checkpointer: Option<Checkpointer>,
+    /// Commits since the last checkpoint request.
+    commits: u32,
     /// `meta.generation` when the caches were filled; any change to exchanges, queues,
     /// bindings or processes bumps it.
     generation: i64,
@@ -146,6 +151,8 @@ impl Broker {
             me: Identity::current(),
             process: 0,
             wakeup,
+            checkpointer: None,
+            commits: 0,
             generation: -1,
             exchanges: HashMap::default(),
             queues: HashMap::default(),
@@ -257,6 +264,18 @@ impl Broker {
         for (tx, delivery) in self.outbox.drain(..) {
             let _ = tx.send(delivery);
         }
+        self.commits += 1;
+        if self.commits >= CHECKPOINT_EVERY {
+            self.commits = 0;
+            if self.checkpointer.is_none() {
+                self.checkpointer = Checkpointer::start(&self.path)
+                    .map_err(|e| tracing::warn!(error = %e, "sqlite: no checkpoint thread; the log grows until the last process leaves"))
+                    .ok();
+            }
+            if let Some(c) = &self.checkpointer {
+                c.request();
+            }
+        }
         if std::mem::take(&mut self.wake_peers) {
             if let Ok(peers) = self.peers() {
                 wakeup::notify(&peers);
@@ -286,6 +305,8 @@ impl Broker {
             self.next_check = now + CHECK_EVERY;
             self.bury_dead_processes()?;
             self.next_expiry = Some(now_ms());
+            // In case a wake-up datagram was lost: look for work once a second anyway.
+            self.dirty.extend(self.subscribers.keys().cloned());
         }
         if self.next_expiry.is_some_and(|at| at <= now_ms()) {
             self.next_expiry = self.expire(now_ms())?;

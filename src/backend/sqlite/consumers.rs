@@ -291,7 +291,9 @@ impl Broker {
                     .find(|s| s.channel == channel && s.tag == *consumer)
                 {
                     s.unacked = s.unacked.saturating_sub(1);
-                    if s.prefetch != 0 {
+                    // Refill once half the window is free, not after every ack: one read of
+                    // the queue then fetches many messages.
+                    if s.prefetch != 0 && s.unacked * 2 <= u32::from(s.prefetch) {
                         self.dirty.insert(unacked.queue.clone());
                     }
                 }

@@ -178,7 +178,7 @@ impl Broker {
         let messages: i64 = self
             .one(
                 "SELECT count(*) FROM messages WHERE queue = ?1 AND owner IS NULL
-                 AND (expires_at IS NULL OR expires_at > ?2)",
+                 AND coalesce(expires_at, 9223372036854775807) > ?2",
                 params![name, now],
             )?
             .unwrap_or(0);
