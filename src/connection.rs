@@ -34,6 +34,10 @@ struct Inner {
     url: BrokerUrl,
     transport: Box<dyn Transport>,
     registry: RwLock<Registry>,
+    /// The channel of the administrative helpers (`declare_queue`, `purge`, ...), opened on
+    /// first use and kept: a channel per call would cost a round trip to open and one to close
+    /// (and on RabbitMQ a close still in flight races the connection's close).
+    admin: tokio::sync::Mutex<Option<Arc<dyn Channel>>>,
 }
 
 impl fmt::Debug for BrokerConnection {
@@ -99,6 +103,7 @@ impl BrokerConnection {
                 url,
                 transport,
                 registry: RwLock::new(Registry::default()),
+                admin: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -140,7 +145,31 @@ impl BrokerConnection {
     /// Closes the connection: every channel on it closes, unacknowledged messages go back to
     /// their queues and exclusive queues declared on it are deleted.
     pub async fn close(&self) -> Result<()> {
+        if let Some(admin) = self.inner.admin.lock().await.take() {
+            // Closed first and waited for, so that the connection closes cleanly.
+            let _ = admin.close().await;
+        }
         self.inner.transport.close().await
+    }
+
+    /// The connection's admin channel, held (one administrative operation at a time) while the
+    /// guard lives.
+    async fn admin(
+        &self,
+    ) -> Result<(
+        tokio::sync::MutexGuard<'_, Option<Arc<dyn Channel>>>,
+        Arc<dyn Channel>,
+    )> {
+        let mut admin = self.inner.admin.lock().await;
+        let channel = match &*admin {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = self.channel().await?;
+                *admin = Some(channel.clone());
+                channel
+            }
+        };
+        Ok((admin, channel))
     }
 
     pub(crate) async fn channel(&self) -> Result<Arc<dyn Channel>> {
@@ -149,39 +178,40 @@ impl BrokerConnection {
 
     /// Declares an exchange; redeclaring with other settings is [`Error::PreconditionFailed`].
     pub async fn declare_exchange(&self, spec: &ExchangeSpec) -> Result<()> {
-        self.channel().await?.declare_exchange(spec, false).await
+        let (_held, c) = self.admin().await?;
+        c.declare_exchange(spec, false).await
     }
 
     /// Checks that an exchange exists ([`Error::NotFound`] otherwise).
     pub async fn exchange_exists(&self, name: &str) -> Result<()> {
         let spec = ExchangeSpec::new(name, crate::ExchangeType::Direct);
-        self.channel().await?.declare_exchange(&spec, true).await
+        let (_held, c) = self.admin().await?;
+        c.declare_exchange(&spec, true).await
     }
 
     /// Deletes an exchange; with `if_unused`, only if no queue is bound to it.
     pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
-        self.channel().await?.delete_exchange(name, if_unused).await
+        let (_held, c) = self.admin().await?;
+        c.delete_exchange(name, if_unused).await
     }
 
     /// Declares a queue; redeclaring with other settings is [`Error::PreconditionFailed`].
     pub async fn declare_queue(&self, spec: &QueueSpec) -> Result<QueueInfo> {
-        self.channel().await?.declare_queue(spec, false).await
+        let (_held, c) = self.admin().await?;
+        c.declare_queue(spec, false).await
     }
 
     /// The queue's message and consumer counts ([`Error::NotFound`] if it does not exist).
     pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
-        self.channel()
-            .await?
-            .declare_queue(&QueueSpec::new(name), true)
-            .await
+        let spec = QueueSpec::new(name);
+        let (_held, c) = self.admin().await?;
+        c.declare_queue(&spec, true).await
     }
 
     /// Deletes a queue; returns how many messages it held.
     pub async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
-        self.channel()
-            .await?
-            .delete_queue(name, if_unused, if_empty)
-            .await
+        let (_held, c) = self.admin().await?;
+        c.delete_queue(name, if_unused, if_empty).await
     }
 
     /// Binds a queue to an exchange.
@@ -192,10 +222,8 @@ impl BrokerConnection {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        self.channel()
-            .await?
-            .bind(queue, exchange, routing_key, arguments)
-            .await
+        let (_held, c) = self.admin().await?;
+        c.bind(queue, exchange, routing_key, arguments).await
     }
 
     /// Removes a binding; an auto-delete exchange goes with its last binding.
@@ -206,15 +234,14 @@ impl BrokerConnection {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        self.channel()
-            .await?
-            .unbind(queue, exchange, routing_key, arguments)
-            .await
+        let (_held, c) = self.admin().await?;
+        c.unbind(queue, exchange, routing_key, arguments).await
     }
 
     /// Drops every waiting message of a queue; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u32> {
-        self.channel().await?.purge(queue).await
+        let (_held, c) = self.admin().await?;
+        c.purge(queue).await
     }
 }
 

@@ -35,13 +35,13 @@ pub struct Backend {
 /// Brokers that outlive one `carrot` process, one line each; every cross-process scenario runs
 /// on all of them.
 ///
-/// SQLite joins by uncommenting its line: a file `sqlite:///tmp/<scope>.db` per test, removed
+/// SQLite: a file `sqlite:///tmp/<scope>.db` per test, removed
 /// with the scope (see [`Scope`]'s `Drop`).
 #[rustfmt::skip]
 pub fn durable_backends() -> Vec<Backend> {
     vec![
         Backend { name: "amqp", url: |_| amqp_url() },
-        // Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())) },
+        Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())) },
     ]
 }
 

@@ -46,7 +46,8 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this many seconds without a message (fractions allowed).
     #[arg(long, value_parser = args::seconds)]
     timeout: Option<Duration>,
-    /// The broker forgets each message as it sends it (no acknowledgement).
+    /// Remove each message as it is received, without acknowledging it. With --limit, at most
+    /// that many messages leave the queue (the rest stay).
     #[arg(long)]
     no_ack: bool,
     /// Unacknowledged messages in flight at most (0: no limit).
@@ -55,7 +56,8 @@ pub(crate) struct ConsumeArgs {
     /// Reject each message (dropped, or dead-lettered) instead of acknowledging it.
     #[arg(long, conflicts_with_all = ["requeue", "no_ack"])]
     reject: bool,
-    /// Put each message back in the queue instead of acknowledging it.
+    /// Leave the messages in the queue: each is held (unacknowledged) until the command ends,
+    /// then they all go back, marked redelivered. At most --prefetch messages are shown.
     #[arg(long, conflicts_with = "no_ack")]
     requeue: bool,
     /// How to print each message.
@@ -67,9 +69,14 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
     if args.limit == Some(0) {
         return Ok(());
     }
+    // A broker sends a no-ack consumer everything ready at once (no prefetch applies), so with
+    // --limit the extra messages would be lost: consume with acknowledgements and a window of
+    // the limit instead, acknowledging each message as it arrives.
+    let limited_no_ack = args.no_ack && args.limit.is_some();
+    let broker_no_ack = args.no_ack && !limited_no_ack;
     let mut builder = Consumer::builder(conn)
         .queue(&args.queue)
-        .no_ack(args.no_ack);
+        .no_ack(broker_no_ack);
     match &args.exchange {
         Some(exchange) => {
             builder = builder
@@ -91,12 +98,16 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
         }
     }
     let mut consumer = builder.build().await?;
-    if !args.no_ack {
+    if limited_no_ack {
+        let window = args.limit.unwrap_or(1).min(u64::from(u16::MAX)) as u16;
+        consumer.qos(0, window, false).await?;
+    } else if !args.no_ack {
         consumer.qos(0, args.prefetch, false).await?;
     }
     consumer.consume().await?;
     let mut out = std::io::stdout().lock();
     let mut received = 0u64;
+    let mut held = Vec::new();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     while args.limit.is_none_or(|limit| received < limit) {
@@ -113,12 +124,16 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
             _ = &mut interrupted => break,
         };
         let Some(message) = message else { break };
+        if limited_no_ack {
+            message.ack()?;
+        }
         print(&mut out, &message, args.output)?;
         if !args.no_ack {
             if args.reject {
                 message.reject()?;
             } else if args.requeue {
-                message.requeue()?;
+                // Requeued now, it would come straight back: hold it until the end.
+                held.push(message);
             } else {
                 message.ack()?;
             }
@@ -126,6 +141,9 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
         received += 1;
     }
     out.flush()?;
+    for message in held {
+        message.requeue()?;
+    }
     consumer.close().await?;
     Ok(())
 }

@@ -82,6 +82,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             "carrot: note: memory:// lives only as long as this process; use sqlite://PATH or amqp:// to keep messages"
         );
     }
+    if let (Command::Publish(args), carrot::url::BrokerUrl::Sqlite { .. }) =
+        (&cli.command, conn.url())
+    {
+        if args.is_transient() {
+            eprintln!(
+                "carrot: note: sqlite:// keeps transient messages only while some process has the file open"
+            );
+        }
+    }
     let result = match cli.command {
         Command::Publish(args) => publish::run(&conn, args).await,
         Command::Consume(args) => consume::run(&conn, args).await,

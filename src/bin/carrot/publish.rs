@@ -50,6 +50,13 @@ pub(crate) struct PublishArgs {
     body: Option<String>,
 }
 
+impl PublishArgs {
+    /// Whether the messages are sent transient.
+    pub(crate) fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
 pub(crate) async fn run(conn: &BrokerConnection, args: PublishArgs) -> Result<(), Failure> {
     if !args.exchange.is_empty() && args.exchange_type.is_none() {
         conn.exchange_exists(&args.exchange).await.map_err(|e| {
