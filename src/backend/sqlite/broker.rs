@@ -219,20 +219,21 @@ impl Broker {
                 }
                 let mut failure = self.housekeeping().err().map(|e| reason(&e));
                 if failure.is_none() {
+                    // No savepoint per operation (SQLite copies every page a savepoint
+                    // touches): an operation checks everything before its first write, so a
+                    // failed one has changed nothing. If one ever did, the whole transaction
+                    // is rolled back rather than kept half-done.
                     for work in works.drain(..) {
-                        let savepoint = self.exec("SAVEPOINT op", []);
+                        let before = self.db.total_changes();
                         let (ok, reply) = work(Some(self));
-                        let end = match (savepoint.is_ok(), ok) {
-                            (true, true) => self.exec("RELEASE op", []),
-                            (true, false) => {
-                                self.forget_cached();
-                                self.exec("ROLLBACK TO op", [])
-                                    .and_then(|_| self.exec("RELEASE op", []))
+                        if !ok {
+                            self.forget_cached();
+                            if self.db.total_changes() != before {
+                                failure = Some(
+                                    "an operation failed after writing; its transaction was rolled back"
+                                        .into(),
+                                );
                             }
-                            (false, _) => Ok(0),
-                        };
-                        if let Err(e) = end.and(savepoint) {
-                            failure = Some(reason(&e));
                         }
                         replies.push(reply);
                     }

@@ -90,10 +90,30 @@ impl Broker {
     /// those of dead processes: deliveries back, consumers gone (auto-delete queues with them),
     /// exclusive queues deleted.
     pub(super) fn release_connection(&mut self, connection: i64) -> Result<()> {
-        let released = self.exec(
-            "UPDATE messages SET owner = NULL, redelivered = 1 WHERE owner = ?1",
-            [connection],
-        )?;
+        // Queue by queue, so that `messages_ready` (queue, owner, ...) finds the deliveries.
+        let queues: Vec<String> = self
+            .db
+            .prepare_cached("SELECT name FROM queues")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut released = 0;
+        for queue in &queues {
+            self.exec(
+                "INSERT OR IGNORE INTO expiring SELECT expires_at, id FROM messages
+                 WHERE queue = ?1 AND owner = ?2 AND expires_at IS NOT NULL",
+                params![queue, connection],
+            )?;
+            released += self.exec(
+                "UPDATE messages SET owner = NULL, redelivered = 1 WHERE queue = ?1 AND owner = ?2",
+                params![queue, connection],
+            )?;
+        }
+        if released > 0 {
+            self.expire_no_later_than(super::broker::now_ms());
+        }
         if released > 0 {
             self.wake_peers = true;
             self.dirty.extend(self.subscribers.keys().cloned());

@@ -1,9 +1,9 @@
 //! One thread per process and broker file owns the SQLite connection and runs every operation.
 //!
-//! Callers hand it closures; it runs all that are waiting in one write transaction (a
-//! savepoint each, so that one failing operation does not undo the others), hands messages to
-//! local consumers in the same transaction, commits once, and only then answers the callers
-//! and delivers. Callers that overlap therefore share one commit: that is what makes
+//! Callers hand it closures; it runs all that are waiting in one write transaction (an
+//! operation checks everything before it writes, so one that fails leaves the others intact),
+//! hands messages to local consumers in the same transaction, commits once, and only then
+//! answers the callers and delivers. Callers that overlap therefore share one commit: that is what makes
 //! persistent messaging fast without weakening "a `send` that returned is stored".
 
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -17,8 +17,7 @@ use crate::error::{Error, Result};
 /// What a finished operation does once the transaction is over: `None` if it committed, the
 /// reason otherwise.
 pub(super) type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
-/// An operation: runs on the broker, says whether it succeeded (else its savepoint is rolled
-/// back), and gives its reply. Given no broker (the transaction could not start), it does not
+/// An operation: runs on the broker, says whether it succeeded, and gives its reply. Given no broker (the transaction could not start), it does not
 /// run and its reply reports the failure.
 pub(super) type Work = Box<dyn FnOnce(Option<&mut Broker>) -> (bool, Reply) + Send>;
 
@@ -32,6 +31,8 @@ pub(super) enum Job {
 
 /// At most this many operations share one transaction, so that none waits too long.
 const BATCH: usize = 512;
+/// How long a transaction may wait for the callers of the previous one to come back.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// The handle callers hold; the thread ends when the last handle goes.
 #[derive(Debug)]
@@ -111,7 +112,14 @@ impl Engine {
         self.submit(op, move |r| {
             let _ = tx.send(r);
         })?;
-        rx.recv().map_err(|_| stopped())?
+        // On a multi-threaded tokio runtime, let its other tasks move to another worker while
+        // this one waits for the commit (otherwise a few consumers acknowledging at once would
+        // stall every task of the runtime).
+        let wait = || rx.recv().map_err(|_| stopped());
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait)?,
+            _ => wait()?,
+        }
     }
 
     /// Runs an operation without waiting (for `Drop`).
@@ -141,33 +149,48 @@ impl Drop for Engine {
 
 fn run(mut broker: Broker, rx: mpsc::Receiver<Job>) {
     let mut works = Vec::with_capacity(BATCH);
+    // How many operations the last transaction answered.
+    let mut expected = 0;
     loop {
         let timeout = broker
             .next_timer()
             .saturating_duration_since(Instant::now());
         let mut wake = false;
-        let mut shutdown = false;
+        let mut stop = false;
         let mut take = |job: Job, works: &mut Vec<Work>| match job {
             Job::Work(w) => works.push(w),
             Job::Wake => wake = true,
-            Job::Shutdown => shutdown = true,
+            Job::Shutdown => stop = true,
         };
-        let disconnected = match rx.recv_timeout(timeout) {
-            Ok(job) => {
-                take(job, &mut works);
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        };
+        match rx.recv_timeout(timeout) {
+            Ok(job) => take(job, &mut works),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => take(Job::Shutdown, &mut works),
+        }
+        // Group commit: the callers answered by the last commit usually come straight back
+        // with their next operation; wait a moment for them, so that they share this commit
+        // instead of each paying for one. A lone caller (target 1) never waits.
+        let target = expected.min(BATCH);
+        let gather_until = Instant::now() + GATHER;
         while works.len() < BATCH {
             match rx.try_recv() {
                 Ok(job) => take(job, &mut works),
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if works.len() >= target || works.is_empty() || now >= gather_until {
+                        break;
+                    }
+                    match rx.recv_timeout(gather_until - now) {
+                        Ok(job) => take(job, &mut works),
+                        Err(_) => break,
+                    }
+                }
             }
         }
+        expected = works.len();
         broker.batch(&mut works, wake);
-        if shutdown || disconnected {
+        if stop {
             break;
         }
     }

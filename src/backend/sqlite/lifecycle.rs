@@ -80,7 +80,16 @@ impl Broker {
     /// delivery ready again.
     pub(super) fn reset_transient(&mut self) -> Result<()> {
         self.exec(
+            "INSERT OR IGNORE INTO expiring SELECT expires_at, id FROM messages
+             WHERE owner IS NOT NULL AND expires_at IS NOT NULL",
+            [],
+        )?;
+        self.exec(
             "UPDATE messages SET owner = NULL, redelivered = 1 WHERE owner IS NOT NULL",
+            [],
+        )?;
+        self.exec(
+            "DELETE FROM expiring WHERE id NOT IN (SELECT id FROM messages)",
             [],
         )?;
         self.exec("DELETE FROM consumers", [])?;

@@ -201,6 +201,10 @@ impl Broker {
             ],
         )?;
         if let Some(at) = expires_at {
+            self.exec(
+                "INSERT INTO expiring VALUES (?1, ?2)",
+                params![at, self.db.last_insert_rowid()],
+            )?;
             self.expire_no_later_than(at);
         }
         if let Some(max) = queue.limits.max_length {
@@ -360,10 +364,13 @@ impl Broker {
 
     /// Puts a delivered message back, marked redelivered.
     pub(super) fn requeue(&mut self, id: i64, queue: &Arc<str>) -> Result<()> {
-        self.exec(
-            "UPDATE messages SET owner = NULL, redelivered = 1 WHERE id = ?1",
+        let expires_at: Option<Option<i64>> = self.one(
+            "UPDATE messages SET owner = NULL, redelivered = 1 WHERE id = ?1 RETURNING expires_at",
             [id],
         )?;
+        if let Some(Some(at)) = expires_at {
+            self.schedule_expiry(id, at)?;
+        }
         self.dirty.insert(queue.clone());
         self.wake_peers = true;
         Ok(())
@@ -386,23 +393,46 @@ impl Broker {
         }
     }
 
+    /// Lists a message that is ready again (requeued) for expiry.
+    pub(super) fn schedule_expiry(&mut self, id: i64, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT OR IGNORE INTO expiring VALUES (?1, ?2)",
+            params![at, id],
+        )?;
+        self.expire_no_later_than(at);
+        Ok(())
+    }
+
     /// Expires what is due (messages, unused `x-expires` queues); returns the next deadline.
+    ///
+    /// `expiring` lists messages with a TTL; an entry goes when it is due: its message is then
+    /// dead-lettered if still ready, forgotten if delivered (a requeue lists it again) or gone.
     pub(super) fn expire(&mut self, now: i64) -> Result<Option<i64>> {
-        let due: Vec<String> = self
+        let due: Vec<i64> = self
             .db
-            .prepare_cached(
-                "SELECT DISTINCT queue FROM messages WHERE expires_at <= ?1 AND owner IS NULL",
-            )
+            .prepare_cached("SELECT id FROM expiring WHERE expires_at <= ?1")
             .and_then(|mut s| {
                 s.query_map([now], |r| r.get(0))
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.fail(e))?;
-        for name in due {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM messages WHERE queue = ?1 AND owner IS NULL AND expires_at <= ?2 ORDER BY rank DESC, id"
-            );
-            let rows = self.rows(&sql, params![name, now])?;
+        self.exec("DELETE FROM expiring WHERE expires_at <= ?1", [now])?;
+        let mut by_queue: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
+        let sql = format!("SELECT {COLUMNS}, queue FROM messages WHERE id = ?1 AND owner IS NULL");
+        for id in due {
+            let found: Option<(RawRow, String)> = {
+                use rusqlite::OptionalExtension;
+                self.db
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| s.query_row([id], |r| Ok((raw(r)?, r.get(10)?))).optional())
+                    .map_err(|e| self.fail(e))?
+            };
+            if let Some((raw_row, queue)) = found {
+                by_queue.entry(queue).or_default().push(decode(raw_row)?);
+            }
+        }
+        for (name, mut rows) in by_queue {
+            rows.sort_by_key(|r| r.id);
             match self.queue(&name)? {
                 Some(q) => self.drop_rows(&q, rows, "expired")?,
                 None => {
@@ -413,10 +443,7 @@ impl Broker {
             }
         }
         let mut next: Option<i64> = self
-            .one::<Option<i64>>(
-                "SELECT min(expires_at) FROM messages WHERE expires_at IS NOT NULL AND owner IS NULL",
-                [],
-            )?
+            .one::<Option<i64>>("SELECT min(expires_at) FROM expiring", [])?
             .flatten();
         // Queues with x-expires: deleted once unused for that long.
         let candidates: Vec<(String, i64)> = self
