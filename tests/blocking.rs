@@ -7,42 +7,67 @@ use carrot::blocking::{BrokerConnection, Consumer, ConsumerSet, Messaging, Publi
 use carrot::{Error, ExchangeType, FetchOptions, MessageState};
 use serde_json::json;
 
-fn connect(scope: &str) -> BrokerConnection {
-    BrokerConnection::connect(&format!("memory://blocking-{scope}")).expect("memory broker")
+/// The embedded brokers a scenario runs on (RabbitMQ has its own scenario below): a named
+/// memory broker, and a sqlite file of its own (deleted afterwards).
+fn connections(scope: &str) -> Vec<(BrokerConnection, Option<std::path::PathBuf>)> {
+    let memory =
+        BrokerConnection::connect(&format!("memory://blocking-{scope}")).expect("memory broker");
+    let path =
+        std::env::temp_dir().join(format!("carrot-blocking-{scope}-{}.db", std::process::id()));
+    let sqlite =
+        BrokerConnection::connect(&format!("sqlite://{}", path.display())).expect("sqlite broker");
+    vec![(memory, None), (sqlite, Some(path))]
 }
 
-#[test]
-fn iterqueue_is_an_iterator_that_ends_on_an_empty_queue() {
-    let conn = connect("iterqueue");
-    let mut consumer = Consumer::builder(&conn)
-        .queue("q")
-        .exchange("x")
-        .routing_key("k")
-        .build()
-        .unwrap();
-    let publisher = Publisher::builder(&conn)
-        .exchange("x")
-        .routing_key("k")
-        .build()
-        .unwrap();
-    for i in 0..5 {
-        publisher.send(&i).unwrap();
+/// A scenario run on every embedded broker: `embedded!(name, |conn| { ... })`.
+macro_rules! embedded {
+    ($name:ident, $scenario:expr) => {
+        #[test]
+        fn $name() {
+            for (conn, path) in connections(stringify!($name)) {
+                let scenario: fn(BrokerConnection) = $scenario;
+                scenario(conn);
+                if let Some(path) = path {
+                    for suffix in ["", "-wal", "-shm"] {
+                        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                    }
+                }
+            }
+        }
+    };
+}
+
+embedded!(
+    iterqueue_is_an_iterator_that_ends_on_an_empty_queue,
+    |conn| {
+        let mut consumer = Consumer::builder(&conn)
+            .queue("q")
+            .exchange("x")
+            .routing_key("k")
+            .build()
+            .unwrap();
+        let publisher = Publisher::builder(&conn)
+            .exchange("x")
+            .routing_key("k")
+            .build()
+            .unwrap();
+        for i in 0..5 {
+            publisher.send(&i).unwrap();
+        }
+        let got: Vec<i64> = consumer
+            .iterqueue(None, false)
+            .map(|m| {
+                let m = m.unwrap().expect("a message while the queue has some");
+                m.ack().unwrap();
+                m.decode::<i64>().unwrap()
+            })
+            .collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert!(consumer.fetch().unwrap().is_none());
     }
-    let got: Vec<i64> = consumer
-        .iterqueue(None, false)
-        .map(|m| {
-            let m = m.unwrap().expect("a message while the queue has some");
-            m.ack().unwrap();
-            m.decode::<i64>().unwrap()
-        })
-        .collect();
-    assert_eq!(got, vec![0, 1, 2, 3, 4]);
-    assert!(consumer.fetch().unwrap().is_none());
-}
+);
 
-#[test]
-fn iterqueue_limit_and_infinite() {
-    let conn = connect("iterqueue-infinite");
+embedded!(iterqueue_limit_and_infinite, |conn| {
     let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
     let publisher = Publisher::builder(&conn).routing_key("q").build().unwrap();
     publisher.send("one").unwrap();
@@ -51,11 +76,9 @@ fn iterqueue_limit_and_infinite() {
         .map(|m| m.unwrap().map(|m| m.decode::<String>().unwrap()))
         .collect();
     assert_eq!(items, vec![Some("one".to_string()), None, None]);
-}
+});
 
-#[test]
-fn iterconsume_runs_callbacks_and_yields_each_message() {
-    let conn = connect("iterconsume");
+embedded!(iterconsume_runs_callbacks_and_yields_each_message, |conn| {
     let mut consumer = Consumer::builder(&conn)
         .queue("q")
         .exchange("x")
@@ -86,30 +109,29 @@ fn iterconsume_runs_callbacks_and_yields_each_message() {
         .collect();
     assert_eq!(states, vec![MessageState::Acknowledged; 4]);
     assert_eq!(seen.load(Ordering::SeqCst), 4);
-}
+});
 
-#[test]
-fn iterconsume_without_callbacks_is_no_callbacks_and_takes_nothing() {
-    let conn = connect("no-callbacks");
-    let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
-    Publisher::builder(&conn)
-        .routing_key("q")
-        .build()
-        .unwrap()
-        .send(&1)
-        .unwrap();
-    let results: Vec<_> = consumer.iterconsume(Some(3)).collect();
-    assert_eq!(results.len(), 1);
-    assert!(matches!(results[0], Err(Error::NoCallbacks)));
-    assert!(
-        consumer.fetch().unwrap().is_some(),
-        "the message is still in the queue"
-    );
-}
+embedded!(
+    iterconsume_without_callbacks_is_no_callbacks_and_takes_nothing,
+    |conn| {
+        let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
+        Publisher::builder(&conn)
+            .routing_key("q")
+            .build()
+            .unwrap()
+            .send(&1)
+            .unwrap();
+        let results: Vec<_> = consumer.iterconsume(Some(3)).collect();
+        assert_eq!(results.len(), 1);
+        assert!(matches!(results[0], Err(Error::NoCallbacks)));
+        assert!(
+            consumer.fetch().unwrap().is_some(),
+            "the message is still in the queue"
+        );
+    }
+);
 
-#[test]
-fn fetch_with_auto_ack_and_callbacks() {
-    let conn = connect("fetch-with");
+embedded!(fetch_with_auto_ack_and_callbacks, |conn| {
     let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
@@ -130,11 +152,9 @@ fn fetch_with_auto_ack_and_callbacks() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(matches!(m.ack(), Err(Error::AutoAcknowledged { .. })));
     assert_eq!(conn.queue_info("q").unwrap().message_count, 0);
-}
+});
 
-#[test]
-fn consumer_set_and_messaging() {
-    let conn = connect("set");
+embedded!(consumer_set_and_messaging, |conn| {
     let mut set = ConsumerSet::new(&conn);
     set.from_dict(&json!({
         "webshot": {"exchange": "link_exchange", "exchange_type": "topic", "binding_key": "links.webshot"},
@@ -172,11 +192,9 @@ fn consumer_set_and_messaging() {
     assert_eq!(message.decode::<Vec<i32>>().unwrap(), vec![1, 2, 3]);
     message.ack().unwrap();
     m.close().unwrap();
-}
+});
 
-#[test]
-fn discard_all_matching_keeps_the_rest_in_order() {
-    let conn = connect("discard");
+embedded!(discard_all_matching_keeps_the_rest_in_order, |conn| {
     let mut consumer = Consumer::builder(&conn).queue("q").build().unwrap();
     let publisher = Publisher::builder(&conn).routing_key("q").build().unwrap();
     for n in 0..6 {
@@ -203,7 +221,7 @@ fn discard_all_matching_keeps_the_rest_in_order() {
         })
         .collect();
     assert_eq!(left, vec![1, 3, 5]);
-}
+});
 
 /// The blocking facade on RabbitMQ: its runtime keeps the connection's I/O going between calls.
 #[test]
