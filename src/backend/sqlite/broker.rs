@@ -110,6 +110,8 @@ pub(super) struct Broker {
     pub(super) subscribers: HashMap<Arc<str>, Subscribers>,
     /// Queues whose local consumers may have messages to take.
     pub(super) dirty: HashSet<Arc<str>>,
+    /// Messages acknowledged in this transaction, by connection (see `flush_acks`).
+    pub(super) acked: Vec<(i64, i64)>,
     /// Deliveries to hand out once the transaction commits.
     pub(super) outbox: Vec<(mpsc::UnboundedSender<Delivery>, Delivery)>,
     /// Whether the transaction made messages ready that other processes may want.
@@ -162,6 +164,7 @@ impl Broker {
             next_channel: 0,
             subscribers: HashMap::default(),
             dirty: HashSet::default(),
+            acked: Vec::new(),
             outbox: Vec::new(),
             wake_peers: false,
             next_check: Instant::now(),
@@ -237,7 +240,7 @@ impl Broker {
                         }
                         replies.push(reply);
                     }
-                    if let Err(e) = self.dispatch_dirty() {
+                    if let Err(e) = self.flush_acks().and_then(|()| self.dispatch_dirty()) {
                         failure = Some(reason(&e));
                     }
                 }
@@ -247,6 +250,7 @@ impl Broker {
                 }
             }
         };
+        self.acked.clear();
         if let Some(reason) = &failure {
             tracing::error!(path = %self.path.display(), reason, "sqlite: a transaction failed; its operations report the error");
             let _ = self.db.execute_batch("ROLLBACK");

@@ -90,6 +90,7 @@ impl Broker {
     /// those of dead processes: deliveries back, consumers gone (auto-delete queues with them),
     /// exclusive queues deleted.
     pub(super) fn release_connection(&mut self, connection: i64) -> Result<()> {
+        self.flush_acks()?;
         // Queue by queue, so that `messages_ready` (queue, owner, ...) finds the deliveries.
         let queues: Vec<String> = self
             .db
@@ -445,6 +446,8 @@ impl Broker {
         }
         // Rows nobody had room for stay ready (they were only read).
         let more = full && pending.is_none();
+        let mut claimed: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+        let mut dropped: Vec<i64> = Vec::new();
         for (i, row) in given {
             let (channel, no_ack, tag, tx) = {
                 let s = &self.subscribers[queue].list[i];
@@ -469,7 +472,11 @@ impl Broker {
                     subs.list[i].unacked += 1;
                 }
             }
-            self.hand_over(row.id, (!no_ack).then_some(connection))?;
+            if no_ack {
+                dropped.push(row.id);
+            } else {
+                claimed.entry(connection).or_default().push(row.id);
+            }
             self.outbox.push((
                 tx,
                 Delivery {
@@ -480,6 +487,10 @@ impl Broker {
                 },
             ));
         }
+        for (connection, ids) in claimed {
+            self.hand_over_all(&ids, Some(connection))?;
+        }
+        self.hand_over_all(&dropped, None)?;
         if more {
             // There may be more than one chunk: come back after this transaction.
             self.dirty.insert(queue.clone());

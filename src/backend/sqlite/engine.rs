@@ -31,8 +31,6 @@ pub(super) enum Job {
 
 /// At most this many operations share one transaction, so that none waits too long.
 const BATCH: usize = 512;
-/// How long a transaction may wait for the callers of the previous one to come back.
-const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// The handle callers hold; the thread ends when the last handle goes.
 #[derive(Debug)]
@@ -149,8 +147,6 @@ impl Drop for Engine {
 
 fn run(mut broker: Broker, rx: mpsc::Receiver<Job>) {
     let mut works = Vec::with_capacity(BATCH);
-    // How many operations the last transaction answered.
-    let mut expected = 0;
     loop {
         let timeout = broker
             .next_timer()
@@ -167,28 +163,15 @@ fn run(mut broker: Broker, rx: mpsc::Receiver<Job>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => take(Job::Shutdown, &mut works),
         }
-        // Group commit: the callers answered by the last commit usually come straight back
-        // with their next operation; wait a moment for them, so that they share this commit
-        // instead of each paying for one. A lone caller (target 1) never waits.
-        let target = expected.min(BATCH);
-        let gather_until = Instant::now() + GATHER;
+        // Group commit: whatever arrived while the last transaction ran shares this one.
+        // (Waiting for the callers of the last commit to come back was measured: it idles this
+        // thread more than it saves.)
         while works.len() < BATCH {
             match rx.try_recv() {
                 Ok(job) => take(job, &mut works),
-                Err(mpsc::TryRecvError::Disconnected) => break,
-                Err(mpsc::TryRecvError::Empty) => {
-                    let now = Instant::now();
-                    if works.len() >= target || works.is_empty() || now >= gather_until {
-                        break;
-                    }
-                    match rx.recv_timeout(gather_until - now) {
-                        Ok(job) => take(job, &mut works),
-                        Err(_) => break,
-                    }
-                }
+                Err(_) => break,
             }
         }
-        expected = works.len();
         broker.batch(&mut works, wake);
         if stop {
             break;

@@ -79,6 +79,7 @@ impl Broker {
     /// What a broker restart leaves: durable exchanges and queues, persistent messages, every
     /// delivery ready again.
     pub(super) fn reset_transient(&mut self) -> Result<()> {
+        self.flush_acks()?;
         self.exec(
             "INSERT OR IGNORE INTO expiring SELECT expires_at, id FROM messages
              WHERE owner IS NOT NULL AND expires_at IS NOT NULL",

@@ -335,11 +335,49 @@ impl Broker {
     pub(super) fn ack(&mut self, channel: u64, tag: u64, multiple: bool) -> Result<()> {
         let connection = self.connection_of(channel)?;
         for unacked in self.settle(channel, tag, multiple)? {
+            self.acked.push((connection, unacked.id));
+        }
+        Ok(())
+    }
+
+    /// Deletes the acknowledged messages of this transaction, one statement per connection.
+    ///
+    /// Acks only collect ids (an ack cannot fail once its tag is known); this runs before
+    /// anything that could put a delivered message back (a requeue, a closing channel) and
+    /// before the commit, so that an acknowledged message is never requeued.
+    pub(super) fn flush_acks(&mut self) -> Result<()> {
+        if self.acked.is_empty() {
+            return Ok(());
+        }
+        let mut acked = std::mem::take(&mut self.acked);
+        acked.sort_unstable();
+        for group in acked.chunk_by(|a, b| a.0 == b.0) {
+            let ids = id_list(group.iter().map(|(_, id)| *id));
             self.exec(
-                "DELETE FROM messages WHERE id = ?1 AND owner = ?2",
-                params![unacked.id, connection],
+                "DELETE FROM messages WHERE owner = ?1 AND id IN (SELECT value FROM json_each(?2))",
+                params![group[0].0, ids],
             )?;
         }
+        Ok(())
+    }
+
+    /// Marks taken messages as delivered to `connection`, or deletes them (`None`: no ack),
+    /// in one statement.
+    pub(super) fn hand_over_all(&mut self, ids: &[i64], connection: Option<i64>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list = id_list(ids.iter().copied());
+        match connection {
+            Some(c) => self.exec(
+                "UPDATE messages SET owner = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
+                params![c, list],
+            )?,
+            None => self.exec(
+                "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1))",
+                [list],
+            )?,
+        };
         Ok(())
     }
 
@@ -364,6 +402,7 @@ impl Broker {
 
     /// Puts a delivered message back, marked redelivered.
     pub(super) fn requeue(&mut self, id: i64, queue: &Arc<str>) -> Result<()> {
+        self.flush_acks()?;
         let expires_at: Option<Option<i64>> = self.one(
             "UPDATE messages SET owner = NULL, redelivered = 1 WHERE id = ?1 RETURNING expires_at",
             [id],
@@ -470,4 +509,17 @@ impl Broker {
         }
         Ok(next)
     }
+}
+
+/// Ids as a JSON array, for `json_each` (one statement for many rows).
+fn id_list(ids: impl Iterator<Item = i64>) -> String {
+    let mut list = String::from("[");
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&id.to_string());
+    }
+    list.push(']');
+    list
 }
