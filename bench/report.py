@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md from one run of bench/run.sh: criterion's estimates for
-benches/memory.rs, the JSON line of benches/memory_hold.rs and bench/kombu_memory.py's JSON."""
+benches/memory.rs, the JSON line of benches/memory_hold.rs and bench/kombu_memory.py's JSON.
+The sections other scripts write (bench/amqp_report.py, bench/cli_report.py,
+bench/sqlite_report.py), each between its markers, are kept."""
 
 import argparse
 import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -194,13 +197,14 @@ def main():
     w(f"carrot queued them at {hold['messages'] / hold['publish_s']:,.0f} msgs/s; kombu at {kh['messages'] / kh['publish_s']:,.0f} msgs/s." if kh else "")
     w("")
     text = "\n".join(lines).rstrip() + "\n"
-    # Keep the RabbitMQ section bench/amqp_report.py writes (between its markers) as it is.
+    # Keep the sections other scripts write, each between its markers `<!-- KEY:begin ... -->`
+    # and `<!-- KEY:end -->`, as they are and in their order: RabbitMQ (bench/amqp_report.py),
+    # `carrot bench` against its peers (bench/cli_report.py), SQLite (bench/sqlite_report.py).
     try:
         with open(a.out) as f:
             old = f.read()
-        begin, end = old.find("<!-- amqp:begin"), old.find("<!-- amqp:end -->")
-        if begin != -1 and end > begin:
-            text += "\n" + old[begin:end + len("<!-- amqp:end -->")] + "\n"
+        for kept in re.finditer(r"<!-- (\w+):begin[^>]*-->.*?<!-- \1:end -->", old, re.S):
+            text += "\n" + kept.group(0) + "\n"
     except FileNotFoundError:
         pass
     with open(a.out, "w") as f:
