@@ -25,7 +25,7 @@ BEGIN = "<!-- sqlite:begin: written by bench/sqlite_report.py (bench/sqlite_run.
 END = "<!-- sqlite:end -->"
 BEGIN_RE = re.compile(r"<!-- sqlite:begin[^>]*-->")
 TARGET = 50_000
-SHAPES = ["1p1c", "2p2c", "4p4c", "8p4c"]
+SHAPES = ["1p1c", "2p2c", "4p4c", "8p4c", "8p8c", "16p16c"]
 LABELS = {
     "carrot": "carrot `sqlite://`",
     "kombu": "kombu SQLAlchemy, SQLite defaults",
@@ -146,7 +146,9 @@ def summary(rs):
 def section(a):
     runs = load_runs(a.manifest)
     impls = [i for i in ("carrot", "kombu", "kombu_wal") if any(k[1] == i for k in runs)]
-    shapes = [s for s in SHAPES if any(k[0] == s for k in runs)]
+    # Every shape that ran, in the order the script ran them (known ones first, in order).
+    ran = list(dict.fromkeys(k[0] for k in runs))
+    shapes = [s for s in SHAPES if s in ran] + [s for s in ran if s not in SHAPES]
     commands = []
     with open(a.commands) as f:
         for line in f:
@@ -199,7 +201,7 @@ def section(a):
     w("work for every message (its own transactions), so a larger N would not raise its rate.")
     w("")
     for s in shapes:
-        p, c = s[0], s[2]
+        p, c = s.rstrip("c").split("p")
         w(f"#### `{s}`: {p} producer(s), {c} consumer(s)")
         w("")
         w("| implementation | N | published/s | consumed/s | p50 ms | p99 ms | peak RSS MB | CPU us/msg | 1-min load |")

@@ -9,7 +9,7 @@
 #   SQLITE_N=100000 KOMBU_N=1500 SQLITE_ROUNDS=3 bench/sqlite_run.sh
 #   SQLITE_BENCH_REV=HEAD bench/sqlite_run.sh    # carrot as committed, not the work tree
 #
-# Shapes (producers x consumers): 1x1, 2x2, 4x4, 8x4, each implementation in each round, the
+# Shapes (producers x consumers): 1x1, 2x2, 4x4, 8x8, 16x16, each implementation in each round, the
 # order rotating from round to round so that none always runs first:
 #   carrot     target/release/carrot --url sqlite://FILE bench --persistent ...   (the carrot CLI)
 #   kombu      python3 bench/peers/kombu_sqlite.py --url sqla+sqlite:///FILE ...  (SQLite's
@@ -69,7 +69,7 @@ cp "$TARGET_DIR/release/carrot" "$OUT/carrot"
 echo "== carrot: $BUILT"
 
 # name | producers | consumers
-SHAPES=("1p1c|1|1" "2p2c|2|2" "4p4c|4|4" "8p4c|8|4")
+SHAPES=("1p1c|1|1" "2p2c|2|2" "4p4c|4|4" "8p8c|8|8" "16p16c|16|16")
 IMPLS=(carrot kombu)
 [ "$KOMBU_WAL" = 1 ] && IMPLS+=(kombu_wal)
 

@@ -86,12 +86,16 @@ pub(super) fn notify(names: &[String]) {
     {
         use std::os::linux::net::SocketAddrExt;
         use std::os::unix::net::{SocketAddr, UnixDatagram};
+        if names.is_empty() {
+            return;
+        }
         thread_local! {
-            static SENDER: Option<UnixDatagram> = UnixDatagram::unbound().ok();
+            static SENDER: Option<UnixDatagram> = UnixDatagram::unbound()
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .ok();
         }
         SENDER.with(|sender| {
             let Some(sender) = sender else { return };
-            let _ = sender.set_nonblocking(true);
             for name in names {
                 if let Ok(addr) = SocketAddr::from_abstract_name(name.as_bytes()) {
                     let _ = sender.send_to_addr(&[], &addr);
