@@ -114,7 +114,7 @@ conformance!(
         consumer.consume().await?;
         conn.queue_info(&queue).await?;
         drop(consumer);
-        assert_err!(conn.queue_info(&queue).await, Error::NotFound(_));
+        queue_gone(&conn, &queue).await;
         Ok(())
     }
 );

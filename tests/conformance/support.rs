@@ -305,6 +305,22 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
     }
 }
 
+/// Waits until a queue no longer exists, at most [`ARRIVES`]. Deleting an auto-delete queue
+/// after its consumer's channel closes is asynchronous on RabbitMQ (the queue's own process
+/// does it, after the channel's), so a check right after dropping a consumer can still see it.
+pub async fn queue_gone(conn: &BrokerConnection, queue: &str) {
+    within(&format!("queue {queue} deleted"), async {
+        loop {
+            match conn.queue_info(queue).await {
+                Err(carrot::Error::NotFound(_)) => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(e) => panic!("queue_info({queue}) failed: {e}"),
+            }
+        }
+    })
+    .await
+}
+
 /// The consumer's next delivery, which must arrive within [`ARRIVES`].
 pub async fn next(consumer: &mut Consumer) -> Message {
     match within("next_message", consumer.next_message()).await {

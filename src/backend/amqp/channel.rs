@@ -31,7 +31,9 @@ use crate::table::FieldTable;
 
 /// The current lapin channel and what must be restored when it is reopened.
 struct Current {
-    channel: lapin::Channel,
+    /// Behind an `Arc`: every publish and ack takes a handle, and cloning a `lapin::Channel`
+    /// itself costs a dozen reference counts.
+    channel: Arc<lapin::Channel>,
     generation: u64,
     confirms: bool,
     /// basic.qos settings, reapplied on a new channel: (per consumer, per channel).
@@ -83,7 +85,7 @@ impl AmqpChannel {
         Ok(AmqpChannel {
             connection,
             current: Mutex::new(Current {
-                channel,
+                channel: Arc::new(channel),
                 generation: 0,
                 confirms: false,
                 prefetch: (None, None),
@@ -100,7 +102,7 @@ impl AmqpChannel {
     }
 
     /// The channel to use now: the current one, or a new one if the broker closed it.
-    async fn channel(&self) -> Result<(lapin::Channel, u64)> {
+    async fn channel(&self) -> Result<(Arc<lapin::Channel>, u64)> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_by_application());
         }
@@ -148,7 +150,7 @@ impl AmqpChannel {
                 .map_err(convert::error)?;
         }
         let mut current = self.lock();
-        current.channel = channel;
+        current.channel = Arc::new(channel);
         current.generation += 1;
         Ok((current.channel.clone(), current.generation))
     }
@@ -168,7 +170,7 @@ impl AmqpChannel {
 
     /// The channel a delivery tag belongs to, and the tag lapin knows; refused when the
     /// delivery came from a channel that is gone.
-    fn settling(&self, tag: u64) -> Result<(lapin::Channel, u64)> {
+    fn settling(&self, tag: u64) -> Result<(Arc<lapin::Channel>, u64)> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_by_application());
         }
@@ -510,10 +512,20 @@ impl Channel for AmqpChannel {
         if !channel.status().connected() {
             return;
         }
-        self.runtime.spawn(async move {
+        // The first poll queues channel.close on the connection now, in order with whatever
+        // the application sends next (a queue_info right after dropping a consumer must see
+        // the consumer gone); a task waits for close-ok.
+        let mut closing = Box::pin(async move {
             if let Err(e) = channel.close(200, "OK".into()).await {
                 tracing::debug!(error = %e, "closing a dropped channel");
             }
         });
+        let first = std::future::Future::poll(
+            closing.as_mut(),
+            &mut std::task::Context::from_waker(std::task::Waker::noop()),
+        );
+        if first.is_pending() {
+            self.runtime.spawn(closing);
+        }
     }
 }
