@@ -123,3 +123,43 @@ async fn a_corrupt_broker_file_is_refused() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_stays_bounded_under_continuous_traffic() {
+    // Every send, fetch and ack below is a commit of its own: without checkpoints that catch
+    // up, the log would grow by a few pages per commit (hundreds of MB here).
+    let dir = scratch("wal");
+    let path = dir.join("broker.db");
+    let conn = BrokerConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let publisher = carrot::Publisher::builder(&conn)
+        .routing_key("q")
+        .build()
+        .await
+        .unwrap();
+    let mut consumer = carrot::Consumer::builder(&conn)
+        .queue("q")
+        .build()
+        .await
+        .unwrap();
+    let wal = dir.join("broker.db-wal");
+    let mut largest = 0;
+    for i in 0..10_000u32 {
+        publisher.send(&i).await.unwrap();
+        let message = consumer
+            .fetch()
+            .await
+            .unwrap()
+            .expect("the message just sent");
+        message.ack().unwrap();
+        if i % 500 == 0 {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+    }
+    assert!(
+        largest < 64 << 20,
+        "the log reached {largest} bytes: checkpoints do not let it start over"
+    );
+    conn.close().await.unwrap();
+}

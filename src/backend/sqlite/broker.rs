@@ -94,7 +94,7 @@ pub(super) struct Broker {
     /// This process's row in `processes`.
     pub(super) process: i64,
     pub(super) wakeup: Option<Wakeup>,
-    checkpointer: Option<Checkpointer>,
+    pub(super) checkpointer: Option<Checkpointer>,
     /// Commits since the last checkpoint request.
     commits: u32,
     /// `meta.generation` when the caches were filled; any change to exchanges, queues,

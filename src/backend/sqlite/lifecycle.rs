@@ -147,7 +147,9 @@ impl Broker {
             }
             self.bump()?;
             self.exec("COMMIT", [])?;
-            // Last one out: fold the write-ahead log back into the file.
+            // Fold the write-ahead log back into the file (and empty it) once the background
+            // checkpoint is done.
+            self.checkpointer = None;
             let _ = self.db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
             Ok::<(), crate::Error>(())
         })();
