@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tokio::sync::mpsc;
 
@@ -16,6 +16,7 @@ use super::liveness::Identity;
 use super::schema::{storage_error, Checkpointer};
 use super::wakeup::{self, Wakeup};
 use crate::backend::arguments::{limits, Limits};
+use crate::backend::rules;
 use crate::backend::Delivery;
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
@@ -28,7 +29,6 @@ const CHECKPOINT_EVERY: u32 = 200;
 /// At most this many messages are handed out per queue and transaction.
 pub(super) const DISPATCH_CHUNK: usize = 1024;
 
-pub(super) const VHOST: &str = "in vhost '/'";
 /// How errors name this backend.
 pub(super) const BACKEND: &str = "the sqlite broker";
 
@@ -185,16 +185,48 @@ impl Broker {
             .map_err(|e| self.fail(e))
     }
 
+    /// Runs a query (cached) and maps every row.
+    pub(super) fn rows_of<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        self.db
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_map(params, map).and_then(|rows| rows.collect()))
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Runs a query (cached) and returns its first column.
+    pub(super) fn column<T: rusqlite::types::FromSql>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>> {
+        self.rows_of(sql, params, |r| r.get(0))
+    }
+
     /// Runs a query (cached) that returns at most one value.
     pub(super) fn one<T: rusqlite::types::FromSql>(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
     ) -> Result<Option<T>> {
+        self.row_of(sql, params, |r| r.get(0))
+    }
+
+    /// Runs a query (cached) that returns at most one row, and maps it.
+    pub(super) fn row_of<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
         use rusqlite::OptionalExtension;
         self.db
             .prepare_cached(sql)
-            .and_then(|mut s| s.query_row(params, |r| r.get(0)).optional())
+            .and_then(|mut s| s.query_row(params, map).optional())
             .map_err(|e| self.fail(e))
     }
 
@@ -345,15 +377,10 @@ impl Broker {
         if let Some(peers) = &self.peers {
             return Ok(peers.clone());
         }
-        let mut stmt = self
-            .db
-            .prepare_cached("SELECT wakeup FROM processes WHERE id != ?1 AND wakeup IS NOT NULL")
-            .map_err(|e| storage_error(&self.path, &e))?;
-        let peers = stmt
-            .query_map(params![self.process], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| storage_error(&self.path, &e))?;
-        drop(stmt);
+        let peers: Vec<String> = self.column(
+            "SELECT wakeup FROM processes WHERE id != ?1 AND wakeup IS NOT NULL",
+            [self.process],
+        )?;
         self.peers = Some(peers.clone());
         Ok(peers)
     }
@@ -363,18 +390,11 @@ impl Broker {
         if let Some(entry) = self.exchanges.get(name) {
             return Ok(entry.clone());
         }
-        let row: Option<(String, bool, bool, String)> = {
-            use rusqlite::OptionalExtension;
-            self.db
-                .prepare_cached(
-                    "SELECT kind, durable, auto_delete, arguments FROM exchanges WHERE name = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                        .optional()
-                })
-                .map_err(|e| self.fail(e))?
-        };
+        let row: Option<(String, bool, bool, String)> = self.row_of(
+            "SELECT kind, durable, auto_delete, arguments FROM exchanges WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         let entry = match row {
             None => None,
             Some((kind, durable, auto_delete, arguments)) => {
@@ -388,16 +408,11 @@ impl Broker {
                     .auto_delete(auto_delete);
                 spec.arguments = super::codec::decode_table(&arguments)?;
                 let mut bindings = Bindings::new(kind);
-                let rows: Vec<(String, String, String)> = self
-                    .db
-                    .prepare_cached(
-                        "SELECT queue, key, arguments FROM bindings WHERE exchange = ?1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .and_then(|rows| rows.collect())
-                    })
-                    .map_err(|e| self.fail(e))?;
+                let rows: Vec<(String, String, String)> = self.rows_of(
+                    "SELECT queue, key, arguments FROM bindings WHERE exchange = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
                 for (queue, key, arguments) in rows {
                     let arguments = super::codec::decode_table(&arguments)?;
                     bindings.bind(&Arc::from(queue.as_str()), &key, &arguments);
@@ -414,20 +429,11 @@ impl Broker {
         if let Some(entry) = self.queues.get(name) {
             return Ok(entry.clone());
         }
-        let row: Option<(bool, bool, bool, String, Option<i64>)> = {
-            use rusqlite::OptionalExtension;
-            self.db
-                .prepare_cached(
-                    "SELECT durable, exclusive, auto_delete, arguments, owner FROM queues WHERE name = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row([name], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .optional()
-                })
-                .map_err(|e| self.fail(e))?
-        };
+        let row: Option<(bool, bool, bool, String, Option<i64>)> = self.row_of(
+            "SELECT durable, exclusive, auto_delete, arguments, owner FROM queues WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
         let entry = match row {
             None => None,
             Some((durable, exclusive, auto_delete, arguments, owner)) => {
@@ -452,15 +458,9 @@ impl Broker {
     /// A queue this connection may use: [`Error::NotFound`] or [`Error::ResourceLocked`]
     /// otherwise.
     pub(super) fn usable_queue(&mut self, connection: i64, name: &str) -> Result<Arc<QueueEntry>> {
-        let queue = self
-            .queue(name)?
-            .ok_or_else(|| Error::NotFound(format!("no queue '{name}' {VHOST}")))?;
-        match queue.owner {
-            Some(owner) if owner != connection => Err(Error::ResourceLocked(format!(
-                "cannot obtain exclusive access to locked queue '{name}' {VHOST}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
-            ))),
-            _ => Ok(queue),
-        }
+        let queue = self.queue(name)?.ok_or_else(|| rules::no_queue(name))?;
+        rules::check_owner(name, queue.owner, connection)?;
+        Ok(queue)
     }
 
     /// The connection a channel belongs to, if the channel is open.

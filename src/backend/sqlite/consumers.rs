@@ -10,7 +10,8 @@ use std::sync::Arc;
 use rusqlite::params;
 use tokio::sync::mpsc;
 
-use super::broker::{Broker, ChannelState, Subscriber, Unacked, DISPATCH_CHUNK, VHOST};
+use super::broker::{Broker, ChannelState, Subscriber, Unacked, DISPATCH_CHUNK};
+use crate::backend::rules;
 use crate::backend::{Delivery, DeliveryStream};
 use crate::error::{Error, Result};
 
@@ -92,14 +93,7 @@ impl Broker {
     pub(super) fn release_connection(&mut self, connection: i64) -> Result<()> {
         self.flush_acks()?;
         // Queue by queue, so that `messages_ready` (queue, owner, ...) finds the deliveries.
-        let queues: Vec<String> = self
-            .db
-            .prepare_cached("SELECT name FROM queues")
-            .and_then(|mut s| {
-                s.query_map([], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let queues: Vec<String> = self.column("SELECT name FROM queues", [])?;
         let mut released = 0;
         for queue in &queues {
             self.exec(
@@ -119,26 +113,16 @@ impl Broker {
             self.wake_peers = true;
             self.dirty.extend(self.subscribers.keys().cloned());
         }
-        let queues: Vec<String> = self
-            .db
-            .prepare_cached("SELECT DISTINCT queue FROM consumers WHERE connection = ?1")
-            .and_then(|mut s| {
-                s.query_map([connection], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let queues: Vec<String> = self.column(
+            "SELECT DISTINCT queue FROM consumers WHERE connection = ?1",
+            [connection],
+        )?;
         self.exec("DELETE FROM consumers WHERE connection = ?1", [connection])?;
         for queue in queues {
             self.delete_if_unused_auto_delete(&queue)?;
         }
-        let exclusive: Vec<String> = self
-            .db
-            .prepare_cached("SELECT name FROM queues WHERE owner = ?1")
-            .and_then(|mut s| {
-                s.query_map([connection], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let exclusive: Vec<String> =
+            self.column("SELECT name FROM queues WHERE owner = ?1", [connection])?;
         for queue in exclusive {
             self.remove_queue(&queue)?;
         }
@@ -174,19 +158,9 @@ impl Broker {
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let connection = self.connection_of(channel)?;
         let q = self.usable_queue(connection, queue)?;
-        let others: Vec<bool> = self
-            .db
-            .prepare_cached("SELECT exclusive FROM consumers WHERE queue = ?1")
-            .and_then(|mut s| {
-                s.query_map([queue], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
-        if others.iter().any(|e| *e) || (exclusive && !others.is_empty()) {
-            return Err(Error::AccessRefused(format!(
-                "queue '{queue}' {VHOST} in exclusive use"
-            )));
-        }
+        let others: Vec<bool> =
+            self.column("SELECT exclusive FROM consumers WHERE queue = ?1", [queue])?;
+        rules::consumer_admission(queue, exclusive, others.into_iter())?;
         let ch = self
             .channels
             .get_mut(&channel)
@@ -204,9 +178,7 @@ impl Broker {
                 .any(|s| s.channel == channel && s.tag == tag)
         });
         if duplicate {
-            return Err(Error::PreconditionFailed(format!(
-                "attempt to reuse consumer tag '{tag}' on the same channel"
-            )));
+            return Err(rules::reused_tag(&tag));
         }
         self.exec(
             "INSERT INTO consumers VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -294,11 +266,14 @@ impl Broker {
             };
             let done = std::mem::replace(&mut ch.unacked, later);
             if done.is_empty() && tag != 0 {
-                return Err(unknown_tag(tag));
+                return Err(rules::unknown_tag(tag));
             }
             done.into_values().collect()
         } else {
-            vec![ch.unacked.remove(&tag).ok_or_else(|| unknown_tag(tag))?]
+            vec![ch
+                .unacked
+                .remove(&tag)
+                .ok_or_else(|| rules::unknown_tag(tag))?]
         };
         let channel_limited = ch.channel_prefetch != 0;
         for unacked in &settled {
@@ -341,11 +316,7 @@ impl Broker {
         prefetch_count: u16,
         global: bool,
     ) -> Result<()> {
-        if prefetch_size != 0 {
-            return Err(Error::Unsupported(
-                "prefetch_size is not implemented (RabbitMQ refuses it too, 540 NOT_IMPLEMENTED): bound deliveries with prefetch_count".into(),
-            ));
-        }
+        rules::prefetch_size(prefetch_size)?;
         let ch = self
             .channels
             .get_mut(&channel)
@@ -488,9 +459,9 @@ impl Broker {
             ));
         }
         for (connection, ids) in claimed {
-            self.hand_over_all(&ids, Some(connection))?;
+            self.hand_over(&ids, Some(connection))?;
         }
-        self.hand_over_all(&dropped, None)?;
+        self.hand_over(&dropped, None)?;
         if more {
             // There may be more than one chunk: come back after this transaction.
             self.dirty.insert(queue.clone());
@@ -519,8 +490,4 @@ impl Broker {
             }
         }
     }
-}
-
-fn unknown_tag(tag: u64) -> Error {
-    Error::PreconditionFailed(format!("unknown delivery tag {tag}"))
 }

@@ -4,12 +4,13 @@
 
 use rusqlite::params;
 
-use super::broker::{now_ms, Broker, BACKEND, VHOST};
+use super::broker::{now_ms, Broker, BACKEND};
 use super::codec::encode_table;
 use crate::backend::arguments::limits;
+use crate::backend::rules;
 use crate::backend::QueueInfo;
 use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::table::FieldTable;
 
 impl Broker {
@@ -37,40 +38,25 @@ impl Broker {
         passive: bool,
     ) -> Result<()> {
         self.connection_of(channel)?;
-        if spec.name.is_empty() {
-            return if passive {
-                Ok(())
-            } else {
-                Err(Error::AccessRefused(
-                    "operation not permitted on the default exchange".into(),
-                ))
-            };
+        let existing = if spec.name.is_empty() {
+            None
+        } else {
+            self.exchange(&spec.name)?
+        };
+        if !rules::exchange_declaration(spec, passive, existing.as_deref().map(|e| &e.spec))? {
+            return Ok(());
         }
-        match self.exchange(&spec.name)? {
-            Some(_) if passive => Ok(()),
-            Some(existing) => existing.spec.check_equivalent(spec),
-            None if passive => Err(Error::NotFound(format!(
-                "no exchange '{}' {VHOST}",
-                spec.name
-            ))),
-            None if spec.name.starts_with("amq.") => Err(Error::AccessRefused(format!(
-                "exchange name '{}' contains reserved prefix 'amq.*'",
-                spec.name
-            ))),
-            None => {
-                self.exec(
-                    "INSERT INTO exchanges VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        spec.name,
-                        spec.kind.as_str(),
-                        spec.durable,
-                        spec.auto_delete,
-                        encode_table(&spec.arguments)
-                    ],
-                )?;
-                self.bump()
-            }
-        }
+        self.exec(
+            "INSERT INTO exchanges VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                spec.name,
+                spec.kind.as_str(),
+                spec.durable,
+                spec.auto_delete,
+                encode_table(&spec.arguments)
+            ],
+        )?;
+        self.bump()
     }
 
     pub(super) fn delete_exchange(
@@ -80,22 +66,11 @@ impl Broker {
         if_unused: bool,
     ) -> Result<()> {
         self.connection_of(channel)?;
-        if name.is_empty() || name.starts_with("amq.") {
-            return Err(Error::AccessRefused(format!(
-                "exchange '{name}' cannot be deleted"
-            )));
-        }
-        match self.exchange(name)? {
-            None => Err(Error::NotFound(format!("no exchange '{name}' {VHOST}"))),
-            Some(e) if if_unused && !e.bindings.is_empty() => Err(Error::PreconditionFailed(
-                format!("exchange '{name}' {VHOST} in use"),
-            )),
-            Some(_) => {
-                self.exec("DELETE FROM bindings WHERE exchange = ?1", [name])?;
-                self.exec("DELETE FROM exchanges WHERE name = ?1", [name])?;
-                self.bump()
-            }
-        }
+        let bound = self.exchange(name)?.map(|e| !e.bindings.is_empty());
+        rules::exchange_deletion(name, if_unused, bound)?;
+        self.exec("DELETE FROM bindings WHERE exchange = ?1", [name])?;
+        self.exec("DELETE FROM exchanges WHERE name = ?1", [name])?;
+        self.bump()
     }
 
     pub(super) fn declare_queue(
@@ -108,32 +83,24 @@ impl Broker {
         let mut spec = spec.clone();
         if spec.name.is_empty() {
             if passive {
-                return Err(Error::NotFound(format!("no queue '' {VHOST}")));
+                return Err(rules::no_queue(""));
             }
             spec.name = format!("amq.gen-{}-{:x}", connection, now_ms());
             while self.queue(&spec.name)?.is_some() {
                 spec.name.push('x');
             }
         }
-        if let Some(existing) = self.queue(&spec.name)? {
+        if self.queue(&spec.name)?.is_some() {
             let queue = self.usable_queue(connection, &spec.name)?;
             if !passive {
-                existing.spec.check_equivalent(&spec)?;
+                queue.spec.check_equivalent(&spec)?;
             }
             if queue.limits.expires.is_some() {
                 self.touch(&queue.name)?;
             }
             return self.queue_info(&queue.name);
         }
-        if passive {
-            return Err(Error::NotFound(format!("no queue '{}' {VHOST}", spec.name)));
-        }
-        if spec.name.starts_with("amq.") && !spec.name.starts_with("amq.gen-") {
-            return Err(Error::AccessRefused(format!(
-                "queue name '{}' contains reserved prefix 'amq.*'",
-                spec.name
-            )));
-        }
+        rules::queue_creation(&spec, passive)?;
         let limits = limits(&spec, BACKEND)?;
         let now = now_ms();
         self.exec(
@@ -202,16 +169,13 @@ impl Broker {
         let connection = self.connection_of(channel)?;
         self.usable_queue(connection, name)?;
         let info = self.queue_info(name)?;
-        if if_unused && info.consumer_count > 0 {
-            return Err(Error::PreconditionFailed(format!(
-                "queue '{name}' {VHOST} in use"
-            )));
-        }
-        if if_empty && info.message_count > 0 {
-            return Err(Error::PreconditionFailed(format!(
-                "queue '{name}' {VHOST} not empty"
-            )));
-        }
+        rules::queue_deletion(
+            name,
+            if_unused,
+            if_empty,
+            info.consumer_count as usize,
+            info.message_count as usize,
+        )?;
         self.remove_queue(name)?;
         Ok(info.message_count)
     }
@@ -219,14 +183,10 @@ impl Broker {
     /// Deletes a queue with its messages, bindings and consumers (their streams end), and the
     /// auto-delete exchanges it leaves without bindings.
     pub(super) fn remove_queue(&mut self, name: &str) -> Result<()> {
-        let exchanges: Vec<String> = self
-            .db
-            .prepare_cached("SELECT DISTINCT exchange FROM bindings WHERE queue = ?1")
-            .and_then(|mut s| {
-                s.query_map([name], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let exchanges: Vec<String> = self.column(
+            "SELECT DISTINCT exchange FROM bindings WHERE queue = ?1",
+            [name],
+        )?;
         self.exec("DELETE FROM bindings WHERE queue = ?1", [name])?;
         self.exec("DELETE FROM messages WHERE queue = ?1", [name])?;
         self.exec("DELETE FROM consumers WHERE queue = ?1", [name])?;
@@ -245,14 +205,10 @@ impl Broker {
     }
 
     fn exchange_for_binding(&mut self, exchange: &str) -> Result<()> {
-        if exchange.is_empty() {
-            return Err(Error::AccessRefused(
-                "operation not permitted on the default exchange: every queue is bound to it by its name already".into(),
-            ));
-        }
+        rules::bindable(exchange)?;
         match self.exchange(exchange)? {
             Some(_) => Ok(()),
-            None => Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}"))),
+            None => Err(rules::no_exchange(exchange)),
         }
     }
 

@@ -41,16 +41,11 @@ impl Broker {
 
     /// Releases what dead processes held; returns how many other processes are alive.
     pub(super) fn bury_dead_processes(&mut self) -> Result<usize> {
-        let rows: Vec<(i64, i64, i64, String)> = self
-            .db
-            .prepare_cached("SELECT id, pid, started, boot FROM processes WHERE id != ?1")
-            .and_then(|mut s| {
-                s.query_map([self.process], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let rows: Vec<(i64, i64, i64, String)> = self.rows_of(
+            "SELECT id, pid, started, boot FROM processes WHERE id != ?1",
+            [self.process],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         let mut alive = 0;
         for (id, pid, started, boot) in rows {
             let other = Identity { pid, started, boot };
@@ -59,14 +54,8 @@ impl Broker {
                 continue;
             }
             tracing::info!(path = %self.path.display(), pid, "sqlite: a process using the broker died; releasing what it held");
-            let connections: Vec<i64> = self
-                .db
-                .prepare_cached("SELECT id FROM connections WHERE process = ?1")
-                .and_then(|mut s| {
-                    s.query_map([id], |r| r.get(0))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.fail(e))?;
+            let connections: Vec<i64> =
+                self.column("SELECT id FROM connections WHERE process = ?1", [id])?;
             for connection in connections {
                 self.release_connection(connection)?;
             }
@@ -98,14 +87,8 @@ impl Broker {
             "DELETE FROM connections WHERE process NOT IN (SELECT id FROM processes)",
             [],
         )?;
-        let transient: Vec<String> = self
-            .db
-            .prepare_cached("SELECT name FROM queues WHERE NOT durable")
-            .and_then(|mut s| {
-                s.query_map([], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let transient: Vec<String> =
+            self.column("SELECT name FROM queues WHERE NOT durable", [])?;
         for queue in transient {
             self.remove_queue(&queue)?;
         }

@@ -11,9 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::params;
 
-use super::broker::{now_ms, Broker, QueueEntry, Unacked, VHOST};
+use super::broker::{now_ms, Broker, QueueEntry, Unacked};
 use super::codec::{decode_extra, encode_extra};
 use crate::backend::death::{died_in, with_death};
+use crate::backend::rules;
 use crate::backend::{Delivery, PublishFlags, Published};
 use crate::entity::DeliveryMode;
 use crate::error::{Error, Result};
@@ -159,7 +160,7 @@ impl Broker {
                     &mut names,
                 );
             }
-            None => return Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}"))),
+            None => return Err(rules::no_exchange(exchange)),
         }
         let mut queues = Vec::with_capacity(names.len());
         for name in names {
@@ -281,18 +282,6 @@ impl Broker {
         self.first_rows(&sql, params![queue, now_ms()], n)
     }
 
-    /// Marks a taken message as delivered to `connection`, or deletes it (`None`: no ack).
-    pub(super) fn hand_over(&mut self, id: i64, connection: Option<i64>) -> Result<()> {
-        match connection {
-            Some(c) => self.exec(
-                "UPDATE messages SET owner = ?2 WHERE id = ?1",
-                params![id, c],
-            )?,
-            None => self.exec("DELETE FROM messages WHERE id = ?1", [id])?,
-        };
-        Ok(())
-    }
-
     pub(super) fn get(
         &mut self,
         channel: u64,
@@ -307,7 +296,7 @@ impl Broker {
         let Some(row) = self.take(queue, 1)?.pop() else {
             return Ok(None);
         };
-        self.hand_over(row.id, (!no_ack).then_some(connection))?;
+        self.hand_over(&[row.id], (!no_ack).then_some(connection))?;
         let ch = self
             .channels
             .get_mut(&channel)
@@ -363,7 +352,7 @@ impl Broker {
 
     /// Marks taken messages as delivered to `connection`, or deletes them (`None`: no ack),
     /// in one statement.
-    pub(super) fn hand_over_all(&mut self, ids: &[i64], connection: Option<i64>) -> Result<()> {
+    pub(super) fn hand_over(&mut self, ids: &[i64], connection: Option<i64>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -447,25 +436,13 @@ impl Broker {
     /// `expiring` lists messages with a TTL; an entry goes when it is due: its message is then
     /// dead-lettered if still ready, forgotten if delivered (a requeue lists it again) or gone.
     pub(super) fn expire(&mut self, now: i64) -> Result<Option<i64>> {
-        let due: Vec<i64> = self
-            .db
-            .prepare_cached("SELECT id FROM expiring WHERE expires_at <= ?1")
-            .and_then(|mut s| {
-                s.query_map([now], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let due: Vec<i64> = self.column("SELECT id FROM expiring WHERE expires_at <= ?1", [now])?;
         self.exec("DELETE FROM expiring WHERE expires_at <= ?1", [now])?;
         let mut by_queue: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
         let sql = format!("SELECT {COLUMNS}, queue FROM messages WHERE id = ?1 AND owner IS NULL");
         for id in due {
-            let found: Option<(RawRow, String)> = {
-                use rusqlite::OptionalExtension;
-                self.db
-                    .prepare_cached(&sql)
-                    .and_then(|mut s| s.query_row([id], |r| Ok((raw(r)?, r.get(10)?))).optional())
-                    .map_err(|e| self.fail(e))?
-            };
+            let found: Option<(RawRow, String)> =
+                self.row_of(&sql, [id], |r| Ok((raw(r)?, r.get(10)?)))?;
             if let Some((raw_row, queue)) = found {
                 by_queue.entry(queue).or_default().push(decode(raw_row)?);
             }
@@ -485,17 +462,12 @@ impl Broker {
             .one::<Option<i64>>("SELECT min(expires_at) FROM expiring", [])?
             .flatten();
         // Queues with x-expires: deleted once unused for that long.
-        let candidates: Vec<(String, i64)> = self
-            .db
-            .prepare_cached(
-                "SELECT name, last_used FROM queues WHERE arguments LIKE '%\"x-expires\"%'
-                 AND NOT EXISTS (SELECT 1 FROM consumers WHERE consumers.queue = queues.name)",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.fail(e))?;
+        let candidates: Vec<(String, i64)> = self.rows_of(
+            "SELECT name, last_used FROM queues WHERE arguments LIKE '%\"x-expires\"%'
+             AND NOT EXISTS (SELECT 1 FROM consumers WHERE consumers.queue = queues.name)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         for (name, last_used) in candidates {
             let Some(expires) = self.queue(&name)?.and_then(|q| q.limits.expires) else {
                 continue;

@@ -18,13 +18,12 @@ use tokio::sync::mpsc;
 use super::queue::{Queue, Subscriber, NEVER};
 use super::unacked::Ledger;
 use crate::backend::arguments::limits;
+use crate::backend::rules;
 use crate::backend::{Delivery, DeliveryStream, PublishFlags, Published, QueueInfo};
 use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
 use crate::routing::Bindings;
 use crate::table::FieldTable;
-
-const VHOST: &str = "in vhost '/'";
 
 #[derive(Debug)]
 struct Exchange {
@@ -228,13 +227,9 @@ impl State {
         let queue = self
             .queues
             .get_mut(name)
-            .ok_or_else(|| Error::NotFound(format!("no queue '{name}' {VHOST}")))?;
-        match queue.owner {
-            Some(owner) if owner != connection => Err(Error::ResourceLocked(format!(
-                "cannot obtain exclusive access to locked queue '{name}' {VHOST}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
-            ))),
-            _ => Ok(queue),
-        }
+            .ok_or_else(|| rules::no_queue(name))?;
+        rules::check_owner(name, queue.owner, connection)?;
+        Ok(queue)
     }
 
     pub(super) fn declare_exchange(
@@ -244,37 +239,17 @@ impl State {
         passive: bool,
     ) -> Result<()> {
         self.connection_of(channel)?;
-        if spec.name.is_empty() {
-            return if passive {
-                Ok(())
-            } else {
-                Err(Error::AccessRefused(
-                    "operation not permitted on the default exchange".into(),
-                ))
-            };
+        let existing = self.exchanges.get(spec.name.as_str()).map(|e| &e.spec);
+        if rules::exchange_declaration(spec, passive, existing)? {
+            self.exchanges.insert(
+                spec.name.as_str().into(),
+                Exchange {
+                    spec: spec.clone(),
+                    bindings: Bindings::new(spec.kind),
+                },
+            );
         }
-        match self.exchanges.get(spec.name.as_str()) {
-            Some(_) if passive => Ok(()),
-            Some(existing) => existing.spec.check_equivalent(spec),
-            None if passive => Err(Error::NotFound(format!(
-                "no exchange '{}' {VHOST}",
-                spec.name
-            ))),
-            None if spec.name.starts_with("amq.") => Err(Error::AccessRefused(format!(
-                "exchange name '{}' contains reserved prefix 'amq.*'",
-                spec.name
-            ))),
-            None => {
-                self.exchanges.insert(
-                    spec.name.as_str().into(),
-                    Exchange {
-                        spec: spec.clone(),
-                        bindings: Bindings::new(spec.kind),
-                    },
-                );
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     pub(super) fn delete_exchange(
@@ -284,21 +259,10 @@ impl State {
         if_unused: bool,
     ) -> Result<()> {
         self.connection_of(channel)?;
-        if name.is_empty() || name.starts_with("amq.") {
-            return Err(Error::AccessRefused(format!(
-                "exchange '{name}' cannot be deleted"
-            )));
-        }
-        match self.exchanges.get(name) {
-            None => Err(Error::NotFound(format!("no exchange '{name}' {VHOST}"))),
-            Some(e) if if_unused && !e.bindings.is_empty() => Err(Error::PreconditionFailed(
-                format!("exchange '{name}' {VHOST} in use"),
-            )),
-            Some(_) => {
-                self.exchanges.remove(name);
-                Ok(())
-            }
-        }
+        let bound = self.exchanges.get(name).map(|e| !e.bindings.is_empty());
+        rules::exchange_deletion(name, if_unused, bound)?;
+        self.exchanges.remove(name);
+        Ok(())
     }
 
     pub(super) fn declare_queue(
@@ -311,7 +275,7 @@ impl State {
         let mut spec = spec.clone();
         if spec.name.is_empty() {
             if passive {
-                return Err(Error::NotFound("no queue '' {VHOST}".into()));
+                return Err(rules::no_queue(""));
             }
             spec.name = format!("amq.gen-{}-{}", connection, self.id());
         }
@@ -326,15 +290,7 @@ impl State {
             self.expire_queue(&name, now);
             return self.queues.get(&name).map(info).ok_or_else(closed);
         }
-        if passive {
-            return Err(Error::NotFound(format!("no queue '{}' {VHOST}", spec.name)));
-        }
-        if spec.name.starts_with("amq.") && !spec.name.starts_with("amq.gen-") {
-            return Err(Error::AccessRefused(format!(
-                "queue name '{}' contains reserved prefix 'amq.*'",
-                spec.name
-            )));
-        }
+        rules::queue_creation(&spec, passive)?;
         let limits = limits(&spec, "the memory broker")?;
         if limits.message_ttl.is_some() || limits.expires.is_some() {
             self.sweeper_needed = true;
@@ -357,16 +313,13 @@ impl State {
         if_empty: bool,
     ) -> Result<u32> {
         let queue = self.usable_queue(channel, name)?;
-        if if_unused && !queue.subscribers.is_empty() {
-            return Err(Error::PreconditionFailed(format!(
-                "queue '{name}' {VHOST} in use"
-            )));
-        }
-        if if_empty && queue.len() > 0 {
-            return Err(Error::PreconditionFailed(format!(
-                "queue '{name}' {VHOST} not empty"
-            )));
-        }
+        rules::queue_deletion(
+            name,
+            if_unused,
+            if_empty,
+            queue.subscribers.len(),
+            queue.len(),
+        )?;
         let count = queue.len() as u32;
         self.remove_queue(name);
         Ok(count)
@@ -393,14 +346,10 @@ impl State {
     }
 
     fn exchange_for_binding(&mut self, exchange: &str) -> Result<&mut Exchange> {
-        if exchange.is_empty() {
-            return Err(Error::AccessRefused(
-                "operation not permitted on the default exchange: every queue is bound to it by its name already".into(),
-            ));
-        }
+        rules::bindable(exchange)?;
         self.exchanges
             .get_mut(exchange)
-            .ok_or_else(|| Error::NotFound(format!("no exchange '{exchange}' {VHOST}")))
+            .ok_or_else(|| rules::no_exchange(exchange))
     }
 
     pub(super) fn bind(
@@ -494,7 +443,7 @@ impl State {
                     .route(&message.routing_key, message.properties.headers(), targets);
                 Ok(())
             }
-            None => Err(Error::NotFound(format!("no exchange '{exchange}' {VHOST}"))),
+            None => Err(rules::no_exchange(exchange)),
         }
     }
 
@@ -599,11 +548,7 @@ impl State {
         exclusive: bool,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let q = self.usable_queue(channel, queue)?;
-        if q.subscribers.iter().any(|s| s.exclusive) || (exclusive && !q.subscribers.is_empty()) {
-            return Err(Error::AccessRefused(format!(
-                "queue '{queue}' {VHOST} in exclusive use"
-            )));
-        }
+        rules::consumer_admission(queue, exclusive, q.subscribers.iter().map(|s| s.exclusive))?;
         let queue_name = q.name.clone();
         let ch = self.channel(channel)?;
         let tag: Arc<str> = if tag.is_empty() {
@@ -619,9 +564,7 @@ impl State {
                 .any(|s| s.channel == channel && s.tag == tag)
         });
         if duplicate {
-            return Err(Error::PreconditionFailed(format!(
-                "attempt to reuse consumer tag '{tag}' on the same channel"
-            )));
+            return Err(rules::reused_tag(&tag));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let q = self.queues.get_mut(&queue_name).ok_or_else(closed)?;
@@ -687,7 +630,10 @@ impl State {
         let channel_limited = ch.channel_prefetch != 0;
         if !multiple {
             // The common case: one delivery, no allocation.
-            let unacked = ch.unacked.remove(tag).ok_or_else(|| unknown_tag(tag))?;
+            let unacked = ch
+                .unacked
+                .remove(tag)
+                .ok_or_else(|| rules::unknown_tag(tag))?;
             if channel_limited {
                 self.release_credit(channel, &unacked);
                 self.dispatch_channel(channel);
@@ -716,7 +662,10 @@ impl State {
     pub(super) fn reject(&mut self, channel: u64, tag: u64, requeue: bool) -> Result<()> {
         let ch = self.channel(channel)?;
         let channel_limited = ch.channel_prefetch != 0;
-        let unacked = ch.unacked.remove(tag).ok_or_else(|| unknown_tag(tag))?;
+        let unacked = ch
+            .unacked
+            .remove(tag)
+            .ok_or_else(|| rules::unknown_tag(tag))?;
         self.release_credit(channel, &unacked);
         if let Some(q) = self.queues.get_mut(&unacked.queue) {
             if requeue {
@@ -763,11 +712,7 @@ impl State {
         prefetch_count: u16,
         global: bool,
     ) -> Result<()> {
-        if prefetch_size != 0 {
-            return Err(Error::Unsupported(
-                "prefetch_size is not implemented (RabbitMQ refuses it too, 540 NOT_IMPLEMENTED): bound deliveries with prefetch_count".into(),
-            ));
-        }
+        rules::prefetch_size(prefetch_size)?;
         let ch = self.channel(channel)?;
         if global {
             ch.channel_prefetch = prefetch_count;
@@ -905,10 +850,6 @@ impl State {
 
 fn millis_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-fn unknown_tag(tag: u64) -> Error {
-    Error::PreconditionFailed(format!("unknown delivery tag {tag}"))
 }
 
 fn info(queue: &Queue) -> QueueInfo {

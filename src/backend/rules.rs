@@ -1,0 +1,160 @@
+//! RabbitMQ's rules for declaring, deleting and using exchanges, queues and consumers, with its
+//! refusals (codes and texts), shared by the embedded brokers (memory, SQLite) so that they
+//! refuse the same things with the same words.
+
+use crate::entity::{ExchangeSpec, QueueSpec};
+use crate::error::{Error, Result};
+
+const VHOST: &str = "in vhost '/'";
+
+/// 404 for a missing exchange.
+pub(crate) fn no_exchange(name: &str) -> Error {
+    Error::NotFound(format!("no exchange '{name}' {VHOST}"))
+}
+
+/// 404 for a missing queue.
+pub(crate) fn no_queue(name: &str) -> Error {
+    Error::NotFound(format!("no queue '{name}' {VHOST}"))
+}
+
+/// 405 unless `connection` may use a queue whose exclusive owner is `owner`.
+pub(crate) fn check_owner<C: PartialEq>(name: &str, owner: Option<C>, connection: C) -> Result<()> {
+    match owner {
+        Some(owner) if owner != connection => Err(Error::ResourceLocked(format!(
+            "cannot obtain exclusive access to locked queue '{name}' {VHOST}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether declaring `spec` creates the exchange (given the one of that name, if any); the
+/// refusals otherwise.
+pub(crate) fn exchange_declaration(
+    spec: &ExchangeSpec,
+    passive: bool,
+    existing: Option<&ExchangeSpec>,
+) -> Result<bool> {
+    if spec.name.is_empty() {
+        return if passive {
+            Ok(false)
+        } else {
+            Err(Error::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ))
+        };
+    }
+    match existing {
+        Some(_) if passive => Ok(false),
+        Some(existing) => existing.check_equivalent(spec).map(|()| false),
+        None if passive => Err(no_exchange(&spec.name)),
+        None if spec.name.starts_with("amq.") => Err(Error::AccessRefused(format!(
+            "exchange name '{}' contains reserved prefix 'amq.*'",
+            spec.name
+        ))),
+        None => Ok(true),
+    }
+}
+
+/// Refuses deleting the default or an `amq.` exchange, a missing one (`bound` is `None`), or
+/// with `if_unused` one that has bindings.
+pub(crate) fn exchange_deletion(name: &str, if_unused: bool, bound: Option<bool>) -> Result<()> {
+    if name.is_empty() || name.starts_with("amq.") {
+        return Err(Error::AccessRefused(format!(
+            "exchange '{name}' cannot be deleted"
+        )));
+    }
+    match bound {
+        None => Err(no_exchange(name)),
+        Some(true) if if_unused => Err(Error::PreconditionFailed(format!(
+            "exchange '{name}' {VHOST} in use"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Refuses a passive declaration of a missing queue, and a new queue with a reserved name.
+pub(crate) fn queue_creation(spec: &QueueSpec, passive: bool) -> Result<()> {
+    if passive {
+        return Err(no_queue(&spec.name));
+    }
+    if spec.name.starts_with("amq.") && !spec.name.starts_with("amq.gen-") {
+        return Err(Error::AccessRefused(format!(
+            "queue name '{}' contains reserved prefix 'amq.*'",
+            spec.name
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses deleting a queue that has consumers (`if_unused`) or messages (`if_empty`).
+pub(crate) fn queue_deletion(
+    name: &str,
+    if_unused: bool,
+    if_empty: bool,
+    consumers: usize,
+    messages: usize,
+) -> Result<()> {
+    if if_unused && consumers > 0 {
+        return Err(Error::PreconditionFailed(format!(
+            "queue '{name}' {VHOST} in use"
+        )));
+    }
+    if if_empty && messages > 0 {
+        return Err(Error::PreconditionFailed(format!(
+            "queue '{name}' {VHOST} not empty"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses binding to (or unbinding from) the default exchange.
+pub(crate) fn bindable(exchange: &str) -> Result<()> {
+    if exchange.is_empty() {
+        return Err(Error::AccessRefused(
+            "operation not permitted on the default exchange: every queue is bound to it by its name already".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a consumer on a queue that has an exclusive one, or an exclusive consumer on a queue
+/// that has any; `current` gives the `exclusive` flag of each current consumer.
+pub(crate) fn consumer_admission(
+    queue: &str,
+    exclusive: bool,
+    mut current: impl Iterator<Item = bool>,
+) -> Result<()> {
+    let refused = if exclusive {
+        current.next().is_some()
+    } else {
+        current.any(|e| e)
+    };
+    if refused {
+        return Err(Error::AccessRefused(format!(
+            "queue '{queue}' {VHOST} in exclusive use"
+        )));
+    }
+    Ok(())
+}
+
+/// 406 for a consumer tag already used on the channel.
+pub(crate) fn reused_tag(tag: &str) -> Error {
+    Error::PreconditionFailed(format!(
+        "attempt to reuse consumer tag '{tag}' on the same channel"
+    ))
+}
+
+/// 406 for a delivery tag the channel does not have.
+pub(crate) fn unknown_tag(tag: u64) -> Error {
+    Error::PreconditionFailed(format!("unknown delivery tag {tag}"))
+}
+
+/// Refuses a prefetch window in bytes, as RabbitMQ does.
+pub(crate) fn prefetch_size(prefetch_size: u32) -> Result<()> {
+    if prefetch_size != 0 {
+        return Err(Error::Unsupported(
+            "prefetch_size is not implemented (RabbitMQ refuses it too, 540 NOT_IMPLEMENTED): bound deliveries with prefetch_count".into(),
+        ));
+    }
+    Ok(())
+}
