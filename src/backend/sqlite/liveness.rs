@@ -38,12 +38,17 @@ impl Identity {
     }
 }
 
-/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot; `None`
+/// for no such process, or one that has exited and waits to be reaped (a zombie holds nothing
+/// and acknowledges nothing, whatever its parent does).
 fn start_time(pid: i64) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn boot_id() -> String {
@@ -71,6 +76,34 @@ mod tests {
             ..me.clone()
         };
         assert!(!me.sees_alive(&rebooted));
+    }
+
+    #[test]
+    fn a_killed_child_not_yet_reaped_is_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = i64::from(child.id());
+        let started = start_time(pid).expect("a running child has a start time");
+        let me = Identity::current();
+        let other = Identity {
+            pid,
+            started,
+            boot: me.boot.clone(),
+        };
+        assert!(me.sees_alive(&other));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie until wait().
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while me.sees_alive(&other) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a zombie still looks alive"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.wait().unwrap();
     }
 
     #[test]
