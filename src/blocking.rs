@@ -37,8 +37,12 @@ use crate::{ConnectionBuilder, FetchOptions, Message, OutgoingMessage, QueueInfo
 struct Rt(Arc<Runtime>);
 
 impl Rt {
+    /// One worker thread: carrot's background work (heartbeats, recovering a lost connection,
+    /// resuming consumers) goes on between the application's calls.
     fn new() -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("carrot-blocking")
             .enable_all()
             .build()?;
         Ok(Rt(Arc::new(rt)))
@@ -59,7 +63,9 @@ pub struct BrokerConnection {
 impl BrokerConnection {
     /// See [`crate::BrokerConnection::connect`].
     pub fn connect(url: &str) -> Result<Self> {
-        Self::open(BrokerUrl::parse(url)?)
+        let rt = Rt::new()?;
+        let inner = rt.block_on(crate::BrokerConnection::connect(url))?;
+        Ok(BrokerConnection { inner, rt })
     }
 
     /// See [`crate::BrokerConnection::from_env`].
@@ -76,9 +82,22 @@ impl BrokerConnection {
         Ok(BrokerConnection { inner, rt })
     }
 
-    /// Connects with the seed's keywords, given as a [`ConnectionBuilder`].
+    /// Connects with a [`ConnectionBuilder`] (the seed's keywords, failover URLs, retry
+    /// policy, recovery, timeouts).
     pub fn connect_with(builder: ConnectionBuilder) -> Result<Self> {
-        Self::open(builder.build_url()?)
+        let rt = Rt::new()?;
+        let inner = rt.block_on(builder.connect())?;
+        Ok(BrokerConnection { inner, rt })
+    }
+
+    /// See [`crate::BrokerConnection::state`].
+    pub fn state(&self) -> crate::ConnectionState {
+        self.inner.state()
+    }
+
+    /// See [`crate::BrokerConnection::current_url`].
+    pub fn current_url(&self) -> &BrokerUrl {
+        self.inner.current_url()
     }
 
     /// The async connection underneath.
@@ -235,9 +254,57 @@ impl Publisher {
         self.rt.block_on(self.inner.publish(message, options))
     }
 
+    /// See [`crate::Publisher::begin_send`]: the message is sent, its confirm comes later.
+    pub fn begin_send<T: Serialize + ?Sized>(&self, data: &T) -> Result<PendingConfirm> {
+        let inner = self.rt.block_on(self.inner.begin_send(data))?;
+        Ok(PendingConfirm {
+            inner,
+            rt: self.rt.clone(),
+        })
+    }
+
+    /// See [`crate::Publisher::begin_send_with`].
+    pub fn begin_send_with<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+        options: SendOptions,
+    ) -> Result<PendingConfirm> {
+        let inner = self
+            .rt
+            .block_on(self.inner.begin_send_with(data, options))?;
+        Ok(PendingConfirm {
+            inner,
+            rt: self.rt.clone(),
+        })
+    }
+
+    /// See [`crate::Publisher::send_batch`].
+    pub fn send_batch<'a, T, I>(&self, items: I) -> Vec<Result<()>>
+    where
+        T: Serialize + ?Sized + 'a,
+        I: IntoIterator<Item = &'a T>,
+    {
+        self.rt.block_on(self.inner.send_batch(items))
+    }
+
     /// See [`crate::Publisher::close`].
     pub fn close(&self) -> Result<()> {
         self.rt.block_on(self.inner.close())
+    }
+}
+
+/// A blocking [`crate::PendingConfirm`]: [`wait`](Self::wait) for the broker's answer.
+#[derive(Debug)]
+#[must_use = "wait for it: it says whether the broker took the message"]
+pub struct PendingConfirm {
+    inner: crate::PendingConfirm,
+    rt: Rt,
+}
+
+impl PendingConfirm {
+    /// See [`crate::PendingConfirm::wait`].
+    pub fn wait(self) -> Result<()> {
+        self.rt.block_on(self.inner)
     }
 }
 

@@ -308,6 +308,8 @@ impl ConsumerBuilder {
 
     /// Opens a channel and, with auto_declare, declares the queue and exchange and binds them.
     pub async fn build(self) -> Result<Consumer> {
+        crate::limits::check_name("queue name", &self.settings.queue.name)?;
+        crate::limits::check_name("consumer tag", &self.settings.consumer_tag)?;
         let channel = self.connection.channel().await?;
         let mut consumer = Consumer {
             _connection: self.connection.clone(),
@@ -366,6 +368,16 @@ impl Consumer {
     /// Declares the queue, the exchange, and binds the queue to the exchange.
     pub async fn declare(&mut self) -> Result<QueueInfo> {
         let s = &mut self.settings;
+        crate::limits::check_queue(&s.queue)?;
+        if !s.exchange.name.is_empty() {
+            crate::limits::check_exchange(&s.exchange)?;
+            crate::limits::check_binding(
+                &s.queue.name,
+                &s.exchange.name,
+                &s.routing_key,
+                &s.binding_arguments,
+            )?;
+        }
         if s.warn_if_exists && !s.queue.name.is_empty() {
             if let Ok(existing) = self.channel.declare_queue(&s.queue, true).await {
                 tracing::warn!(queue = %existing.name, "queue already exists: new settings may be ignored (warn_if_exists)");
@@ -465,18 +477,62 @@ impl Consumer {
     }
 
     /// Waits for the next consumed message (starting to consume if needed), without callbacks.
-    /// `None` when the broker ends the subscription (its queue was deleted, or the channel
-    /// closed); after [`cancel`](Self::cancel), the next call starts consuming again.
+    ///
+    /// A consumer ends only when the application cancels or closes it; anything else that
+    /// ends it is an error, never a silent end: [`Error::ConsumerCancelled`] when the broker
+    /// cancelled it (its queue was deleted), or the error a connection recovery gave up with
+    /// ([`Error::RetriesExhausted`], or [`Error::ConnectionClosed`] with recovery off). So
+    /// `Ok(None)` is not returned. On RabbitMQ a lost connection is recovered and the
+    /// consumer resumed meanwhile: messages delivered before the loss and not acknowledged
+    /// come again, marked redelivered (those received but not yet taken from this consumer
+    /// are dropped here: RabbitMQ requeued them). After [`cancel`](Self::cancel), the next
+    /// call starts consuming again.
     pub async fn next_message(&mut self) -> Result<Option<Message>> {
         self.consume().await?;
-        let Some((_, deliveries)) = &mut self.subscription else {
-            return Ok(None);
-        };
-        match deliveries.recv().await {
-            Some(delivery) => Ok(Some(self.wrap(delivery)?)),
-            None => {
+        loop {
+            let Some((_, deliveries)) = &mut self.subscription else {
+                return Ok(None);
+            };
+            let item = deliveries.recv().await;
+            if let Some(taken) = self.take(item) {
+                return taken.map(Some);
+            }
+        }
+    }
+
+    /// What the consumer makes of an item of its delivery stream: a message, the error that
+    /// ended the subscription, or `None` for a delivery to drop (it came from a replaced
+    /// channel, so the broker requeued it and it cannot be acknowledged).
+    pub(crate) fn take(
+        &mut self,
+        item: Option<Result<crate::backend::Delivery>>,
+    ) -> Option<Result<Message>> {
+        match item {
+            Some(Ok(delivery)) => {
+                if !self.settings.no_ack && self.channel.is_stale(delivery.delivery_tag) {
+                    tracing::debug!(
+                        delivery_tag = delivery.delivery_tag,
+                        "dropped a delivery of a replaced channel (the broker requeued it)"
+                    );
+                    return None;
+                }
+                Some(self.wrap(delivery))
+            }
+            Some(Err(error)) => {
                 self.subscription = None;
-                Ok(None)
+                Some(Err(error))
+            }
+            None => {
+                let tag = self
+                    .subscription
+                    .take()
+                    .map(|(tag, _)| tag.to_string())
+                    .unwrap_or_default();
+                Some(Err(Error::ConsumerCancelled {
+                    consumer_tag: tag,
+                    queue: self.settings.queue.name.clone(),
+                    reason: "the broker ended the subscription (its queue was deleted, or the broker restarted)".into(),
+                }))
             }
         }
     }

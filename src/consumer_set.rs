@@ -5,7 +5,6 @@ use std::task::Poll;
 
 use serde::Deserialize;
 
-use crate::backend::Delivery;
 use crate::connection::BrokerConnection;
 use crate::consumer::{Consumer, ConsumerSettings, Handlers};
 use crate::entity::ExchangeType;
@@ -232,36 +231,41 @@ impl ConsumerSet {
     }
 
     /// The next message from any queue, taking queues in turn so that a busy queue cannot
-    /// starve the others; `None` once every consumer is cancelled.
-    async fn next_delivery(&mut self) -> Result<Option<(usize, Delivery)>> {
+    /// starve the others; an error when one of the consumers was ended by something else than
+    /// the application (see [`Consumer::next_message`]).
+    async fn next_message(&mut self) -> Result<Option<Message>> {
         self.consume().await?;
-        let start = self.next;
-        let consumers = &mut self.consumers;
-        let got = poll_fn(|cx| {
-            let n = consumers.len();
-            let mut open = 0;
-            for k in 0..n {
-                let i = (start + k) % n;
-                let Some(stream) = consumers[i].subscription_mut() else {
-                    continue;
-                };
-                match stream.poll_recv(cx) {
-                    Poll::Ready(Some(d)) => return Poll::Ready(Some((i, d))),
-                    Poll::Ready(None) => {}
-                    Poll::Pending => open += 1,
+        loop {
+            let start = self.next;
+            let consumers = &mut self.consumers;
+            let got = poll_fn(|cx| {
+                let n = consumers.len();
+                let mut open = 0;
+                for k in 0..n {
+                    let i = (start + k) % n;
+                    let Some(stream) = consumers[i].subscription_mut() else {
+                        continue;
+                    };
+                    match stream.poll_recv(cx) {
+                        Poll::Ready(item) => return Poll::Ready(Some((i, item))),
+                        Poll::Pending => open += 1,
+                    }
                 }
-            }
-            if open == 0 {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        if let Some((i, _)) = &got {
+                if open == 0 {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            let Some((i, item)) = got else {
+                return Ok(None);
+            };
             self.next = i + 1;
+            if let Some(taken) = self.consumers[i].take(item) {
+                return taken.map(Some);
+            }
         }
-        Ok(got)
     }
 
     /// Consumes from every queue with the set's callbacks, yielding each message after them;
@@ -348,18 +352,14 @@ impl SetIterConsume<'_> {
             self.remaining = Some(0);
             return Some(Err(Error::NoCallbacks));
         }
-        let (i, delivery) = match self.set.next_delivery().await {
-            Ok(Some(got)) => got,
+        let message = match self.set.next_message().await {
+            Ok(Some(message)) => message,
             Ok(None) => return None,
             Err(e) => return Some(Err(e)),
         };
         if let Some(r) = &mut self.remaining {
             *r -= 1;
         }
-        let message = match self.set.consumers[i].wrap(delivery) {
-            Ok(m) => m,
-            Err(e) => return Some(Err(e)),
-        };
         Some(self.set.receive(&message).map(|()| message))
     }
 }

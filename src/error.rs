@@ -1,6 +1,8 @@
 //! One error type for the whole crate, with variants grouped by what the caller can do.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The result type of every fallible carrot operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -153,6 +155,78 @@ pub enum Error {
     /// An I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+
+    /// The broker did not answer in time. What was asked may or may not have been done (a
+    /// message may still be delivered); the connection stays usable.
+    #[error("{operation}: no answer from the broker within {after:?}; it may be overloaded or unreachable (raise the timeout with Timeouts if it is only slow)")]
+    Timeout {
+        /// What was waited for (`exchange.declare`, `publisher confirm`, ...).
+        operation: String,
+        /// How long carrot waited.
+        after: Duration,
+    },
+
+    /// The broker blocks publishing (RabbitMQ's `connection.blocked`: a memory or disk alarm)
+    /// and did not resume within the send timeout.
+    #[error("the broker blocks publishing ({reason}) and did not resume within {waited:?}: it resumes when its memory or disk alarm clears; {}", if *sent { "the message was sent and may still be delivered then" } else { "the message was not sent, send it again later" })]
+    Blocked {
+        /// The broker's reason, such as `low on memory`.
+        reason: String,
+        /// How long the send waited.
+        waited: Duration,
+        /// Whether the message had been handed to the broker before the wait.
+        sent: bool,
+    },
+
+    /// The broker refused responsibility for a published message (`basic.nack`): it was not
+    /// stored and must be sent again.
+    #[error("the broker refused responsibility for the message (basic.nack) sent to exchange {exchange:?} with routing key {routing_key:?}; send it again")]
+    Nacked {
+        /// The exchange the message was published to.
+        exchange: String,
+        /// The message's routing key.
+        routing_key: String,
+    },
+
+    /// A retry policy gave up: `attempts` attempts over `elapsed`, the last one failing with
+    /// `last` (see [`RetryPolicy`](crate::RetryPolicy)).
+    #[error(
+        "{what}: gave up after {attempts} attempt(s) over {elapsed:.1?}; the last error: {last}"
+    )]
+    RetriesExhausted {
+        /// What was retried, such as `connecting to amqp://guest:***@host:5672/%2F`.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// How long the attempts took, sleeps included.
+        elapsed: Duration,
+        /// The error of the last attempt.
+        #[source]
+        last: Arc<Error>,
+    },
+
+    /// The broker cancelled a consumer (its queue was deleted, or a cluster node failed with
+    /// `x-cancel-on-ha-failover`). Messages delivered to it and not acknowledged go back.
+    #[error("the broker cancelled consumer {consumer_tag:?} of queue {queue:?} ({reason}); declare the queue again and consume anew")]
+    ConsumerCancelled {
+        /// The consumer's tag.
+        consumer_tag: String,
+        /// The queue it consumed from.
+        queue: String,
+        /// Why, as far as carrot knows.
+        reason: String,
+    },
+
+    /// A message body is larger than the connection's maximum message size
+    /// ([`ConnectionBuilder::max_message_size`](crate::ConnectionBuilder::max_message_size),
+    /// 128 MiB by default as on RabbitMQ).
+    #[error("the message body is {size} bytes, more than the maximum message size of {max} bytes; send large data by reference (a URL or a file path) or raise max_message_size (RabbitMQ's own limit is max_message_size in rabbitmq.conf)")]
+    MessageTooLarge {
+        /// The body's size in bytes.
+        size: usize,
+        /// The maximum in bytes.
+        max: usize,
+    },
 }
 
 impl Error {
@@ -165,7 +239,19 @@ impl Error {
             Error::AccessRefused(_) => Some(403),
             Error::Unroutable { reply_code, .. } => Some(*reply_code),
             Error::ChannelClosed(_) | Error::ConnectionClosed(_) => Some(320),
+            Error::RetriesExhausted { last, .. } => last.reply_code(),
             _ => None,
+        }
+    }
+
+    /// Whether the error says the connection to the broker was lost or could not be made (as
+    /// opposed to a refusal of what was asked): the errors a [`RetryPolicy`](crate::RetryPolicy)
+    /// retries.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Error::ConnectFailed { .. } | Error::ConnectionClosed(_) | Error::Io(_) => true,
+            Error::RetriesExhausted { last, .. } => last.is_connection_error(),
+            _ => false,
         }
     }
 

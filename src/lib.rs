@@ -86,10 +86,12 @@ mod consumer;
 mod consumer_set;
 mod entity;
 mod error;
+mod limits;
 mod message;
 mod messaging;
 mod properties;
 mod publisher;
+mod retry;
 mod routing;
 pub mod serialization;
 mod table;
@@ -99,7 +101,10 @@ pub use backend::memory::MemoryBroker;
 #[cfg(feature = "sqlite")]
 pub use backend::sqlite::SqliteBroker;
 pub use backend::QueueInfo;
-pub use connection::{BrokerConnection, ConnectionBuilder, BROKER_URL_ENV};
+pub use connection::{
+    BrokerConnection, ConnectionBuilder, ConnectionEvent, ConnectionEvents, ConnectionState,
+    FailoverStrategy, Timeouts, BROKER_URL_ENV, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE,
+};
 pub use consumer::{
     Callback, Consumer, ConsumerBuilder, DecodeErrorHandler, FetchOptions, IterConsume, IterQueue,
 };
@@ -109,7 +114,8 @@ pub use error::{BoxError, Error, Result};
 pub use message::{Message, MessageState};
 pub use messaging::{Messaging, MessagingBuilder};
 pub use properties::Properties;
-pub use publisher::{OutgoingMessage, Publisher, PublisherBuilder, SendOptions};
+pub use publisher::{OutgoingMessage, PendingConfirm, Publisher, PublisherBuilder, SendOptions};
+pub use retry::{RetryCallback, RetryPolicy};
 pub use serialization::Payload;
 pub use table::{table, FieldTable, FieldValue};
 

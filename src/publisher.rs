@@ -1,10 +1,13 @@
 //! `Publisher`: sends messages to an exchange.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use serde::Serialize;
 
-use crate::backend::{Channel, PublishFlags, Published};
+use crate::backend::{Channel, Confirmation, PublishFlags, Published};
 use crate::connection::BrokerConnection;
 use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType};
 use crate::error::{Error, Result};
@@ -125,6 +128,59 @@ pub struct Publisher {
     serializer: String,
     registry: Registry,
     confirm_publish: bool,
+    max_message_size: usize,
+}
+
+/// The broker's answer to one message, to await now or later: `Ok(())` once the broker has
+/// taken responsibility for it (publisher confirms), [`Error::Nacked`] if it refused,
+/// [`Error::Unroutable`] if a mandatory message found no queue, [`Error::Timeout`] or
+/// [`Error::Blocked`] if no answer came within the send timeout. Without confirms (and on the
+/// embedded brokers, which store a message before `begin_send` returns) it is ready at once.
+///
+/// Awaiting many at once keeps many confirms in flight: one publisher is then no longer
+/// bound by the broker's round trip (see [`Publisher::begin_send`]). A confirm lost with a
+/// connection is not lost for the message: it is sent again on the recovered connection.
+#[must_use = "await it: it says whether the broker took the message"]
+pub struct PendingConfirm {
+    confirmation: Option<Confirmation>,
+}
+
+impl std::fmt::Debug for PendingConfirm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingConfirm")
+            .field("confirmation", &self.confirmation)
+            .finish()
+    }
+}
+
+impl PendingConfirm {
+    /// Waits for the broker's answer (the same as awaiting it).
+    pub async fn wait(self) -> Result<()> {
+        self.await
+    }
+
+    /// Whether the answer is known without waiting (no confirms, or an embedded broker).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.confirmation, Some(Confirmation::Done) | None)
+    }
+}
+
+impl Future for PendingConfirm {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match &mut self.confirmation {
+            None | Some(Confirmation::Done) => {
+                self.confirmation = None;
+                Poll::Ready(Ok(()))
+            }
+            Some(Confirmation::Pending(pending)) => {
+                let outcome = std::task::ready!(pending.as_mut().poll(cx));
+                self.confirmation = None;
+                Poll::Ready(outcome)
+            }
+        }
+    }
 }
 
 /// Builds a [`Publisher`]; every setting of the seed, with its default.
@@ -200,7 +256,7 @@ impl PublisherBuilder {
         registry.check(&self.serializer)?;
         let channel = self.connection.channel().await?;
         let publisher = Publisher {
-            _connection: self.connection,
+            _connection: self.connection.clone(),
             channel,
             exchange_name: self.exchange.name.as_str().into(),
             exchange: self.exchange,
@@ -209,6 +265,7 @@ impl PublisherBuilder {
             serializer: self.serializer,
             registry,
             confirm_publish: self.confirm_publish,
+            max_message_size: self.connection.max_message_size(),
         };
         if self.auto_declare {
             publisher.declare().await?;
@@ -251,6 +308,7 @@ impl Publisher {
         if self.exchange.name.is_empty() {
             return Ok(());
         }
+        crate::limits::check_exchange(&self.exchange)?;
         self.channel.declare_exchange(&self.exchange, false).await
     }
 
@@ -296,7 +354,8 @@ impl Publisher {
         Ok(OutgoingMessage { body, properties })
     }
 
-    /// Sends data with the publisher's defaults.
+    /// Sends data with the publisher's defaults; with confirms, returns once the broker has
+    /// taken responsibility for the message.
     pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<()> {
         self.send_with(data, SendOptions::default()).await
     }
@@ -307,13 +366,87 @@ impl Publisher {
         data: &T,
         options: SendOptions,
     ) -> Result<()> {
+        self.begin_send_with(data, options).await?.await
+    }
+
+    /// Sends data without waiting for its confirm: returns once the message is handed to the
+    /// broker, with a [`PendingConfirm`] to await later. Keeping a window of them in flight
+    /// is how one publisher sends confirmed messages at the broker's speed instead of one
+    /// round trip each:
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::collections::VecDeque;
+    /// let conn = carrot::BrokerConnection::connect("memory://window-doc").await?;
+    /// let publisher = carrot::Publisher::builder(&conn).confirm_publish(true).build().await?;
+    /// let mut in_flight = VecDeque::new();
+    /// for n in 0..1000 {
+    ///     if in_flight.len() == 256 {
+    ///         let oldest: carrot::PendingConfirm = in_flight.pop_front().unwrap();
+    ///         oldest.await?;                     // confirmed, or why not
+    ///     }
+    ///     in_flight.push_back(publisher.begin_send(&n).await?);
+    /// }
+    /// for pending in in_flight {
+    ///     pending.await?;
+    /// }
+    /// # Ok::<(), carrot::Error>(()) }).unwrap();
+    /// ```
+    pub async fn begin_send<T: Serialize + ?Sized>(&self, data: &T) -> Result<PendingConfirm> {
+        self.begin_send_with(data, SendOptions::default()).await
+    }
+
+    /// [`begin_send`](Self::begin_send) with per-message options.
+    pub async fn begin_send_with<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+        options: SendOptions,
+    ) -> Result<PendingConfirm> {
         let message = self.create_message(data, &options)?;
-        self.publish(message, &options).await
+        self.begin_publish(message, &options).await
+    }
+
+    /// Sends every item, with all their confirms in flight at once, then waits for them;
+    /// returns each message's outcome, in order (an item that could not be sent has its
+    /// error there too).
+    pub async fn send_batch<'a, T, I>(&self, items: I) -> Vec<Result<()>>
+    where
+        T: Serialize + ?Sized + 'a,
+        I: IntoIterator<Item = &'a T>,
+    {
+        let mut pending = Vec::new();
+        for item in items {
+            pending.push(self.begin_send(item).await);
+        }
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for p in pending {
+            outcomes.push(match p {
+                Ok(confirm) => confirm.await,
+                Err(e) => Err(e),
+            });
+        }
+        outcomes
     }
 
     /// Sends a message made by [`create_message`](Self::create_message) or by hand; `options`
     /// gives routing key, exchange, mandatory and immediate.
     pub async fn publish(&self, message: OutgoingMessage, options: &SendOptions) -> Result<()> {
+        self.begin_publish(message, options).await?.await
+    }
+
+    /// [`publish`](Self::publish) without waiting for the confirm (see
+    /// [`begin_send`](Self::begin_send)).
+    pub async fn begin_publish(
+        &self,
+        message: OutgoingMessage,
+        options: &SendOptions,
+    ) -> Result<PendingConfirm> {
+        if message.body.len() > self.max_message_size {
+            return Err(Error::MessageTooLarge {
+                size: message.body.len(),
+                max: self.max_message_size,
+            });
+        }
         let exchange = match &options.exchange {
             Some(e) => e.as_str().into(),
             None => self.exchange_name.clone(),
@@ -322,18 +455,26 @@ impl Publisher {
             Some(k) => k.as_str().into(),
             None => self.routing_key.clone(),
         };
+        crate::limits::check_name("exchange", &exchange)?;
+        crate::limits::check_name("routing key", &routing_key)?;
+        if let Some(headers) = message.properties.headers() {
+            crate::limits::check_table("header", headers)?;
+        }
         let flags = PublishFlags {
             mandatory: options.mandatory,
             immediate: options.immediate,
             confirm: self.confirm_publish,
         };
-        let published = Published {
+        let published = Arc::new(Published {
             body: message.body.into_boxed_slice(),
             properties: message.properties,
             exchange,
             routing_key,
-        };
-        self.channel.publish(published, flags).await
+        });
+        let confirmation = self.channel.publish(published, flags).await?;
+        Ok(PendingConfirm {
+            confirmation: Some(confirmation),
+        })
     }
 
     /// Closes the publisher's channel.

@@ -8,6 +8,9 @@
 //! | `sqlite://PATH` | the durable embedded broker in one SQLite file |
 //!
 //! Passwords never appear in `Debug` or `Display` output, nor in errors.
+//!
+//! Several RabbitMQ URLs separated by `;` (`amqp://a;amqp://b`, as kombu writes them) are
+//! failover alternatives: see [`parse_failover`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -164,6 +167,38 @@ impl BrokerUrl {
             BrokerUrl::Amqp(_) => "amqp",
             BrokerUrl::Sqlite { .. } => "sqlite",
         }
+    }
+}
+
+/// Parses one URL or several failover URLs separated by `;` (kombu's notation:
+/// `amqp://guest:guest@node1;amqp://guest:guest@node2`). Empty parts are ignored. Failover
+/// only makes sense between RabbitMQ nodes, so several URLs must all be `amqp://` or
+/// `amqps://`.
+///
+/// ```
+/// let urls = carrot::url::parse_failover("amqp://a:5672//; amqp://b:5673//")?;
+/// assert_eq!(urls.len(), 2);
+/// assert!(carrot::url::parse_failover("memory://;memory://x").is_err());
+/// # Ok::<(), carrot::Error>(())
+/// ```
+pub fn parse_failover(urls: &str) -> Result<Vec<BrokerUrl>> {
+    let parsed = urls
+        .split(';')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(BrokerUrl::parse)
+        .collect::<Result<Vec<_>>>()?;
+    match parsed.len() {
+        0 => Err(Error::invalid_url(
+            urls,
+            "no URL given: expected SCHEME://..., or several amqp:// URLs separated by ';'",
+        )),
+        1 => Ok(parsed),
+        _ if parsed.iter().all(|u| matches!(u, BrokerUrl::Amqp(_))) => Ok(parsed),
+        _ => Err(Error::invalid_url(
+            urls,
+            "several URLs (separated by ';') are failover alternatives between RabbitMQ nodes: each must be amqp:// or amqps://",
+        )),
     }
 }
 
@@ -329,8 +364,12 @@ fn boolean(url: &str, key: &str, value: &str) -> Result<bool> {
     }
 }
 
-/// Replaces the password of a URL-like string with `***`, for messages and logs.
+/// Replaces the password of a URL-like string (or of each of several separated by `;`) with
+/// `***`, for messages and logs.
 pub(crate) fn redact(url: &str) -> String {
+    if url.contains(';') {
+        return url.split(';').map(redact).collect::<Vec<_>>().join(";");
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -401,6 +440,19 @@ mod tests {
             !shown.contains("p:ss") && !shown.contains("p%3Ass"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn failover_lists_hide_every_password() {
+        let err = parse_failover("amqp://u:first@a;memory://;amqp://u:second@b").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            !text.contains("first") && !text.contains("second"),
+            "{text}"
+        );
+        let urls = parse_failover(" amqp://a ; ;amqps://b:1// ").unwrap();
+        assert_eq!(urls.len(), 2);
+        assert!(parse_failover(" ; ").is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub(crate) mod rules;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,8 +43,30 @@ pub(crate) struct Delivery {
     pub(crate) consumer_tag: Option<Arc<str>>,
 }
 
-/// Deliveries of one consumer; ends when the consumer is cancelled or its channel closes.
-pub(crate) type DeliveryStream = mpsc::UnboundedReceiver<Delivery>;
+/// Deliveries of one consumer. It ends after the application cancels the consumer or closes
+/// its channel; an end the application did not ask for is an error: the last item says why
+/// when the broker knows ([`Error::ConsumerCancelled`](crate::Error::ConsumerCancelled), a
+/// recovery that gave up), and the consumer reports an end without one as cancelled by the
+/// broker.
+pub(crate) type DeliveryStream = mpsc::UnboundedReceiver<Result<Delivery>>;
+
+/// What `publish` returns: the message is routed (`Done`), or its publisher confirm is still
+/// to come (`Pending`, RabbitMQ), for the caller to await now or later (pipelined confirms).
+pub(crate) enum Confirmation {
+    /// The broker has the message.
+    Done,
+    /// Resolves when the broker confirms the message, or with why not.
+    Pending(Pin<Box<dyn Future<Output = Result<()>> + Send>>),
+}
+
+impl std::fmt::Debug for Confirmation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Confirmation::Done => "Done",
+            Confirmation::Pending(_) => "Pending",
+        })
+    }
+}
 
 /// What `queue.declare` answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +96,10 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
     async fn channel(&self) -> Result<Arc<dyn Channel>>;
     /// Closes the connection and every channel on it.
     async fn close(&self) -> Result<()>;
+    /// Which of the connection's URLs it is connected to now (failover).
+    fn current_url(&self) -> usize {
+        0
+    }
 }
 
 /// A channel: the unit that owns consumers, unacknowledged deliveries, qos and flow.
@@ -95,7 +123,9 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()>;
-    async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()>;
+    /// Publishes; with `flags.confirm` the returned confirmation resolves once the broker has
+    /// taken responsibility for the message.
+    async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation>;
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>>;
     async fn consume(
         &self,
@@ -105,6 +135,11 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
         exclusive: bool,
     ) -> Result<(Arc<str>, DeliveryStream)>;
     async fn cancel(&self, consumer_tag: &str) -> Result<()>;
+    /// Whether a delivery came before its channel was replaced (a recovery, a channel error):
+    /// the broker has requeued it, so it cannot be acknowledged and will come again.
+    fn is_stale(&self, _delivery_tag: u64) -> bool {
+        false
+    }
     /// Acknowledges without waiting for the broker (acks are pipelined).
     fn ack(&self, delivery_tag: u64, multiple: bool) -> Result<()>;
     /// Rejects without waiting for the broker.

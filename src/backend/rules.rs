@@ -144,6 +144,16 @@ pub(crate) fn reused_tag(tag: &str) -> Error {
     ))
 }
 
+/// What a consumer's stream ends with when its queue is deleted (RabbitMQ sends
+/// `basic.cancel`).
+pub(crate) fn consumer_cancelled(tag: &str, queue: &str) -> Error {
+    Error::ConsumerCancelled {
+        consumer_tag: tag.to_string(),
+        queue: queue.to_string(),
+        reason: "the queue was deleted".into(),
+    }
+}
+
 /// 406 for a delivery tag the channel does not have.
 pub(crate) fn unknown_tag(tag: u64) -> Error {
     Error::PreconditionFailed(format!("unknown delivery tag {tag}"))

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)] // each test file uses its part
 
+pub mod proxy;
+pub mod stream;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -138,4 +141,15 @@ pub async fn delete_queues(url: &str, queues: &[String]) {
         let _ = conn.close().await;
     };
     let _ = tokio::time::timeout(Duration::from_secs(20), cleanup).await;
+}
+
+/// Runs a shell command the CI broker script gave (a restart, a `rabbitmqctl` call), at most
+/// `limit`; fails the test if it fails.
+pub async fn shell(command: &str, limit: Duration) {
+    let mut child = tokio::process::Command::new("sh");
+    child.arg("-c").arg(command).kill_on_drop(true);
+    let status = bounded(command, limit, child.status())
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+    assert!(status.success(), "{command} failed: {status}");
 }

@@ -27,6 +27,9 @@ conformance_restart!(
             .await?;
         conn.declare_queue(&QueueSpec::new(t.name("transient-q")).durable(false))
             .await?;
+        // Closed first: a connection left open would be recovered after the restart and
+        // declare its transient entities again (what recovery is for).
+        conn.close().await?;
 
         t.restart();
         let conn = t.connect().await?;

@@ -1,5 +1,5 @@
-//! The conformance suite: the behaviour every carrot backend must share (DESIGN.md, "Semantics
-//! every backend must share"), written once and run against every backend.
+//! The conformance suite: the behaviour every carrot backend must share, written once and run
+//! against every backend.
 //!
 //! # Layout
 //! - `support.rs`: the backend list ([`support::backends`]), the `conformance!` macro that runs a
@@ -14,6 +14,9 @@
 //! - `serialization.rs`: content types, custom serializers, decode errors, accept lists.
 //! - `queue_arguments.rs`: max length, TTL, dead-lettering, expiry and queue types.
 //! - `urls.rs`: broker URLs, `from_env` and the keyword builder.
+//! - `bad_input.rs`: long names and header keys, oversized messages, undecodable bodies.
+//! - `confirms.rs`: confirms awaited later (`begin_send`, `send_batch`).
+//! - `consumer_end.rs`: what ends a consumer, and that only cancelling ends it normally.
 //!
 //! # Adding a backend
 //! One line in [`support::backends`]. Scenarios only use the public API, name every exchange
@@ -23,6 +26,9 @@
 #[macro_use]
 mod support;
 
+mod bad_input;
+mod confirms;
+mod consumer_end;
 mod delivery;
 mod entities;
 mod queue_arguments;

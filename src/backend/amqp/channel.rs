@@ -1,30 +1,36 @@
 //! An AMQP channel on RabbitMQ, behind carrot's channel interface.
 //!
-//! RabbitMQ closes a channel on any channel-level error (a missing exchange, a redeclare with
-//! other settings, ...). carrot's publishers and consumers outlive such errors: the next
-//! operation opens a new channel transparently, with the same qos and confirm mode. Deliveries
-//! of the closed channel were requeued by the broker; their tags carry the old channel's
-//! generation, so acking them is a clear error instead of acking something else.
+//! carrot's publishers and consumers outlive the lapin channel under them. RabbitMQ closes a
+//! channel on any channel-level error (a missing exchange, a redeclare with other settings,
+//! ...), and every channel goes with a lost connection: the next operation opens a new channel
+//! transparently (on the recovered connection, waiting for the recovery if needed), with the
+//! same confirm mode and qos, and consumers subscribe again ([`super::subscription`]).
+//! Deliveries of a replaced channel were requeued by the broker; their tags carry the old
+//! channel's generation, so acking them is a clear error instead of acking something else.
+//!
+//! Every call on the broker is bounded by the operation timeout; one that meets a lost
+//! connection waits for the recovery and is tried again, under the retry policy.
 
-use std::future::poll_fn;
-use std::pin::Pin;
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use async_trait::async_trait;
-use futures_core::Stream;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-    QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
-use lapin::types::FieldTable as LapinTable;
 use lapin::ExchangeKind;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::convert::{self, GENERATION_SHIFT};
-use crate::backend::{Channel, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo};
+use super::link::Link;
+use super::subscription::Subscription;
+use crate::backend::{
+    Channel, Confirmation, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo,
+};
 use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
 use crate::table::FieldTable;
@@ -33,20 +39,32 @@ use crate::table::FieldTable;
 struct Current {
     /// Behind an `Arc`: every publish and ack takes a handle, and cloning a `lapin::Channel`
     /// itself costs a dozen reference counts.
-    channel: Arc<lapin::Channel>,
+    channel: Option<Arc<lapin::Channel>>,
+    /// Bumped at each reopening; delivery tags carry it.
     generation: u64,
+    /// The link epoch (connection) the channel belongs to.
+    epoch: u64,
     confirms: bool,
     /// basic.qos settings, reapplied on a new channel: (per consumer, per channel).
     prefetch: (Option<u16>, Option<u16>),
 }
 
+/// The channel to use now.
+pub(super) struct Handle {
+    pub(super) channel: Arc<lapin::Channel>,
+    pub(super) generation: u64,
+    pub(super) epoch: u64,
+}
+
 pub(super) struct AmqpChannel {
-    connection: Arc<lapin::Connection>,
+    pub(super) link: Arc<Link>,
+    pub(super) me: Weak<AmqpChannel>,
     current: Mutex<Current>,
     /// Serializes reopening, so that two operations do not open two channels.
     reopening: tokio::sync::Mutex<()>,
-    flow: watch::Sender<bool>,
-    runtime: tokio::runtime::Handle,
+    pub(super) flow: watch::Sender<bool>,
+    /// Active consumers, by tag.
+    pub(super) subscriptions: Mutex<HashMap<Arc<str>, Arc<Subscription>>>,
     /// Closed by the application (not by the broker): never reopened.
     closed: AtomicBool,
 }
@@ -55,7 +73,7 @@ impl std::fmt::Debug for AmqpChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let current = self.lock();
         f.debug_struct("AmqpChannel")
-            .field("id", &current.channel.id())
+            .field("id", &current.channel.as_ref().map(|c| c.id()))
             .field("generation", &current.generation)
             .finish()
     }
@@ -63,9 +81,9 @@ impl std::fmt::Debug for AmqpChannel {
 
 /// Polls a lapin future once and drops it. lapin queues the frame of `basic.ack` and
 /// `basic.nack` on that first poll, in call order, and the rest of the future only waits for
-/// the write: acks are pipelined (FACTS.md: awaiting each one costs two thirds of the consume
+/// the write: acks are pipelined (awaiting each one costs lapin two thirds of its consume
 /// rate) and stay ordered with every later method on the channel.
-fn queue_frame<F: std::future::Future<Output = lapin::Result<()>>>(future: F) -> Result<()> {
+fn queue_frame<F: Future<Output = lapin::Result<()>>>(future: F) -> Result<()> {
     let mut future = std::pin::pin!(future);
     match future
         .as_mut()
@@ -76,124 +94,11 @@ fn queue_frame<F: std::future::Future<Output = lapin::Result<()>>>(future: F) ->
     }
 }
 
-impl AmqpChannel {
-    pub(super) async fn open(
-        connection: Arc<lapin::Connection>,
-        runtime: tokio::runtime::Handle,
-    ) -> Result<Self> {
-        let channel = connection.create_channel().await.map_err(convert::error)?;
-        Ok(AmqpChannel {
-            connection,
-            current: Mutex::new(Current {
-                channel: Arc::new(channel),
-                generation: 0,
-                confirms: false,
-                prefetch: (None, None),
-            }),
-            reopening: tokio::sync::Mutex::new(()),
-            flow: watch::Sender::new(true),
-            runtime,
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Current> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The channel to use now: the current one, or a new one if the broker closed it.
-    async fn channel(&self) -> Result<(Arc<lapin::Channel>, u64)> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_by_application());
-        }
-        {
-            let current = self.lock();
-            if current.channel.status().connected() {
-                return Ok((current.channel.clone(), current.generation));
-            }
-        }
-        let _guard = self.reopening.lock().await;
-        let (confirms, prefetch) = {
-            let current = self.lock();
-            if current.channel.status().connected() {
-                return Ok((current.channel.clone(), current.generation));
-            }
-            (current.confirms, current.prefetch)
-        };
-        if !self.connection.status().connected() {
-            return Err(Error::ConnectionClosed(
-                "the connection to RabbitMQ is closed; open a new BrokerConnection".into(),
-            ));
-        }
-        tracing::debug!("reopening an AMQP channel the broker closed");
-        let channel = self
-            .connection
-            .create_channel()
-            .await
-            .map_err(convert::error)?;
-        if confirms {
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(convert::error)?;
-        }
-        if let Some(count) = prefetch.0 {
-            channel
-                .basic_qos(count, BasicQosOptions { global: false })
-                .await
-                .map_err(convert::error)?;
-        }
-        if let Some(count) = prefetch.1 {
-            channel
-                .basic_qos(count, BasicQosOptions { global: true })
-                .await
-                .map_err(convert::error)?;
-        }
-        let mut current = self.lock();
-        current.channel = Arc::new(channel);
-        current.generation += 1;
-        Ok((current.channel.clone(), current.generation))
-    }
-
-    /// Puts the channel in confirm mode once (publisher confirms).
-    async fn ensure_confirms(&self, channel: &lapin::Channel) -> Result<()> {
-        if self.lock().confirms {
-            return Ok(());
-        }
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(convert::error)?;
-        self.lock().confirms = true;
-        Ok(())
-    }
-
-    /// The channel a delivery tag belongs to, and the tag lapin knows; refused when the
-    /// delivery came from a channel that is gone.
-    fn settling(&self, tag: u64) -> Result<(Arc<lapin::Channel>, u64)> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed_by_application());
-        }
-        let current = self.lock();
-        if tag >> GENERATION_SHIFT != current.generation {
-            return Err(Error::ChannelClosed(
-                "the channel this message came from was closed by the broker, which requeued the message; it will be delivered again".into(),
-            ));
-        }
-        if !current.channel.status().connected() {
-            return Err(Error::ChannelClosed(
-                "the channel was closed; the broker requeued its unacknowledged messages".into(),
-            ));
-        }
-        Ok((current.channel.clone(), tag & ((1 << GENERATION_SHIFT) - 1)))
-    }
-}
-
-fn closed_by_application() -> Error {
+pub(super) fn closed_by_application() -> Error {
     Error::ChannelClosed("the publisher or consumer was closed; build a new one".into())
 }
 
-fn kind(kind: ExchangeType) -> ExchangeKind {
+pub(super) fn kind(kind: ExchangeType) -> ExchangeKind {
     match kind {
         ExchangeType::Direct => ExchangeKind::Direct,
         ExchangeType::Fanout => ExchangeKind::Fanout,
@@ -202,11 +107,234 @@ fn kind(kind: ExchangeType) -> ExchangeKind {
     }
 }
 
+impl AmqpChannel {
+    /// A channel on the link, opened now so that a broker that cannot open one says so.
+    pub(super) async fn open(link: Arc<Link>) -> Result<Arc<Self>> {
+        let channel = Arc::new_cyclic(|me| AmqpChannel {
+            link,
+            me: me.clone(),
+            current: Mutex::new(Current {
+                channel: None,
+                generation: 0,
+                epoch: 0,
+                confirms: false,
+                prefetch: (None, None),
+            }),
+            reopening: tokio::sync::Mutex::new(()),
+            flow: watch::Sender::new(true),
+            subscriptions: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        channel.channel().await?;
+        Ok(channel)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The current channel, if it is open on the current connection.
+    fn usable(&self) -> Option<Handle> {
+        let current = self.lock();
+        let channel = current.channel.as_ref()?;
+        (channel.status().connected() && self.link.epoch() == Some(current.epoch)).then(|| Handle {
+            channel: channel.clone(),
+            generation: current.generation,
+            epoch: current.epoch,
+        })
+    }
+
+    /// The channel to use now: the current one, or a new one if the broker closed it or the
+    /// connection was recovered (waiting for the recovery if it runs).
+    pub(super) async fn channel(&self) -> Result<Handle> {
+        loop {
+            if self.is_closed() {
+                return Err(closed_by_application());
+            }
+            if let Some(handle) = self.usable() {
+                return Ok(handle);
+            }
+            let _guard = self.reopening.lock().await;
+            if let Some(handle) = self.usable() {
+                return Ok(handle);
+            }
+            let (connection, epoch) = self.link.connection().await?;
+            if let Some(handle) = self.reopen(&connection, epoch).await? {
+                return Ok(handle);
+            }
+        }
+    }
+
+    /// Opens a channel on `connection` with the confirm mode and qos of the one it replaces;
+    /// `None` when the connection was lost meanwhile (then try again after the recovery).
+    async fn reopen(&self, connection: &lapin::Connection, epoch: u64) -> Result<Option<Handle>> {
+        let (confirms, prefetch, first) = {
+            let current = self.lock();
+            (
+                current.confirms,
+                current.prefetch,
+                current.channel.is_none(),
+            )
+        };
+        if !first {
+            tracing::debug!(
+                "reopening an AMQP channel (closed by the broker, or on a recovered connection)"
+            );
+        }
+        let Some(channel) = self
+            .attempt("channel.open", epoch, connection.create_channel())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if confirms
+            && self
+                .attempt(
+                    "confirm.select",
+                    epoch,
+                    channel.confirm_select(ConfirmSelectOptions::default()),
+                )
+                .await?
+                .is_none()
+        {
+            return Ok(None);
+        }
+        for (count, global) in [(prefetch.0, false), (prefetch.1, true)] {
+            if let Some(count) = count {
+                let qos = channel.basic_qos(count, BasicQosOptions { global });
+                if self.attempt("basic.qos", epoch, qos).await?.is_none() {
+                    return Ok(None);
+                }
+            }
+        }
+        let mut current = self.lock();
+        current.channel = Some(Arc::new(channel));
+        current.generation += 1;
+        current.epoch = epoch;
+        Ok(Some(Handle {
+            channel: current.channel.clone().expect("just set"),
+            generation: current.generation,
+            epoch,
+        }))
+    }
+
+    /// One lapin call within the operation timeout: `Some(value)`, `None` when it met a lost
+    /// connection (try again after the recovery), or the error.
+    pub(super) async fn attempt<T>(
+        &self,
+        what: &str,
+        epoch: u64,
+        future: impl Future<Output = lapin::Result<T>>,
+    ) -> Result<Option<T>> {
+        let limit = self.link.options().timeouts.get_operation();
+        match tokio::time::timeout(limit, future).await {
+            Err(_) => Err(Error::Timeout {
+                operation: what.to_string(),
+                after: limit,
+            }),
+            Ok(Ok(value)) => Ok(Some(value)),
+            Ok(Err(e)) if self.link.lost(&e, epoch) => {
+                tracing::debug!(%what, error = %e, "the connection was lost; retrying after the recovery");
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(convert::error(e)),
+        }
+    }
+
+    /// Runs an operation on the current channel; one that meets a lost connection is tried
+    /// again once it is recovered, under the retry policy.
+    pub(super) async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T>
+    where
+        F: Fn(Arc<lapin::Channel>) -> Fut,
+        Fut: Future<Output = lapin::Result<T>>,
+    {
+        let mut attempts = self.link.options().policy.start_quiet(what);
+        loop {
+            let handle = self.channel().await?;
+            match self.attempt(what, handle.epoch, op(handle.channel)).await? {
+                Some(value) => return Ok(value),
+                None => {
+                    attempts.failed(
+                        Error::ConnectionClosed(format!("{what}: the connection was lost")),
+                        false,
+                    )?;
+                }
+            }
+        }
+    }
+
+    /// Puts the channel in confirm mode once (publisher confirms): `Some(true)` when it is,
+    /// `Some(false)` when the channel was replaced meanwhile (take the new one), `None` when
+    /// the connection was lost.
+    pub(super) async fn ensure_confirms(&self, handle: &Handle) -> Result<Option<bool>> {
+        if self.lock().confirms {
+            return Ok(Some(true));
+        }
+        let select = handle
+            .channel
+            .confirm_select(ConfirmSelectOptions::default());
+        if self
+            .attempt("confirm.select", handle.epoch, select)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let mut current = self.lock();
+        if current.generation == handle.generation {
+            current.confirms = true;
+        }
+        Ok(Some(current.confirms))
+    }
+
+    /// The channel a delivery tag belongs to, and the tag lapin knows; refused when the
+    /// delivery came from a channel that is gone.
+    fn settling(&self, tag: u64) -> Result<(Arc<lapin::Channel>, u64)> {
+        if self.is_closed() {
+            return Err(closed_by_application());
+        }
+        let current = self.lock();
+        let usable = current
+            .channel
+            .as_ref()
+            .filter(|c| c.status().connected() && self.link.epoch() == Some(current.epoch));
+        match usable {
+            Some(channel) if tag >> GENERATION_SHIFT == current.generation => {
+                Ok((channel.clone(), tag & ((1 << GENERATION_SHIFT) - 1)))
+            }
+            _ => Err(Error::ChannelClosed(
+                "the message was delivered before its channel was closed by the broker or its connection was lost; the broker requeued it and will deliver it again (acknowledge that delivery instead)".into(),
+            )),
+        }
+    }
+
+    /// Marks every consumer of the channel as ended by the application.
+    fn end_subscriptions(&self) {
+        let subscriptions: Vec<_> = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        let mut topology = self.link.topology();
+        for s in subscriptions {
+            if s.end() {
+                topology.consumer_ended(&s.queue());
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Channel for AmqpChannel {
     async fn declare_exchange(&self, spec: &ExchangeSpec, passive: bool) -> Result<()> {
-        let (channel, _) = self.channel().await?;
         if spec.name.is_empty() && passive {
+            self.channel().await?;
             return Ok(());
         }
         let options = ExchangeDeclareOptions {
@@ -215,19 +343,22 @@ impl Channel for AmqpChannel {
             auto_delete: spec.auto_delete,
             ..Default::default()
         };
-        channel
-            .exchange_declare(
-                spec.name.as_str().into(),
-                kind(spec.kind),
-                options,
-                convert::to_lapin_table(&spec.arguments),
-            )
-            .await
-            .map_err(convert::error)
+        let arguments = convert::to_lapin_table(&spec.arguments);
+        self.run("exchange.declare", |ch| {
+            let (name, arguments) = (spec.name.clone(), arguments.clone());
+            async move {
+                ch.exchange_declare(name.into(), kind(spec.kind), options, arguments)
+                    .await
+            }
+        })
+        .await?;
+        if !passive {
+            self.link.topology().exchange_declared(spec);
+        }
+        Ok(())
     }
 
     async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
-        let (channel, _) = self.channel().await?;
         // RabbitMQ deletes a missing exchange silently; carrot reports it, as the memory broker does.
         self.declare_exchange(&ExchangeSpec::new(name, ExchangeType::Direct), true)
             .await?;
@@ -235,14 +366,16 @@ impl Channel for AmqpChannel {
             if_unused,
             ..Default::default()
         };
-        channel
-            .exchange_delete(name.into(), options)
-            .await
-            .map_err(convert::error)
+        self.run("exchange.delete", |ch| {
+            let name = name.to_string();
+            async move { ch.exchange_delete(name.into(), options).await }
+        })
+        .await?;
+        self.link.topology().exchange_deleted(name);
+        Ok(())
     }
 
     async fn declare_queue(&self, spec: &QueueSpec, passive: bool) -> Result<QueueInfo> {
-        let (channel, _) = self.channel().await?;
         let options = QueueDeclareOptions {
             passive,
             durable: spec.durable,
@@ -250,33 +383,41 @@ impl Channel for AmqpChannel {
             auto_delete: spec.auto_delete,
             ..Default::default()
         };
-        let queue = channel
-            .queue_declare(
-                spec.name.as_str().into(),
-                options,
-                convert::to_lapin_table(&spec.arguments),
-            )
-            .await
-            .map_err(convert::error)?;
-        Ok(QueueInfo {
+        let arguments = convert::to_lapin_table(&spec.arguments);
+        let queue = self
+            .run("queue.declare", |ch| {
+                // Resolved once the channel is there: a recovery may have renamed the queue.
+                let (name, arguments) = (self.link.resolve(&spec.name), arguments.clone());
+                async move { ch.queue_declare(name.into(), options, arguments).await }
+            })
+            .await?;
+        let info = QueueInfo {
             name: queue.name().as_str().to_string(),
             message_count: queue.message_count(),
             consumer_count: queue.consumer_count(),
-        })
+        };
+        if !passive {
+            self.link.topology().queue_declared(spec, &info.name);
+        }
+        Ok(info)
     }
 
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
-        let (channel, _) = self.channel().await?;
         self.declare_queue(&QueueSpec::new(name), true).await?;
         let options = QueueDeleteOptions {
             if_unused,
             if_empty,
             ..Default::default()
         };
-        channel
-            .queue_delete(name.into(), options)
-            .await
-            .map_err(convert::error)
+        let count = self
+            .run("queue.delete", |ch| {
+                let name = self.link.resolve(name);
+                async move { ch.queue_delete(name.into(), options).await }
+            })
+            .await?;
+        let name = self.link.resolve(name);
+        self.link.topology().queue_deleted(&name);
+        Ok(count)
     }
 
     async fn bind(
@@ -286,17 +427,19 @@ impl Channel for AmqpChannel {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        let (channel, _) = self.channel().await?;
-        channel
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                convert::to_lapin_table(arguments),
-            )
-            .await
-            .map_err(convert::error)
+        let table = convert::to_lapin_table(arguments);
+        self.run("queue.bind", |ch| {
+            let q = self.link.resolve(queue);
+            let (e, k, t) = (exchange.to_string(), key.to_string(), table.clone());
+            async move {
+                ch.queue_bind(q.into(), e.into(), k.into(), QueueBindOptions::default(), t)
+                    .await
+            }
+        })
+        .await?;
+        let queue = self.link.resolve(queue);
+        self.link.topology().bound(&queue, exchange, key, arguments);
+        Ok(())
     }
 
     async fn unbind(
@@ -306,73 +449,44 @@ impl Channel for AmqpChannel {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        let (channel, _) = self.channel().await?;
-        channel
-            .queue_unbind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                convert::to_lapin_table(arguments),
-            )
-            .await
-            .map_err(convert::error)
+        let table = convert::to_lapin_table(arguments);
+        self.run("queue.unbind", |ch| {
+            let q = self.link.resolve(queue);
+            let (e, k, t) = (exchange.to_string(), key.to_string(), table.clone());
+            async move { ch.queue_unbind(q.into(), e.into(), k.into(), t).await }
+        })
+        .await?;
+        let queue = self.link.resolve(queue);
+        self.link
+            .topology()
+            .unbound(&queue, exchange, key, arguments);
+        Ok(())
     }
 
-    async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()> {
-        if flags.immediate {
-            return Err(Error::Unsupported(
-                "immediate: RabbitMQ 3.0 and later do not implement it; use a per-message TTL of 0 (expiration \"0\") with a dead-letter exchange instead".into(),
-            ));
-        }
-        let (channel, _) = self.channel().await?;
-        // A mandatory message must come back as an error, never silently: wait for its confirm,
-        // which arrives after the broker's basic.return.
-        let confirm = flags.confirm || flags.mandatory;
-        if confirm {
-            self.ensure_confirms(&channel).await?;
-        }
-        let options = BasicPublishOptions {
-            mandatory: flags.mandatory,
-            immediate: false,
-        };
-        let pending = channel
-            .basic_publish(
-                message.exchange.as_ref().into(),
-                message.routing_key.as_ref().into(),
-                options,
-                &message.body,
-                convert::to_lapin_properties(&message.properties),
-            )
-            .await
-            .map_err(convert::error)?;
-        if !confirm {
-            return Ok(());
-        }
-        let confirmation = pending.await.map_err(convert::error)?;
-        if confirmation.is_nack() {
-            return Err(Error::ChannelClosed(format!(
-                "RabbitMQ refused responsibility for the message (basic.nack) on exchange {:?}; send it again",
-                &*message.exchange
-            )));
-        }
-        match confirmation.take_message() {
-            Some(returned) => Err(Error::Unroutable {
-                reply_code: returned.reply_code,
-                reply_text: returned.reply_text.as_str().to_string(),
-                exchange: message.exchange.to_string(),
-                routing_key: message.routing_key.to_string(),
-            }),
-            None => Ok(()),
-        }
+    async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation> {
+        self.publish_message(message, flags).await
     }
 
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
-        let (channel, generation) = self.channel().await?;
-        let got = channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack })
-            .await
-            .map_err(convert::error)?;
-        Ok(got.map(|m| convert::delivery(m.delivery, generation, None)))
+        let mut attempts = self.link.options().policy.start_quiet("basic.get");
+        loop {
+            let handle = self.channel().await?;
+            let queue = self.link.resolve(queue);
+            let get = handle
+                .channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack });
+            match self.attempt("basic.get", handle.epoch, get).await? {
+                Some(got) => {
+                    return Ok(got.map(|m| convert::delivery(m.delivery, handle.generation, None)))
+                }
+                None => {
+                    attempts.failed(
+                        Error::ConnectionClosed("basic.get: the connection was lost".into()),
+                        false,
+                    )?;
+                }
+            }
+        }
     }
 
     async fn consume(
@@ -382,62 +496,35 @@ impl Channel for AmqpChannel {
         no_ack: bool,
         exclusive: bool,
     ) -> Result<(Arc<str>, DeliveryStream)> {
-        let (channel, generation) = self.channel().await?;
-        let options = BasicConsumeOptions {
-            no_ack,
-            exclusive,
-            ..Default::default()
-        };
-        let mut consumer = channel
-            .basic_consume(
-                queue.into(),
-                consumer_tag.into(),
-                options,
-                LapinTable::default(),
-            )
-            .await
-            .map_err(convert::error)?;
-        let tag: Arc<str> = consumer.tag().as_str().into();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut flow = self.flow.subscribe();
-        let delivery_tag = tag.clone();
-        self.runtime.spawn(async move {
-            loop {
-                // flow(false): stop taking deliveries; RabbitMQ keeps what it has not sent and
-                // lapin keeps what it received, in order, until flow(true).
-                if flow.wait_for(|active| *active).await.is_err() {
-                    break;
-                }
-                let next = poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await;
-                let delivery = match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "consumer ended");
-                        break;
-                    }
-                    None => break,
-                };
-                if tx
-                    .send(convert::delivery(
-                        delivery,
-                        generation,
-                        Some(delivery_tag.clone()),
-                    ))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Ok((tag, rx))
+        self.subscribe(queue, consumer_tag, no_ack, exclusive).await
     }
 
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {
-        let (channel, _) = self.channel().await?;
-        channel
-            .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+        let subscription = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(consumer_tag);
+        if let Some(s) = &subscription {
+            if s.end() {
+                self.link.topology().consumer_ended(&s.queue());
+            }
+        }
+        // Nothing to cancel on a connection being recovered: the consumer is simply not
+        // resumed.
+        let Some(handle) = self.usable() else {
+            return Ok(());
+        };
+        let cancel = handle
+            .channel
+            .basic_cancel(consumer_tag.into(), BasicCancelOptions::default());
+        self.attempt("basic.cancel", handle.epoch, cancel)
             .await
-            .map_err(convert::error)
+            .map(|_| ())
+    }
+
+    fn is_stale(&self, delivery_tag: u64) -> bool {
+        delivery_tag >> GENERATION_SHIFT != self.lock().generation
     }
 
     fn ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
@@ -462,11 +549,11 @@ impl Channel for AmqpChannel {
                 "prefetch_size: RabbitMQ does not implement it (540 NOT_IMPLEMENTED); bound deliveries with prefetch_count".into(),
             ));
         }
-        let (channel, _) = self.channel().await?;
-        channel
-            .basic_qos(prefetch_count, BasicQosOptions { global })
-            .await
-            .map_err(convert::error)?;
+        self.run("basic.qos", |ch| async move {
+            ch.basic_qos(prefetch_count, BasicQosOptions { global })
+                .await
+        })
+        .await?;
         let mut current = self.lock();
         if global {
             current.prefetch.1 = Some(prefetch_count);
@@ -483,49 +570,66 @@ impl Channel for AmqpChannel {
     }
 
     async fn purge(&self, queue: &str) -> Result<u32> {
-        let (channel, _) = self.channel().await?;
-        channel
-            .queue_purge(queue.into(), QueuePurgeOptions::default())
-            .await
-            .map_err(convert::error)
+        self.run("queue.purge", |ch| {
+            let queue = self.link.resolve(queue);
+            async move {
+                ch.queue_purge(queue.into(), QueuePurgeOptions::default())
+                    .await
+            }
+        })
+        .await
     }
 
     async fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let channel = self.lock().channel.clone();
-        if channel.status().connected() {
-            channel
-                .close(200, "OK".into())
-                .await
-                .map_err(convert::error)?;
+        self.end_subscriptions();
+        let channel = self.lock().channel.take();
+        let Some(channel) = channel.filter(|c| c.status().connected()) else {
+            return Ok(());
+        };
+        let limit = self.link.options().timeouts.get_operation();
+        match tokio::time::timeout(limit, channel.close(200, "OK".into())).await {
+            Err(_) => Err(Error::Timeout {
+                operation: "channel.close".into(),
+                after: limit,
+            }),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if !channel.status().connected() => {
+                tracing::debug!(error = %e, "ignored while closing a channel");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(convert::error(e)),
         }
-        Ok(())
     }
 
     fn shutdown(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let channel = self.lock().channel.clone();
-        if !channel.status().connected() {
+        self.end_subscriptions();
+        let channel = self.lock().channel.take();
+        let Some(channel) = channel.filter(|c| c.status().connected()) else {
             return;
-        }
+        };
         // The first poll queues channel.close on the connection now, in order with whatever
         // the application sends next (a queue_info right after dropping a consumer must see
-        // the consumer gone); a task waits for close-ok.
+        // the consumer gone); a task waits for close-ok, at most the operation timeout.
+        let limit = self.link.options().timeouts.get_operation();
         let mut closing = Box::pin(async move {
-            if let Err(e) = channel.close(200, "OK".into()).await {
-                tracing::debug!(error = %e, "closing a dropped channel");
+            match tokio::time::timeout(limit, channel.close(200, "OK".into())).await {
+                Ok(Err(e)) => tracing::debug!(error = %e, "closing a dropped channel"),
+                Err(_) => tracing::debug!("no close-ok for a dropped channel within {limit:?}"),
+                Ok(Ok(())) => {}
             }
         });
-        let first = std::future::Future::poll(
+        let first = Future::poll(
             closing.as_mut(),
             &mut std::task::Context::from_waker(std::task::Waker::noop()),
         );
         if first.is_pending() {
-            self.runtime.spawn(closing);
+            self.link.runtime().spawn(closing);
         }
     }
 }

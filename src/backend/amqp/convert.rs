@@ -197,6 +197,33 @@ pub(super) fn delivery(
     }
 }
 
+/// Whether an error means the connection itself is gone (network, heartbeats, the broker
+/// closing it), as opposed to a refusal of what was asked.
+pub(super) fn is_connection_loss(e: &lapin::Error) -> bool {
+    use lapin::ErrorKind;
+    match e.kind() {
+        ErrorKind::IOError(_)
+        | ErrorKind::MissingHeartbeatError
+        | ErrorKind::InvalidConnectionState(_)
+        | ErrorKind::ParsingError(_) => true,
+        // 320 CONNECTION_FORCED: the broker shut down or an operator closed the connection.
+        ErrorKind::ProtocolError(amqp) => amqp.get_id() == 320,
+        _ => false,
+    }
+}
+
+/// Whether the broker closed the connection because of what the client sent (a frame or
+/// method it refused): retrying the same operation would fail the same way.
+pub(super) fn is_client_fault(e: &lapin::Error) -> bool {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => {
+            matches!(amqp.get_id(), 501..=506 | 530 | 540 | 541)
+        }
+        lapin::ErrorKind::SerialisationError(_) => true,
+        _ => false,
+    }
+}
+
 /// A lapin error as a carrot error, keeping the broker's reply code and text.
 pub(super) fn error(e: lapin::Error) -> Error {
     use lapin::ErrorKind;
@@ -224,6 +251,12 @@ pub(super) fn error(e: lapin::Error) -> Error {
         }
         ErrorKind::InvalidChannelState(state, during) => Error::ChannelClosed(format!(
             "the channel is {state:?} (during {during}); the broker closed it after an earlier error"
+        )),
+        ErrorKind::ParsingError(parse) => Error::ConnectionClosed(format!(
+            "the broker sent something that is not AMQP 0-9-1 ({parse}); the connection is dead"
+        )),
+        ErrorKind::SerialisationError(gen) => Error::InvalidArgument(format!(
+            "cannot encode the frame ({gen}): a name, routing key or header key is longer than 255 bytes, or a value does not fit its AMQP type"
         )),
         other => Error::ChannelClosed(format!("{other:?}")),
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::backend::{
-    Channel, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport,
+    Channel, Confirmation, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport,
 };
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::Result;
@@ -226,7 +226,7 @@ impl Channel for MemoryChannel {
             .lock()
             .unbind(self.id, queue, exchange, key, arguments)
     }
-    async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()> {
+    async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation> {
         let (result, needed) = {
             let mut state = self.broker.lock();
             (state.publish(self.id, message, flags), state.sweeper_needed)
@@ -235,7 +235,7 @@ impl Channel for MemoryChannel {
         // A publishing loop never waits on I/O here: give the consumer task sharing this
         // worker its turn, or it sees nothing until the loop ends.
         tokio::task::coop::consume_budget().await;
-        result
+        result.map(|()| Confirmation::Done)
     }
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
         let result = self.broker.lock().get(self.id, queue, no_ack);

@@ -31,7 +31,7 @@ pub(super) struct Subscriber {
     /// 0: unlimited.
     pub(super) prefetch: u16,
     pub(super) unacked: u32,
-    pub(super) tx: mpsc::UnboundedSender<Delivery>,
+    pub(super) tx: mpsc::UnboundedSender<crate::error::Result<Delivery>>,
 }
 
 impl Subscriber {

@@ -77,7 +77,7 @@ pub(super) struct Subscriber {
     pub(super) no_ack: bool,
     pub(super) prefetch: u16,
     pub(super) unacked: u32,
-    pub(super) tx: mpsc::UnboundedSender<Delivery>,
+    pub(super) tx: mpsc::UnboundedSender<crate::error::Result<Delivery>>,
 }
 
 /// The consumers of one queue in this process, served round robin.
@@ -113,7 +113,10 @@ pub(super) struct Broker {
     /// Messages acknowledged in this transaction, by connection (see `flush_acks`).
     pub(super) acked: Vec<(i64, i64)>,
     /// Deliveries to hand out once the transaction commits.
-    pub(super) outbox: Vec<(mpsc::UnboundedSender<Delivery>, Delivery)>,
+    pub(super) outbox: Vec<(
+        mpsc::UnboundedSender<crate::error::Result<Delivery>>,
+        Delivery,
+    )>,
     /// Whether the transaction made messages ready that other processes may want.
     pub(super) wake_peers: bool,
     next_check: Instant,
@@ -299,7 +302,7 @@ impl Broker {
             return;
         }
         for (tx, delivery) in self.outbox.drain(..) {
-            let _ = tx.send(delivery);
+            let _ = tx.send(Ok(delivery));
         }
         self.commits += 1;
         if self.commits >= CHECKPOINT_EVERY {

@@ -200,7 +200,11 @@ impl Broker {
         }
         // Local consumers of the queue: their delivery streams end. Settling their deliveries
         // afterwards succeeds and changes nothing (the messages went with the queue).
-        self.subscribers.remove(name);
+        if let Some(subs) = self.subscribers.remove(name) {
+            for s in subs.list {
+                let _ = s.tx.send(Err(rules::consumer_cancelled(&s.tag, name)));
+            }
+        }
         self.bump()
     }
 

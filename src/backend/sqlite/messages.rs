@@ -118,7 +118,7 @@ impl Broker {
     pub(super) fn publish(
         &mut self,
         channel: u64,
-        message: Published,
+        message: &Published,
         flags: PublishFlags,
     ) -> Result<()> {
         self.connection_of(channel)?;
@@ -127,7 +127,7 @@ impl Broker {
                 "immediate is not implemented by the sqlite broker (consumers may be in other processes, so \"ready now\" cannot be known); RabbitMQ 3 refuses it too: use mandatory, or a consumer acknowledgement".into(),
             ));
         }
-        let targets = self.route(&message)?;
+        let targets = self.route(message)?;
         if targets.is_empty() {
             if flags.mandatory {
                 return Err(Error::Unroutable {
@@ -140,7 +140,7 @@ impl Broker {
             return Ok(());
         }
         for queue in targets {
-            self.enqueue(&queue, &message)?;
+            self.enqueue(&queue, message)?;
         }
         Ok(())
     }

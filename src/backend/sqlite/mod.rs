@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 
 use crate::backend::{
-    Channel, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport,
+    Channel, Confirmation, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport,
 };
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
@@ -220,13 +220,14 @@ impl Channel for SqliteChannel {
             .call(move |b| b.unbind(id, &queue, &exchange, &key, &arguments))
             .await
     }
-    async fn publish(&self, message: Published, flags: PublishFlags) -> Result<()> {
+    async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation> {
         let id = self.id;
         // Every publish waits for its commit, with or without `confirm`: a send that returned
         // is stored.
         self.engine
-            .call(move |b| b.publish(id, message, flags))
+            .call(move |b| b.publish(id, &message, flags))
             .await
+            .map(|()| Confirmation::Done)
     }
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
         let (id, queue) = (self.id, queue.to_string());

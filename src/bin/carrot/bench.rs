@@ -5,6 +5,7 @@
 //! until the last message was published (resp. consumed and acknowledged). Progress bars go to
 //! stderr when it is a terminal, and nowhere when it is not.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
 use carrot::{
-    BrokerConnection, Consumer, DeliveryMode, OutgoingMessage, Properties, Publisher, QueueSpec,
-    SendOptions,
+    BrokerConnection, Consumer, DeliveryMode, OutgoingMessage, PendingConfirm, Properties,
+    Publisher, QueueSpec, SendOptions,
 };
 
 use crate::failure::Failure;
@@ -39,9 +40,13 @@ pub(crate) struct BenchArgs {
     /// Persistent messages on a durable queue (instead of transient on a transient queue).
     #[arg(long)]
     persistent: bool,
-    /// Publisher confirms: each send waits until the broker has the message.
+    /// Publisher confirms: a message counts as published once the broker confirms it.
     #[arg(long)]
     confirm: bool,
+    /// With --confirm, how many confirms each producer keeps in flight (1: each send waits
+    /// for its own confirm).
+    #[arg(long, default_value_t = 1, requires = "confirm", value_parser = clap::value_parser!(u32).range(1..))]
+    confirm_window: u32,
     /// Unacknowledged deliveries in flight per consumer (0: no limit).
     #[arg(long, default_value_t = 1000)]
     prefetch: u16,
@@ -168,18 +173,30 @@ async fn measure(
         let published = published.clone();
         let properties = properties.clone();
         let size = args.size;
+        let window = args.confirm_window as usize;
         producer_tasks.push(tokio::spawn(async move {
             let options = SendOptions::new();
             let mut body = vec![b'x'; size];
+            let mut in_flight = VecDeque::with_capacity(window);
             for _ in 0..count {
+                if in_flight.len() >= window {
+                    if let Some(oldest) = in_flight.pop_front() {
+                        PendingConfirm::wait(oldest).await?;
+                        published.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 let sent = origin.elapsed().as_nanos() as u64;
                 body[..8].copy_from_slice(&sent.to_le_bytes());
-                publisher
-                    .publish(
+                let pending = publisher
+                    .begin_publish(
                         OutgoingMessage::new(body.clone(), properties.clone()),
                         &options,
                     )
                     .await?;
+                in_flight.push_back(pending);
+            }
+            for pending in in_flight {
+                pending.await?;
                 published.fetch_add(1, Ordering::Relaxed);
             }
             let finished = Instant::now();
@@ -246,6 +263,7 @@ fn report(conn: &BrokerConnection, args: &BenchArgs, outcome: &Outcome) {
             "consumers": args.consumers,
             "persistent": args.persistent,
             "confirm": args.confirm,
+            "confirm_window": args.confirm_window,
             "prefetch": args.prefetch,
             "published_per_s": rate(outcome.published).round(),
             "consumed_per_s": rate(outcome.consumed).round(),
@@ -269,7 +287,11 @@ fn report(conn: &BrokerConnection, args: &BenchArgs, outcome: &Outcome) {
         } else {
             "transient"
         },
-        if args.confirm { ", confirms" } else { "" },
+        if args.confirm {
+            format!(", confirms (window {})", args.confirm_window)
+        } else {
+            String::new()
+        },
     );
     println!(
         "published    {:>12.0} msg/s  ({:.2} s)",

@@ -125,27 +125,40 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
         };
         let Some(message) = message else { break };
         if limited_no_ack {
-            message.ack()?;
+            settled(message.ack())?;
         }
         print(&mut out, &message, args.output)?;
         if !args.no_ack {
             if args.reject {
-                message.reject()?;
+                settled(message.reject())?;
             } else if args.requeue {
                 // Requeued now, it would come straight back: hold it until the end.
                 held.push(message);
             } else {
-                message.ack()?;
+                settled(message.ack())?;
             }
         }
         received += 1;
     }
     out.flush()?;
     for message in held {
-        message.requeue()?;
+        settled(message.requeue())?;
     }
     consumer.close().await?;
     Ok(())
+}
+
+/// An acknowledgement refused because the message's channel is gone (the connection was lost
+/// and recovered in between) is not a failure: the broker requeued the message and delivers
+/// it again.
+fn settled(result: carrot::Result<()>) -> Result<(), Failure> {
+    match result {
+        Err(carrot::Error::ChannelClosed(reason)) => {
+            tracing::info!(%reason, "not acknowledged: the message comes again");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Writes one message; flushed per message so that a reader sees it at once.

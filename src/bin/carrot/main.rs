@@ -4,9 +4,15 @@
 //! Exit status (stable, scripts rely on it): 0 on success, 2 on a usage error (bad arguments,
 //! a malformed URL, invalid JSON, an unknown serializer), 1 on a broker or I/O error. Errors
 //! are one line on stderr, prefixed with `carrot: `.
+//!
+//! On RabbitMQ a lost connection is recovered under the retry policy (`--max-retries`,
+//! `--interval-*`, `--retry-timeout`, failover URLs): `carrot consume` goes on consuming
+//! through a broker restart and `carrot publish` sends again; they exit with status 1 only
+//! when the policy gives up (or at once with `--no-recovery`).
 
 mod args;
 mod bench;
+mod connect;
 mod consume;
 mod declare;
 mod failure;
@@ -17,8 +23,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use carrot::BrokerConnection;
-
 use crate::failure::Failure;
 
 #[derive(Parser, Debug)]
@@ -28,9 +32,8 @@ use crate::failure::Failure;
     about = "AMQP-style messaging from the command line: memory://, sqlite://PATH, amqp(s)://"
 )]
 struct Cli {
-    /// Broker URL: memory://[NAME], sqlite://PATH, amqp://USER:PASS@HOST:PORT/VHOST, amqps://...
-    #[arg(long, env = "CARROT_URL", default_value = "memory://", global = true)]
-    url: String,
+    #[command(flatten)]
+    connect: connect::ConnectArgs,
     /// Log what carrot does on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let conn = BrokerConnection::connect(&cli.url).await?;
+    let conn = cli.connect.connect().await?;
     if matches!(cli.command, Command::Publish(_) | Command::Declare(_))
         && matches!(conn.url(), carrot::url::BrokerUrl::Memory { .. })
     {

@@ -328,8 +328,11 @@ impl State {
     /// Deletes a queue, its bindings, and auto-delete exchanges left without bindings.
     /// Its consumers' delivery streams end.
     fn remove_queue(&mut self, name: &str) {
-        if self.queues.remove(name).is_none() {
+        let Some(queue) = self.queues.remove(name) else {
             return;
+        };
+        for s in &queue.subscribers {
+            let _ = s.tx.send(Err(rules::consumer_cancelled(&s.tag, name)));
         }
         let mut emptied = Vec::new();
         for (exchange_name, exchange) in &mut self.exchanges {
@@ -389,7 +392,7 @@ impl State {
     pub(super) fn publish(
         &mut self,
         channel: u64,
-        message: Published,
+        message: Arc<Published>,
         flags: PublishFlags,
     ) -> Result<()> {
         // channel.flow stops deliveries to the client, not its publishing.
@@ -422,7 +425,7 @@ impl State {
             }
         }
         if result.is_ok() && !targets.is_empty() {
-            self.enqueue(&targets, Arc::new(message));
+            self.enqueue(&targets, message);
         }
         self.route_buffer = targets;
         result
@@ -790,7 +793,7 @@ impl State {
                 redelivered: ready.redelivered,
                 consumer_tag: Some(s.tag.clone()),
             };
-            if s.tx.send(delivery).is_err() {
+            if s.tx.send(Ok(delivery)).is_err() {
                 // The consumer's receiver is gone: take the message back (it was never
                 // delivered), drop the consumer.
                 q.push_front(ready.message, ready.deadline, ready.redelivered);

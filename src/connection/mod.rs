@@ -1,16 +1,27 @@
-//! `BrokerConnection`: opens the backend a URL names.
+//! `BrokerConnection`: opens the backend a URL names, and keeps it: retry, failover and
+//! recovery settings, state and events.
+
+mod builder;
+mod options;
+mod state;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use crate::backend::memory::MemoryConnection;
 use crate::backend::{Channel, QueueInfo, Transport};
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 use crate::serialization::{Registry, Serializer};
 use crate::table::FieldTable;
-use crate::url::{AmqpSettings, BrokerUrl, Password};
+use crate::url::BrokerUrl;
+
+pub use builder::ConnectionBuilder;
+pub(crate) use options::ConnectionOptions;
+pub use options::{FailoverStrategy, Timeouts, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE};
+pub(crate) use state::StatusHub;
+pub use state::{ConnectionEvent, ConnectionEvents, ConnectionState};
 
 /// The environment variable [`BrokerConnection::from_env`] reads.
 pub const BROKER_URL_ENV: &str = "CARROT_BROKER_URL";
@@ -18,11 +29,17 @@ pub const BROKER_URL_ENV: &str = "CARROT_BROKER_URL";
 /// A connection to a broker. Cheap to clone: clones share the connection, which closes when
 /// the last clone is dropped or [`close`](BrokerConnection::close) is called.
 ///
+/// On RabbitMQ a lost connection is recovered (see [`ConnectionBuilder`]): carrot reconnects
+/// under the [`RetryPolicy`], moving through the failover URLs, declares again what the
+/// connection had declared and resumes every consumer; [`state`](Self::state) and
+/// [`events`](Self::events) tell what happens.
+///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use carrot::BrokerConnection;
+/// use carrot::{BrokerConnection, ConnectionState};
 /// let conn = BrokerConnection::connect("memory://").await?;
 /// assert_eq!(conn.url().scheme(), "memory");
+/// assert_eq!(conn.state(), ConnectionState::Connected);
 /// # Ok::<(), carrot::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone)]
@@ -31,28 +48,37 @@ pub struct BrokerConnection {
 }
 
 struct Inner {
-    url: BrokerUrl,
+    urls: Vec<BrokerUrl>,
     transport: Box<dyn Transport>,
     registry: RwLock<Registry>,
     /// The channel of the administrative helpers (`declare_queue`, `purge`, ...), opened on
     /// first use and kept: a channel per call would cost a round trip to open and one to close
     /// (and on RabbitMQ a close still in flight races the connection's close).
     admin: tokio::sync::Mutex<Option<Arc<dyn Channel>>>,
+    hub: Arc<StatusHub>,
+    options: ConnectionOptions,
 }
 
 impl fmt::Debug for BrokerConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BrokerConnection")
-            .field("url", &self.inner.url.to_string())
+            .field("url", &self.current_url().to_string())
+            .field("state", &self.state())
             .finish()
     }
 }
 
 impl BrokerConnection {
     /// Connects to the broker a URL names: `memory://`, `memory://NAME`, `amqp://...`,
-    /// `amqps://...` or `sqlite://PATH`.
+    /// `amqps://...` or `sqlite://PATH`; or to the first of several RabbitMQ URLs separated by
+    /// `;` that answers (failover). Each URL is tried once; see
+    /// [`ConnectionBuilder::retry_on_connect`] to retry under the policy.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::open(BrokerUrl::parse(url)?).await
+        Self::establish(
+            crate::url::parse_failover(url)?,
+            ConnectionOptions::default(),
+        )
+        .await
     }
 
     /// Connects to the URL in `CARROT_BROKER_URL`, or to `memory://` when it is not set.
@@ -63,23 +89,36 @@ impl BrokerConnection {
         }
     }
 
-    /// Builds a connection from the seed's keywords (hostname, userid, password, ...).
+    /// Builds a connection: the seed's keywords (hostname, userid, password, ...), failover
+    /// URLs, retry policy, recovery, timeouts, heartbeats.
     pub fn builder() -> ConnectionBuilder {
         ConnectionBuilder::default()
     }
 
     /// Connects to an already parsed URL.
     pub async fn open(url: BrokerUrl) -> Result<Self> {
-        let transport: Box<dyn Transport> = match &url {
+        Self::establish(vec![url], ConnectionOptions::default()).await
+    }
+
+    /// Connects to the first URL (of several failover URLs) that answers, with these options.
+    pub(crate) async fn establish(
+        urls: Vec<BrokerUrl>,
+        options: ConnectionOptions,
+    ) -> Result<Self> {
+        let Some(first) = urls.first().cloned() else {
+            return Err(Error::InvalidArgument("no broker URL given".into()));
+        };
+        let hub = Arc::new(StatusHub::new(options.on_event.clone()));
+        let transport: Box<dyn Transport> = match &first {
             BrokerUrl::Memory { name } => Box::new(MemoryConnection::open(name)),
             #[cfg(feature = "amqp")]
-            BrokerUrl::Amqp(settings) => Box::new(
-                crate::backend::amqp::AmqpConnection::open(settings, url.to_string()).await?,
+            BrokerUrl::Amqp(_) => Box::new(
+                crate::backend::amqp::AmqpConnection::open(&urls, &options, hub.clone()).await?,
             ),
             #[cfg(not(feature = "amqp"))]
             BrokerUrl::Amqp(_) => {
                 return Err(Error::BackendUnavailable {
-                    scheme: url.scheme().to_string(),
+                    scheme: first.scheme().to_string(),
                     hint: "carrot was built without the `amqp` feature; enable it in Cargo.toml"
                         .into(),
                 })
@@ -91,31 +130,73 @@ impl BrokerConnection {
             #[cfg(not(feature = "sqlite"))]
             BrokerUrl::Sqlite { .. } => {
                 return Err(Error::BackendUnavailable {
-                    scheme: url.scheme().to_string(),
+                    scheme: first.scheme().to_string(),
                     hint: "carrot was built without the `sqlite` feature; enable it in Cargo.toml"
                         .into(),
                 })
             }
         };
-        tracing::debug!(url = %url, "connected");
-        Ok(BrokerConnection {
+        let conn = BrokerConnection {
             inner: Arc::new(Inner {
-                url,
+                urls,
                 transport,
                 registry: RwLock::new(Registry::default()),
                 admin: tokio::sync::Mutex::new(None),
+                hub,
+                options,
             }),
-        })
+        };
+        tracing::debug!(url = %conn.current_url(), "connected");
+        Ok(conn)
     }
 
-    /// The broker URL (its `Display` hides the password).
+    /// The broker URL (the first one, with failover URLs; its `Display` hides the password).
     pub fn url(&self) -> &BrokerUrl {
-        &self.inner.url
+        &self.inner.urls[0]
+    }
+
+    /// Every URL the connection may use, the failover alternatives after the first.
+    pub fn urls(&self) -> &[BrokerUrl] {
+        &self.inner.urls
+    }
+
+    /// The URL connected to now (with failover, the one the last (re)connection reached).
+    pub fn current_url(&self) -> &BrokerUrl {
+        let i = self.inner.transport.current_url();
+        self.inner.urls.get(i).unwrap_or(&self.inner.urls[0])
+    }
+
+    /// What the connection is doing now: connected, blocked by the broker, recovering, failed
+    /// or closed.
+    pub fn state(&self) -> ConnectionState {
+        self.inner.hub.state()
+    }
+
+    /// The events of this connection from now on: lost, recovered, recovery failed, blocked,
+    /// unblocked (also logged with tracing, and given to
+    /// [`ConnectionBuilder::on_event`]).
+    pub fn events(&self) -> ConnectionEvents {
+        self.inner.hub.subscribe()
+    }
+
+    /// The retry policy of recoveries, sends and declarations.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.options.policy
+    }
+
+    /// The timeouts of every wait on the broker.
+    pub fn timeouts(&self) -> Timeouts {
+        self.inner.options.timeouts
+    }
+
+    /// The largest message body a publisher on this connection sends.
+    pub fn max_message_size(&self) -> usize {
+        self.inner.options.max_message_size
     }
 
     /// Whether publishers confirm by default (the URL's `confirm_publish` option).
     pub fn confirm_publish_default(&self) -> bool {
-        matches!(&self.inner.url, BrokerUrl::Amqp(s) if s.confirm_publish)
+        matches!(self.url(), BrokerUrl::Amqp(s) if s.confirm_publish)
     }
 
     /// A snapshot of the serializers publishers and consumers built from now on will use.
@@ -143,13 +224,16 @@ impl BrokerConnection {
     }
 
     /// Closes the connection: every channel on it closes, unacknowledged messages go back to
-    /// their queues and exclusive queues declared on it are deleted.
+    /// their queues and exclusive queues declared on it are deleted. A recovery under way
+    /// stops. Bounded by the operation timeout.
     pub async fn close(&self) -> Result<()> {
         if let Some(admin) = self.inner.admin.lock().await.take() {
             // Closed first and waited for, so that the connection closes cleanly.
             let _ = admin.close().await;
         }
-        self.inner.transport.close().await
+        let result = self.inner.transport.close().await;
+        self.inner.hub.set(ConnectionState::Closed);
+        result
     }
 
     /// The connection's admin channel, held (one administrative operation at a time) while the
@@ -178,12 +262,14 @@ impl BrokerConnection {
 
     /// Declares an exchange; redeclaring with other settings is [`Error::PreconditionFailed`].
     pub async fn declare_exchange(&self, spec: &ExchangeSpec) -> Result<()> {
+        crate::limits::check_exchange(spec)?;
         let (_held, c) = self.admin().await?;
         c.declare_exchange(spec, false).await
     }
 
     /// Checks that an exchange exists ([`Error::NotFound`] otherwise).
     pub async fn exchange_exists(&self, name: &str) -> Result<()> {
+        crate::limits::check_name("exchange name", name)?;
         let spec = ExchangeSpec::new(name, crate::ExchangeType::Direct);
         let (_held, c) = self.admin().await?;
         c.declare_exchange(&spec, true).await
@@ -191,18 +277,21 @@ impl BrokerConnection {
 
     /// Deletes an exchange; with `if_unused`, only if no queue is bound to it.
     pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
+        crate::limits::check_name("exchange name", name)?;
         let (_held, c) = self.admin().await?;
         c.delete_exchange(name, if_unused).await
     }
 
     /// Declares a queue; redeclaring with other settings is [`Error::PreconditionFailed`].
     pub async fn declare_queue(&self, spec: &QueueSpec) -> Result<QueueInfo> {
+        crate::limits::check_queue(spec)?;
         let (_held, c) = self.admin().await?;
         c.declare_queue(spec, false).await
     }
 
     /// The queue's message and consumer counts ([`Error::NotFound`] if it does not exist).
     pub async fn queue_info(&self, name: &str) -> Result<QueueInfo> {
+        crate::limits::check_name("queue name", name)?;
         let spec = QueueSpec::new(name);
         let (_held, c) = self.admin().await?;
         c.declare_queue(&spec, true).await
@@ -210,6 +299,7 @@ impl BrokerConnection {
 
     /// Deletes a queue; returns how many messages it held.
     pub async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
+        crate::limits::check_name("queue name", name)?;
         let (_held, c) = self.admin().await?;
         c.delete_queue(name, if_unused, if_empty).await
     }
@@ -222,6 +312,7 @@ impl BrokerConnection {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
+        crate::limits::check_binding(queue, exchange, routing_key, arguments)?;
         let (_held, c) = self.admin().await?;
         c.bind(queue, exchange, routing_key, arguments).await
     }
@@ -234,136 +325,15 @@ impl BrokerConnection {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
+        crate::limits::check_binding(queue, exchange, routing_key, arguments)?;
         let (_held, c) = self.admin().await?;
         c.unbind(queue, exchange, routing_key, arguments).await
     }
 
     /// Drops every waiting message of a queue; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u32> {
+        crate::limits::check_name("queue name", queue)?;
         let (_held, c) = self.admin().await?;
         c.purge(queue).await
-    }
-}
-
-/// Builds a [`BrokerConnection`] from the seed's keyword arguments.
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let conn = carrot::BrokerConnection::builder().backend("memory").virtual_host("tests").connect().await?;
-/// assert_eq!(conn.url().to_string(), "memory://tests");
-/// # Ok::<(), carrot::Error>(()) }).unwrap();
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct ConnectionBuilder {
-    backend: Option<String>,
-    hostname: Option<String>,
-    port: Option<u16>,
-    userid: Option<String>,
-    password: Option<Password>,
-    virtual_host: Option<String>,
-    connect_timeout: Option<Duration>,
-    ssl: bool,
-    insist: bool,
-}
-
-impl ConnectionBuilder {
-    /// `memory`, `amqp` (the default when a hostname is given) or `sqlite`.
-    pub fn backend(mut self, backend: impl Into<String>) -> Self {
-        self.backend = Some(backend.into());
-        self
-    }
-    /// Broker host (for sqlite, the database path).
-    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.hostname = Some(hostname.into());
-        self
-    }
-    /// Broker port.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
-        self
-    }
-    /// User name.
-    pub fn userid(mut self, userid: impl Into<String>) -> Self {
-        self.userid = Some(userid.into());
-        self
-    }
-    /// Password.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(Password::new(password));
-        self
-    }
-    /// Virtual host (for memory, the broker's name).
-    pub fn virtual_host(mut self, virtual_host: impl Into<String>) -> Self {
-        self.virtual_host = Some(virtual_host.into());
-        self
-    }
-    /// How long to wait for the broker.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-    /// Use TLS.
-    pub fn ssl(mut self, ssl: bool) -> Self {
-        self.ssl = ssl;
-        self
-    }
-    /// Accepted for compatibility with the seed; AMQP 0-9-1 brokers ignore it.
-    pub fn insist(mut self, insist: bool) -> Self {
-        self.insist = insist;
-        self
-    }
-
-    /// The URL these settings describe.
-    pub fn build_url(self) -> Result<BrokerUrl> {
-        let backend = self.backend.clone().unwrap_or_else(|| {
-            if self.hostname.is_some() {
-                "amqp".into()
-            } else {
-                "memory".into()
-            }
-        });
-        match backend.as_str() {
-            "memory" => Ok(BrokerUrl::Memory {
-                name: self.virtual_host.unwrap_or_default(),
-            }),
-            "sqlite" => match self.hostname {
-                Some(path) => Ok(BrokerUrl::Sqlite { path: path.into() }),
-                None => Err(Error::InvalidArgument(
-                    "the sqlite backend needs hostname(PATH): the database file".into(),
-                )),
-            },
-            "amqp" | "pyamqp" => {
-                let mut s = AmqpSettings {
-                    tls: self.ssl,
-                    port: if self.ssl { 5671 } else { 5672 },
-                    ..AmqpSettings::default()
-                };
-                if let Some(h) = self.hostname {
-                    s.host = h;
-                }
-                if let Some(p) = self.port {
-                    s.port = p;
-                }
-                if let Some(u) = self.userid {
-                    s.userid = u;
-                }
-                if let Some(p) = self.password {
-                    s.password = p;
-                }
-                if let Some(v) = self.virtual_host {
-                    s.virtual_host = v;
-                }
-                s.connection_timeout = self.connect_timeout;
-                Ok(BrokerUrl::Amqp(s))
-            }
-            other => Err(Error::InvalidArgument(format!(
-                "unknown backend {other:?}: use memory, amqp or sqlite"
-            ))),
-        }
-    }
-
-    /// Connects.
-    pub async fn connect(self) -> Result<BrokerConnection> {
-        BrokerConnection::open(self.build_url()?).await
     }
 }

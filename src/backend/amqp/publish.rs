@@ -1,0 +1,169 @@
+//! Publishing on RabbitMQ: sends wait (bounded) while the broker blocks publishing, publisher
+//! confirms can be awaited later (pipelined), and a message whose confirm was lost with the
+//! connection is sent again once the connection is recovered (at least once: the broker may
+//! have stored it before the loss).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::BasicPublishOptions;
+use lapin::{Confirmation as LapinConfirmation, PublisherConfirm};
+
+use super::channel::{closed_by_application, AmqpChannel};
+use super::convert;
+use crate::backend::{Confirmation, PublishFlags, Published};
+use crate::error::{Error, Result};
+use crate::retry::Attempts;
+
+impl AmqpChannel {
+    pub(super) async fn publish_message(
+        &self,
+        message: Arc<Published>,
+        flags: PublishFlags,
+    ) -> Result<Confirmation> {
+        if flags.immediate {
+            return Err(Error::Unsupported(
+                "immediate: RabbitMQ 3.0 and later do not implement it; use a per-message TTL of 0 (expiration \"0\") with a dead-letter exchange instead".into(),
+            ));
+        }
+        // A mandatory message must come back as an error, never silently: wait for its confirm,
+        // which arrives after the broker's basic.return.
+        let confirm = flags.confirm || flags.mandatory;
+        let mut attempts = self.link.options().policy.start_quiet("sending a message");
+        let sent = self
+            .send_frames(&message, flags, confirm, &mut attempts)
+            .await?;
+        let Some((pending, epoch)) = sent else {
+            return Ok(Confirmation::Done);
+        };
+        let me = self.me.upgrade().ok_or_else(closed_by_application)?;
+        Ok(Confirmation::Pending(Box::pin(
+            me.confirmed(pending, epoch, message, flags, attempts),
+        )))
+    }
+
+    /// Hands the message to the connection (waiting while the broker blocks publishing, and
+    /// for a recovery); with `confirm`, its pending confirm and the connection's epoch.
+    async fn send_frames(
+        &self,
+        message: &Published,
+        flags: PublishFlags,
+        confirm: bool,
+        attempts: &mut Attempts,
+    ) -> Result<Option<(PublisherConfirm, u64)>> {
+        let limit = self.link.options().timeouts.get_send();
+        loop {
+            if let Err(reason) = self.link.unblocked(limit).await {
+                return Err(Error::Blocked {
+                    reason,
+                    waited: limit,
+                    sent: false,
+                });
+            }
+            let handle = self.channel().await?;
+            if confirm {
+                match self.ensure_confirms(&handle).await? {
+                    Some(true) => {}
+                    // The channel was replaced meanwhile: take the new one.
+                    Some(false) => continue,
+                    None => {
+                        attempts.failed(lost("confirm.select"), false)?;
+                        continue;
+                    }
+                }
+            }
+            let options = BasicPublishOptions {
+                mandatory: flags.mandatory,
+                immediate: false,
+            };
+            let publish = handle.channel.basic_publish(
+                message.exchange.as_ref().into(),
+                message.routing_key.as_ref().into(),
+                options,
+                &message.body,
+                convert::to_lapin_properties(&message.properties),
+            );
+            match tokio::time::timeout(limit, publish).await {
+                Err(_) => return Err(self.stalled("basic.publish", limit)),
+                Ok(Ok(pending)) => return Ok(confirm.then_some((pending, handle.epoch))),
+                Ok(Err(e)) if self.link.lost(&e, handle.epoch) => {
+                    attempts.failed(lost("basic.publish"), false)?;
+                }
+                Ok(Err(e)) => return Err(convert::error(e)),
+            }
+        }
+    }
+
+    /// Waits for a message's confirm; sends it again if the connection was lost first.
+    async fn confirmed(
+        self: Arc<Self>,
+        pending: PublisherConfirm,
+        epoch: u64,
+        message: Arc<Published>,
+        flags: PublishFlags,
+        mut attempts: Attempts,
+    ) -> Result<()> {
+        let limit = self.link.options().timeouts.get_send();
+        let (mut pending, mut epoch) = (pending, epoch);
+        loop {
+            match tokio::time::timeout(limit, pending).await {
+                Err(_) => return Err(self.stalled("publisher confirm", limit)),
+                Ok(Ok(confirmation)) => return outcome(confirmation, &message),
+                Ok(Err(e)) if self.link.lost(&e, epoch) => {
+                    attempts.failed(lost("publisher confirm"), false)?;
+                    tracing::debug!(
+                        "the connection was lost before the confirm: sending the message again"
+                    );
+                    match self
+                        .send_frames(&message, flags, true, &mut attempts)
+                        .await?
+                    {
+                        Some((again, new_epoch)) => (pending, epoch) = (again, new_epoch),
+                        None => return Ok(()),
+                    }
+                }
+                Ok(Err(e)) => return Err(convert::error(e)),
+            }
+        }
+    }
+
+    /// A send that got no answer in time: blocked by the broker, or a timeout.
+    fn stalled(&self, what: &str, limit: Duration) -> Error {
+        match self.link.blocked_reason() {
+            Some(reason) => Error::Blocked {
+                reason,
+                waited: limit,
+                sent: true,
+            },
+            None => Error::Timeout {
+                operation: format!(
+                    "{what} (the message may or may not have reached the broker: send it again if it must not be lost, duplicates are possible)"
+                ),
+                after: limit,
+            },
+        }
+    }
+}
+
+fn lost(what: &str) -> Error {
+    Error::ConnectionClosed(format!("{what}: the connection was lost"))
+}
+
+/// What a confirm says: stored, refused (nack) or returned (unroutable mandatory message).
+fn outcome(confirmation: LapinConfirmation, message: &Published) -> Result<()> {
+    if confirmation.is_nack() {
+        return Err(Error::Nacked {
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
+        });
+    }
+    match confirmation.take_message() {
+        Some(returned) => Err(Error::Unroutable {
+            reply_code: returned.reply_code,
+            reply_text: returned.reply_text.as_str().to_string(),
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
