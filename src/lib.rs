@@ -69,6 +69,23 @@
 //!   corrupt or read-only file is an [`Error::Storage`] that says which, never an empty broker.
 //! - `immediate` is [`Error::Unsupported`] (consumers may be in other processes).
 //!
+//! # Reliability
+//! - [`RetryPolicy`] (kombu's `max_retries`, `interval_start`, `interval_step`,
+//!   `interval_max`, plus a total `timeout` and an `on_retry` callback) bounds how long carrot
+//!   retries; failover URLs (`amqp://a;amqp://b`) are tried in turn ([`FailoverStrategy`]).
+//! - On RabbitMQ a lost connection is recovered: reconnected under the policy, its exchanges,
+//!   queues and bindings declared again, channels reopened with their confirm mode and qos,
+//!   consumers resumed ([`ConnectionBuilder::recovery`]). [`BrokerConnection::state`],
+//!   [`BrokerConnection::events`] and [`ConnectionBuilder::on_event`] show what happens.
+//! - Every wait on the broker is bounded ([`Timeouts`]); heartbeats (60 s) find a silent
+//!   broker within two intervals; a broker alarm (`connection.blocked`) makes sends wait at
+//!   most their timeout ([`Error::Blocked`]).
+//! - A consumer ends normally only when the application cancels it: a queue deleted under it
+//!   is [`Error::ConsumerCancelled`], a recovery that gave up is its error.
+//! - [`Publisher::begin_send`] keeps many publisher confirms in flight ([`PendingConfirm`]).
+//! - Names and header keys over 255 bytes and bodies over the maximum message size are
+//!   refused the same way on every broker.
+//!
 //! # Where carrot does better than the seed
 //! - the memory broker routes exactly like RabbitMQ (the seed's had no routing at all);
 //! - `discard_all_matching` puts back the messages the filter keeps (the seed left them

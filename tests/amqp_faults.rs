@@ -349,3 +349,59 @@ async fn the_command_line_retries_and_exits_non_zero_only_when_the_policy_gives_
     };
     run_then_delete_queues(&url, &[queue], Duration::from_secs(120), body).await;
 }
+
+/// Two URLs (two proxies in front of the same broker): a connect skips one where nothing
+/// listens, and a lost connection moves on to the other URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_urls_are_tried_in_turn_on_connect_and_on_recovery() {
+    let Some((url, upstream)) = broker() else {
+        return;
+    };
+    let queue = unique("faults", "failover");
+    let body = {
+        let (url, queue) = (url.clone(), queue.clone());
+        async move {
+            let dead = {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                listener.local_addr().expect("address").port()
+            };
+            let (first, second) = (Proxy::start(upstream).await, Proxy::start(upstream).await);
+            let nowhere = url.replacen(&format!("@{upstream}"), &format!("@127.0.0.1:{dead}"), 1);
+            let urls = format!("{nowhere};{};{}", first.url(&url, upstream), second.url(&url, upstream));
+            let conn = BrokerConnection::builder()
+                .url(&urls)
+                .retry_policy(quick())
+                .connect()
+                .await
+                .expect("the first URL that answers");
+            assert_eq!(conn.urls().len(), 3);
+            assert_eq!(conn.current_url().to_string(), conn.urls()[1].to_string());
+            let mut consumer = Consumer::builder(&conn)
+                .queue(&queue)
+                .build()
+                .await
+                .expect("a consumer");
+            consumer.consume().await.expect("consume");
+            let publisher = Publisher::builder(&conn)
+                .routing_key(&queue)
+                .confirm_publish(true)
+                .build()
+                .await
+                .expect("a publisher");
+            // The URL in use goes away for good: the next one in turn takes over.
+            drop(first);
+            publisher.send(&"after the failover").await.expect("send after the failover");
+            assert_eq!(conn.current_url().to_string(), conn.urls()[2].to_string());
+            let message = bounded("a delivery", Duration::from_secs(10), consumer.next_message())
+                .await
+                .expect("next_message")
+                .expect("a message");
+            assert_eq!(message.decode::<String>().expect("text"), "after the failover");
+            message.ack().expect("ack");
+            assert!(second.accepted() >= 1);
+            drop(consumer);
+            let _ = conn.close().await;
+        }
+    };
+    run_then_delete_queues(&url, &[queue], Duration::from_secs(60), body).await;
+}

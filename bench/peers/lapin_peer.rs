@@ -15,10 +15,14 @@
 //!   without waiting for it to be written (acks pipelined, as carrot's `Message::ack` and
 //!   benches/amqp.rs do: awaiting each one costs two thirds of the consume rate);
 //! - P producers, each on a channel of its own (`confirm.select` with `--confirm`), sharing the
-//!   N messages: `basic_publish(..).await` for each message and, with `--confirm`, its
-//!   `PublisherConfirm` awaited before the next publish (carrot's `send` returns once the broker
-//!   confirmed). Default exchange, routing key = the queue; the same properties on the wire as
-//!   carrot (`application/data`, `binary`, delivery mode 1 or 2 with `--persistent`);
+//!   N messages: `basic_publish(..).await` for each message and, with `--confirm`, up to
+//!   `--confirm-window` W of their `PublisherConfirm`s in flight (a queue: when W are pending,
+//!   the oldest is awaited before the next publish; a message counts as published when its
+//!   confirm arrives, a nack is an error), as carrot's bench keeps W `PendingConfirm`s of
+//!   `Publisher::begin_publish`; W = 1 (the default) awaits each confirm before the next
+//!   publish, as carrot's `send` does. Default exchange, routing key = the queue; the same
+//!   properties on the wire as carrot (`application/data`, `binary`, delivery mode 1 or 2 with
+//!   `--persistent`);
 //! - each body carries its send time (u64 LE, nanoseconds since the start) in its first 8
 //!   bytes; consumers record the latency in an hdrhistogram (microseconds);
 //! - published/s = N / time until the last publish returned; consumed/s = N / time until the
@@ -26,6 +30,7 @@
 //!
 //! The JSON has exactly the keys of `carrot bench --json`.
 
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +46,7 @@ use lapin::options::{
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::sync::watch;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -74,9 +79,13 @@ struct Args {
     /// Persistent messages on a durable queue (instead of transient on a transient queue).
     #[arg(long)]
     persistent: bool,
-    /// Publisher confirms: each publish waits until the broker has the message.
+    /// Publisher confirms: a message counts as published once the broker confirms it.
     #[arg(long)]
     confirm: bool,
+    /// With --confirm, how many confirms each producer keeps in flight (1: each publish waits
+    /// for its own confirm).
+    #[arg(long, default_value_t = 1, requires = "confirm", value_parser = clap::value_parser!(u32).range(1..))]
+    confirm_window: u32,
     /// Unacknowledged deliveries in flight per consumer (0: no limit).
     #[arg(long, default_value_t = 1000)]
     prefetch: u16,
@@ -103,6 +112,14 @@ fn queue_frame<F: Future<Output = lapin::Result<()>>>(future: F) -> lapin::Resul
         Poll::Ready(Err(e)) => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Waits for a message's confirm; a nack is an error.
+async fn confirmed(pending: PublisherConfirm) -> Res<()> {
+    if pending.await?.is_nack() {
+        return Err("RabbitMQ refused a message (basic.nack)".into());
+    }
+    Ok(())
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -234,9 +251,16 @@ async fn measure(conn: &Connection, queue: &str, args: &Args) -> Res<Outcome> {
         let properties = properties.clone();
         let queue: Arc<str> = queue.into();
         let (size, confirm) = (args.size, args.confirm);
+        let window = args.confirm_window as usize;
         producer_tasks.push(tokio::spawn(async move {
             let mut body = vec![b'x'; size];
+            let mut in_flight = VecDeque::with_capacity(window);
             for _ in 0..count {
+                if in_flight.len() >= window {
+                    if let Some(oldest) = in_flight.pop_front() {
+                        confirmed(oldest).await?;
+                    }
+                }
                 let sent = origin.elapsed().as_nanos() as u64;
                 body[..8].copy_from_slice(&sent.to_le_bytes());
                 let pending = channel
@@ -248,9 +272,12 @@ async fn measure(conn: &Connection, queue: &str, args: &Args) -> Res<Outcome> {
                         properties.clone(),
                     )
                     .await?;
-                if confirm && pending.await?.is_nack() {
-                    return Err::<_, BoxError>("RabbitMQ refused a message (basic.nack)".into());
+                if confirm {
+                    in_flight.push_back(pending);
                 }
+            }
+            for pending in in_flight {
+                confirmed(pending).await?;
             }
             let finished = Instant::now();
             channel.close(200, "OK".into()).await?;
@@ -293,6 +320,7 @@ fn report(args: &Args, outcome: &Outcome) {
             "consumers": args.consumers,
             "persistent": args.persistent,
             "confirm": args.confirm,
+            "confirm_window": args.confirm_window,
             "prefetch": args.prefetch,
             "published_per_s": rate(outcome.published).round(),
             "consumed_per_s": rate(outcome.consumed).round(),
@@ -316,7 +344,11 @@ fn report(args: &Args, outcome: &Outcome) {
         } else {
             "transient"
         },
-        if args.confirm { ", confirms" } else { "" },
+        if args.confirm {
+            format!(", confirms (window {})", args.confirm_window)
+        } else {
+            String::new()
+        },
     );
     println!(
         "published    {:>12.0} msg/s  ({:.2} s)",

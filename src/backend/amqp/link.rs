@@ -335,7 +335,9 @@ impl Link {
     /// events, the endpoint and the attempts it took.
     async fn reconnect(&self) -> Result<(Arc<Connection>, Events, usize, u32)> {
         let n = self.endpoints.len();
-        let order = Order::new(self.options.failover, n, self.current_url());
+        // A reconnect moves on to the next URL first (the lost one is tried last in the
+        // pass), as kombu does: a node that went silent costs no connect timeout up front.
+        let order = Order::new(self.options.failover, n, (self.current_url() + 1) % n.max(1));
         let what = format!("recovering the connection to {}", shown(&self.endpoints));
         let attempts = std::sync::atomic::AtomicU32::new(0);
         let retryable = |e: &Error| e.is_connection_error();
@@ -396,8 +398,8 @@ fn shown(endpoints: &[Endpoint]) -> String {
         .join(";")
 }
 
-/// The order failover URLs are tried in: round robin from the one after `start`, or a new
-/// random order for each pass.
+/// The order failover URLs are tried in: round robin from `start`, or a new random order for
+/// each pass.
 struct Order {
     n: usize,
     start: usize,
@@ -415,8 +417,8 @@ impl Order {
         }
     }
 
-    /// The endpoint of attempt `attempt` (from 0). The first attempt retries the current URL
-    /// (a restarted broker comes back where it was).
+    /// The endpoint of attempt `attempt` (from 0): round robin from `start`, or a shuffled
+    /// pass.
     fn pick(&self, attempt: u32) -> usize {
         let k = attempt as usize;
         match self.strategy {
@@ -561,6 +563,28 @@ async fn watch_until_lost(
                 tracing::debug!(%error, "channel error on the connection");
             }
             Some(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_goes_through_every_url_from_the_start() {
+        let order = Order::new(FailoverStrategy::RoundRobin, 3, 1);
+        let picked: Vec<usize> = (0..7).map(|a| order.pick(a)).collect();
+        assert_eq!(picked, vec![1, 2, 0, 1, 2, 0, 1]);
+    }
+
+    #[test]
+    fn shuffle_tries_every_url_once_per_pass() {
+        let order = Order::new(FailoverStrategy::Shuffle, 4, 0);
+        for pass in 0..5u32 {
+            let mut picked: Vec<usize> = (0..4).map(|k| order.pick(pass * 4 + k)).collect();
+            picked.sort_unstable();
+            assert_eq!(picked, vec![0, 1, 2, 3], "pass {pass}");
         }
     }
 }
