@@ -217,10 +217,10 @@ impl Channel for AmqpChannel {
         };
         channel
             .exchange_declare(
-                spec.name.as_str().into(),
+                convert::short(&spec.name, "the exchange name")?,
                 kind(spec.kind),
                 options,
-                convert::to_lapin_table(&spec.arguments),
+                convert::to_lapin_table(&spec.arguments)?,
             )
             .await
             .map_err(convert::error)
@@ -236,7 +236,7 @@ impl Channel for AmqpChannel {
             ..Default::default()
         };
         channel
-            .exchange_delete(name.into(), options)
+            .exchange_delete(convert::short(name, "the exchange name")?, options)
             .await
             .map_err(convert::error)
     }
@@ -252,9 +252,9 @@ impl Channel for AmqpChannel {
         };
         let queue = channel
             .queue_declare(
-                spec.name.as_str().into(),
+                convert::short(&spec.name, "the queue name")?,
                 options,
-                convert::to_lapin_table(&spec.arguments),
+                convert::to_lapin_table(&spec.arguments)?,
             )
             .await
             .map_err(convert::error)?;
@@ -274,7 +274,7 @@ impl Channel for AmqpChannel {
             ..Default::default()
         };
         channel
-            .queue_delete(name.into(), options)
+            .queue_delete(convert::short(name, "the queue name")?, options)
             .await
             .map_err(convert::error)
     }
@@ -289,11 +289,11 @@ impl Channel for AmqpChannel {
         let (channel, _) = self.channel().await?;
         channel
             .queue_bind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
+                convert::short(queue, "the queue name")?,
+                convert::short(exchange, "the exchange name")?,
+                convert::short(key, "the routing key")?,
                 QueueBindOptions::default(),
-                convert::to_lapin_table(arguments),
+                convert::to_lapin_table(arguments)?,
             )
             .await
             .map_err(convert::error)
@@ -309,10 +309,10 @@ impl Channel for AmqpChannel {
         let (channel, _) = self.channel().await?;
         channel
             .queue_unbind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                convert::to_lapin_table(arguments),
+                convert::short(queue, "the queue name")?,
+                convert::short(exchange, "the exchange name")?,
+                convert::short(key, "the routing key")?,
+                convert::to_lapin_table(arguments)?,
             )
             .await
             .map_err(convert::error)
@@ -337,11 +337,11 @@ impl Channel for AmqpChannel {
         };
         let pending = channel
             .basic_publish(
-                message.exchange.as_ref().into(),
-                message.routing_key.as_ref().into(),
+                convert::short(&message.exchange, "the exchange name")?,
+                convert::short(&message.routing_key, "the routing key")?,
                 options,
                 &message.body,
-                convert::to_lapin_properties(&message.properties),
+                convert::to_lapin_properties(&message.properties)?,
             )
             .await
             .map_err(convert::error)?;
@@ -369,7 +369,10 @@ impl Channel for AmqpChannel {
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
         let (channel, generation) = self.channel().await?;
         let got = channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack })
+            .basic_get(
+                convert::short(queue, "the queue name")?,
+                BasicGetOptions { no_ack },
+            )
             .await
             .map_err(convert::error)?;
         Ok(got.map(|m| convert::delivery(m.delivery, generation, None)))
@@ -390,8 +393,8 @@ impl Channel for AmqpChannel {
         };
         let mut consumer = channel
             .basic_consume(
-                queue.into(),
-                consumer_tag.into(),
+                convert::short(queue, "the queue name")?,
+                convert::short(consumer_tag, "the consumer tag")?,
                 options,
                 LapinTable::default(),
             )
@@ -435,7 +438,10 @@ impl Channel for AmqpChannel {
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {
         let (channel, _) = self.channel().await?;
         channel
-            .basic_cancel(consumer_tag.into(), BasicCancelOptions::default())
+            .basic_cancel(
+                convert::short(consumer_tag, "the consumer tag")?,
+                BasicCancelOptions::default(),
+            )
             .await
             .map_err(convert::error)
     }
@@ -485,7 +491,10 @@ impl Channel for AmqpChannel {
     async fn purge(&self, queue: &str) -> Result<u32> {
         let (channel, _) = self.channel().await?;
         channel
-            .queue_purge(queue.into(), QueuePurgeOptions::default())
+            .queue_purge(
+                convert::short(queue, "the queue name")?,
+                QueuePurgeOptions::default(),
+            )
             .await
             .map_err(convert::error)
     }

@@ -112,6 +112,8 @@ impl AmqpConnection {
                 "the amqp backend runs on tokio: connect from inside a tokio runtime, or use carrot::blocking".into(),
             )
         })?;
+        // lapin panics on a virtual host that does not fit an AMQP short string.
+        convert::short(&settings.virtual_host, "the virtual host")?;
         let tls = tls_config(settings)?;
         let lapin_runtime = lapin::runtime::default_runtime().map_err(convert::error)?;
         let properties = ConnectionProperties::default().with_connection_name("carrot".into());
@@ -203,5 +205,20 @@ mod tests {
             panic!("amqp")
         };
         assert_eq!(uri(&s), "amqp://us%40er:p%2Fss@h:5673/%2F?heartbeat=5");
+    }
+
+    /// Regression: a virtual host over 255 bytes made lapin panic while connecting. Nothing
+    /// listens on port 1, and the refusal comes before any connection attempt anyway.
+    #[tokio::test]
+    async fn a_virtual_host_over_255_bytes_is_an_invalid_argument() {
+        let url = format!("amqp://guest:guest@127.0.0.1:1/{}", "v".repeat(256));
+        let BrokerUrl::Amqp(s) = BrokerUrl::parse(&url).unwrap() else {
+            panic!("amqp")
+        };
+        let err = AmqpConnection::open(&s, url).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("virtual host")),
+            "{err:?}"
+        );
     }
 }
