@@ -284,7 +284,8 @@ impl ConsumerBuilder {
         self
     }
     /// The serializers (or content types) to decode; others are
-    /// [`Error::ContentTypeNotAccepted`]. Default: every registered serializer.
+    /// [`Error::ContentTypeNotAccepted`]. Default: every registered serializer but
+    /// pickle, which is decoded only when named here.
     pub fn accept<I: IntoIterator<Item = S>, S: Into<String>>(mut self, accept: I) -> Self {
         self.settings.accept = Some(accept.into_iter().map(Into::into).collect());
         self

@@ -64,7 +64,7 @@ pub(crate) enum AckMode {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DecodeSettings {
     pub(crate) registry: Registry,
-    /// Serializer names or content types accepted; `None`: every registered serializer.
+    /// Serializer names or content types accepted; `None`: every registered one but pickle.
     pub(crate) accept: Option<Arc<[String]>>,
 }
 
@@ -232,6 +232,13 @@ impl Message {
                     accepted: accept.join(", "),
                 })
             }
+            // Unpickling runs code chosen by the sender: even a registered pickle serializer
+            // decodes only for a consumer whose accept list names it.
+            None if base == PICKLE_CONTENT_TYPE => Err(Error::ContentTypeNotAccepted {
+                content_type: base.to_string(),
+                accepted: "every registered serializer but pickle, which the accept list must name"
+                    .into(),
+            }),
             _ => Ok(()),
         }
     }

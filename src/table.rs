@@ -111,3 +111,118 @@ mod tests {
         assert_eq!(t["e"].as_str(), Some("x"));
     }
 }
+
+/// Arbitrary field tables for the property tests of the modules that convert, store or match
+/// them, and a comparison that tells floats apart by their bits.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use super::{FieldTable, FieldValue};
+    use proptest::prelude::*;
+
+    /// Floats of every class: normal, subnormal, zeros, infinities and NaNs with payloads.
+    pub(crate) fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            4 => any::<f64>(),
+            1 => prop_oneof![
+                Just(f64::NAN),
+                Just(-f64::NAN),
+                Just(f64::from_bits(0x7ff0_0000_0000_0001)), // signalling NaN
+                Just(f64::from_bits(0xfff8_dead_beef_0001)), // negative NaN with a payload
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(-0.0),
+                Just(f64::MIN_POSITIVE / 4.0),
+                Just(f64::MAX),
+                Just(f64::MIN),
+            ],
+        ]
+    }
+
+    /// Integers, with the extremes and the 32-bit boundaries weighted in.
+    pub(crate) fn int() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            3 => any::<i64>(),
+            1 => prop::sample::select(vec![
+                i64::MIN,
+                i64::MAX,
+                0,
+                -1,
+                i64::from(i32::MIN),
+                i64::from(i32::MAX),
+                i64::from(i32::MIN) - 1,
+                i64::from(i32::MAX) + 1,
+            ]),
+        ]
+    }
+
+    /// Table keys: short ones (so that tables share them), any text, and keys around the
+    /// 255-byte limit of AMQP short strings ('é' is two bytes).
+    pub(crate) fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-c]{0,3}",
+            2 => ".{0,12}",
+            1 => "[a-z]{250,260}",
+            1 => "é{125,130}",
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = FieldValue> {
+        prop_oneof![
+            Just(FieldValue::Void),
+            any::<bool>().prop_map(FieldValue::Bool),
+            int().prop_map(FieldValue::Int),
+            float().prop_map(FieldValue::Float),
+            ".{0,16}".prop_map(FieldValue::String),
+            // Arbitrary bytes, mostly not UTF-8.
+            prop::collection::vec(any::<u8>(), 0..24).prop_map(FieldValue::Bytes),
+        ]
+    }
+
+    /// Values nested up to four levels deep.
+    pub(crate) fn value() -> impl Strategy<Value = FieldValue> {
+        leaf().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(FieldValue::Array),
+                prop::collection::btree_map(key(), inner, 0..6).prop_map(FieldValue::Table),
+            ]
+        })
+    }
+
+    /// Tables of nested values.
+    pub(crate) fn table() -> impl Strategy<Value = FieldTable> {
+        prop::collection::btree_map(key(), value(), 0..6)
+    }
+
+    /// Whether two values are the same, floats compared by their bits (so NaN is NaN, and
+    /// 0.0 is not -0.0).
+    pub(crate) fn same(a: &FieldValue, b: &FieldValue) -> bool {
+        match (a, b) {
+            (FieldValue::Float(x), FieldValue::Float(y)) => x.to_bits() == y.to_bits(),
+            (FieldValue::Array(x), FieldValue::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (FieldValue::Table(x), FieldValue::Table(y)) => same_table(x, y),
+            (x, y) => x == y,
+        }
+    }
+
+    /// [`same`] for tables.
+    pub(crate) fn same_table(a: &FieldTable, b: &FieldTable) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb))
+    }
+
+    /// Whether a key anywhere in the table is longer than AMQP's 255 bytes.
+    pub(crate) fn has_long_key(table: &FieldTable) -> bool {
+        fn long_in(value: &FieldValue) -> bool {
+            match value {
+                FieldValue::Array(a) => a.iter().any(long_in),
+                FieldValue::Table(t) => has_long_key(t),
+                _ => false,
+            }
+        }
+        table.iter().any(|(k, v)| k.len() > 255 || long_in(v))
+    }
+}

@@ -17,7 +17,19 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{
+    percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC,
+};
+
+/// What `Display` escapes in a user name or host: all but the unreserved characters.
+const COMPONENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// What `Display` escapes in a sqlite path, so that it reads back the same.
+const PATH_ESCAPED: &AsciiSet = &CONTROLS.add(b'%').add(b' ');
 
 use crate::error::{Error, Result};
 
@@ -182,8 +194,8 @@ impl BrokerUrl {
 /// # Ok::<(), carrot::Error>(())
 /// ```
 pub fn parse_failover(urls: &str) -> Result<Vec<BrokerUrl>> {
-    let parsed = urls
-        .split(';')
+    let parsed = split_list(urls)
+        .into_iter()
         .map(str::trim)
         .filter(|part| !part.is_empty())
         .map(BrokerUrl::parse)
@@ -202,6 +214,32 @@ pub fn parse_failover(urls: &str) -> Result<Vec<BrokerUrl>> {
     }
 }
 
+/// Splits a list of URLs at each `;` that starts another URL (`SCHEME://`): a `;` inside a
+/// password or a path stays where it is.
+fn split_list(urls: &str) -> Vec<&str> {
+    let starts_url = |rest: &str| {
+        let rest = rest.trim_start();
+        rest.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+    };
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, _) in urls.match_indices(';') {
+        let rest = &urls[i + 1..];
+        if starts_url(rest) || rest.trim().is_empty() {
+            parts.push(&urls[start..i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&urls[start..]);
+    parts
+}
+
 impl FromStr for BrokerUrl {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -214,20 +252,23 @@ impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BrokerUrl::Memory { name } => write!(f, "memory://{name}"),
-            BrokerUrl::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            BrokerUrl::Sqlite { path } => {
+                let path = path.to_string_lossy();
+                write!(f, "sqlite://{}", utf8_percent_encode(&path, PATH_ESCAPED))
+            }
             BrokerUrl::Amqp(s) => {
-                let vhost = percent_encoding::utf8_percent_encode(
-                    &s.virtual_host,
-                    percent_encoding::NON_ALPHANUMERIC,
-                );
+                let vhost = utf8_percent_encode(&s.virtual_host, NON_ALPHANUMERIC);
+                let user = utf8_percent_encode(&s.userid, COMPONENT_ESCAPED);
+                let host = if s.host.parse::<std::net::Ipv6Addr>().is_ok() {
+                    format!("[{}]", s.host)
+                } else {
+                    utf8_percent_encode(&s.host, COMPONENT_ESCAPED).to_string()
+                };
                 write!(
                     f,
-                    "{}://{}:***@{}:{}/{}",
+                    "{}://{user}:***@{host}:{}/{vhost}",
                     self.scheme(),
-                    s.userid,
-                    s.host,
                     s.port,
-                    vhost
                 )
             }
         }
@@ -282,6 +323,12 @@ fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSettings> {
             return Err(Error::invalid_url(url, "unclosed '[' in an IPv6 host"));
         };
         let after = &stripped[end + 1..];
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err(Error::invalid_url(
+                url,
+                "after ']' of an IPv6 host only :PORT may follow",
+            ));
+        }
         (&stripped[..end], after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
@@ -296,7 +343,7 @@ fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSettings> {
         settings.port = port.parse().map_err(|_| {
             Error::invalid_url(
                 url,
-                format!("port {port:?} is not a number from 1 to 65535"),
+                "the port is not a number from 1 to 65535 (a user name or password with '/', '?', '#' or '@' must be percent-encoded)",
             )
         })?;
         if settings.port == 0 {
@@ -330,7 +377,10 @@ fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSettings> {
                 if !(secs.is_finite() && secs >= 0.0) {
                     return Err(Error::invalid_url(url, format!("{key} must be zero or more seconds")));
                 }
-                settings.connection_timeout = Some(Duration::from_secs_f64(secs));
+                settings.connection_timeout =
+                    Some(Duration::try_from_secs_f64(secs).map_err(|_| {
+                        Error::invalid_url(url, format!("{key} is too large"))
+                    })?);
             }
             "frame_max" => {
                 settings.frame_max = Some(u32::try_from(number(key)?).map_err(|_| {
@@ -367,17 +417,18 @@ fn boolean(url: &str, key: &str, value: &str) -> Result<bool> {
 /// Replaces the password of a URL-like string (or of each of several separated by `;`) with
 /// `***`, for messages and logs.
 pub(crate) fn redact(url: &str) -> String {
-    if url.contains(';') {
-        return url.split(';').map(redact).collect::<Vec<_>>().join(";");
+    let parts = split_list(url);
+    if parts.len() > 1 {
+        return parts.into_iter().map(redact).collect::<Vec<_>>().join(";");
     }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+    // From the first ':' to the last '@': an unencoded '/', '?' or '@' in the password does
+    // not let any of it show (at worst more than the password is hidden).
+    match rest.rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{scheme}://{}:***@{}", &rest[..colon], &rest[at + 1..]),
             None => url.to_string(),
         },
         None => url.to_string(),

@@ -367,7 +367,11 @@ async fn failover_urls_are_tried_in_turn_on_connect_and_on_recovery() {
             };
             let (first, second) = (Proxy::start(upstream).await, Proxy::start(upstream).await);
             let nowhere = url.replacen(&format!("@{upstream}"), &format!("@127.0.0.1:{dead}"), 1);
-            let urls = format!("{nowhere};{};{}", first.url(&url, upstream), second.url(&url, upstream));
+            let urls = format!(
+                "{nowhere};{};{}",
+                first.url(&url, upstream),
+                second.url(&url, upstream)
+            );
             let conn = BrokerConnection::builder()
                 .url(&urls)
                 .retry_policy(quick())
@@ -390,13 +394,23 @@ async fn failover_urls_are_tried_in_turn_on_connect_and_on_recovery() {
                 .expect("a publisher");
             // The URL in use goes away for good: the next one in turn takes over.
             drop(first);
-            publisher.send(&"after the failover").await.expect("send after the failover");
-            assert_eq!(conn.current_url().to_string(), conn.urls()[2].to_string());
-            let message = bounded("a delivery", Duration::from_secs(10), consumer.next_message())
+            publisher
+                .send(&"after the failover")
                 .await
-                .expect("next_message")
-                .expect("a message");
-            assert_eq!(message.decode::<String>().expect("text"), "after the failover");
+                .expect("send after the failover");
+            assert_eq!(conn.current_url().to_string(), conn.urls()[2].to_string());
+            let message = bounded(
+                "a delivery",
+                Duration::from_secs(10),
+                consumer.next_message(),
+            )
+            .await
+            .expect("next_message")
+            .expect("a message");
+            assert_eq!(
+                message.decode::<String>().expect("text"),
+                "after the failover"
+            );
             message.ack().expect("ack");
             assert!(second.accepted() >= 1);
             drop(consumer);

@@ -27,6 +27,89 @@ pub(crate) fn matches(arguments: &FieldTable, headers: Option<&FieldTable>) -> b
 mod tests {
     use super::*;
     use crate::table;
+    use proptest::prelude::*;
+
+    /// RabbitMQ's rule, written as a count: of the binding's arguments that are not `x-`,
+    /// how many the headers match (present, and equal or wanted as void); `any` needs one,
+    /// anything else (`all`, the default) needs every one.
+    fn reference(arguments: &FieldTable, headers: Option<&FieldTable>) -> bool {
+        let any = arguments.get("x-match") == Some(&FieldValue::String("any".into()));
+        let mut wanted = 0;
+        let mut matched = 0;
+        for (key, want) in arguments {
+            if key.starts_with("x-") {
+                continue;
+            }
+            wanted += 1;
+            let have = headers.and_then(|h| h.get(key));
+            if have.is_some_and(|have| *want == FieldValue::Void || have == want) {
+                matched += 1;
+            }
+        }
+        if any {
+            matched > 0
+        } else {
+            matched == wanted
+        }
+    }
+
+    /// Few keys and values, so that bindings and headers meet often.
+    fn small_table() -> impl Strategy<Value = FieldTable> {
+        let key = prop::sample::select(vec!["a", "b", "c", "x-a", "x-match"]);
+        let value = prop_oneof![
+            Just(FieldValue::Void),
+            Just(FieldValue::String("any".into())),
+            Just(FieldValue::String("all".into())),
+            Just(FieldValue::Bytes(b"any".to_vec())),
+            (0i64..2).prop_map(FieldValue::Int),
+            any::<bool>().prop_map(FieldValue::Bool),
+            Just(FieldValue::Float(1.0)),
+        ];
+        prop::collection::btree_map(key.prop_map(str::to_string), value, 0..5)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn matches_the_reference(
+            arguments in small_table(),
+            headers in prop::option::of(small_table()),
+        ) {
+            prop_assert_eq!(
+                matches(&arguments, headers.as_ref()),
+                reference(&arguments, headers.as_ref()),
+                "arguments {:?} headers {:?}", arguments, headers
+            );
+        }
+
+        /// More headers never lose an `any` match, and headers the binding does not name never
+        /// change its answer.
+        #[test]
+        fn more_headers_never_lose_a_match(
+            arguments in small_table(),
+            headers in small_table(),
+            extra in small_table(),
+        ) {
+            let mut more = headers.clone();
+            more.extend(extra.clone());
+            if arguments.get("x-match").and_then(FieldValue::as_str) == Some("any")
+                && matches(&arguments, Some(&headers))
+                && extra.keys().all(|k| !headers.contains_key(k))
+            {
+                prop_assert!(matches(&arguments, Some(&more)));
+            }
+            let unnamed: FieldTable = extra
+                .into_iter()
+                .filter(|(k, _)| !arguments.contains_key(k))
+                .collect();
+            let mut with_unnamed = headers.clone();
+            with_unnamed.extend(unnamed);
+            prop_assert_eq!(
+                matches(&arguments, Some(&with_unnamed)),
+                matches(&arguments, Some(&headers))
+            );
+        }
+    }
 
     #[test]
     fn all_and_any() {

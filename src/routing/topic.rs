@@ -160,6 +160,37 @@ mod tests {
         prop_oneof![word(), Just("*".to_string()), Just("#".to_string())]
     }
 
+    /// Words for keys of any text: dots, wildcards inside words, non-ASCII and empty words.
+    fn unicode_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[a.*#é🦀]{0,10}",
+            1 => any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Any text as pattern and key: the same answer as the reference, and no panic.
+        #[test]
+        fn any_text_matches_as_the_reference_says(pattern in unicode_text(), key in unicode_text()) {
+            let pattern_words: Vec<&str> = words(&pattern).collect();
+            let key_words: Vec<&str> = words(&key).collect();
+            prop_assert_eq!(
+                m(&pattern, &key),
+                reference(&pattern_words, &key_words),
+                "pattern {:?} key {:?}", pattern, key
+            );
+        }
+
+        /// Every key matches itself as a pattern (its `*` and `#` words match themselves),
+        /// and `#` matches every key.
+        #[test]
+        fn a_key_matches_itself_and_hash_matches_all(key in unicode_text()) {
+            prop_assert!(m(&key, &key), "{:?}", key);
+            prop_assert!(m("#", &key), "{:?}", key);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         #[test]

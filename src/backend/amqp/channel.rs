@@ -343,11 +343,12 @@ impl Channel for AmqpChannel {
             auto_delete: spec.auto_delete,
             ..Default::default()
         };
-        let arguments = convert::to_lapin_table(&spec.arguments);
+        let arguments = convert::to_lapin_table(&spec.arguments)?;
+        let name = convert::short(&spec.name, "the exchange name")?;
         self.run("exchange.declare", |ch| {
-            let (name, arguments) = (spec.name.clone(), arguments.clone());
+            let (name, arguments) = (name.clone(), arguments.clone());
             async move {
-                ch.exchange_declare(name.into(), kind(spec.kind), options, arguments)
+                ch.exchange_declare(name, kind(spec.kind), options, arguments)
                     .await
             }
         })
@@ -366,9 +367,10 @@ impl Channel for AmqpChannel {
             if_unused,
             ..Default::default()
         };
+        let short = convert::short(name, "the exchange name")?;
         self.run("exchange.delete", |ch| {
-            let name = name.to_string();
-            async move { ch.exchange_delete(name.into(), options).await }
+            let name = short.clone();
+            async move { ch.exchange_delete(name, options).await }
         })
         .await?;
         self.link.topology().exchange_deleted(name);
@@ -383,7 +385,8 @@ impl Channel for AmqpChannel {
             auto_delete: spec.auto_delete,
             ..Default::default()
         };
-        let arguments = convert::to_lapin_table(&spec.arguments);
+        let arguments = convert::to_lapin_table(&spec.arguments)?;
+        convert::short(&spec.name, "the queue name")?;
         let queue = self
             .run("queue.declare", |ch| {
                 // Resolved once the channel is there: a recovery may have renamed the queue.
@@ -403,6 +406,7 @@ impl Channel for AmqpChannel {
     }
 
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
+        convert::short(name, "the queue name")?;
         self.declare_queue(&QueueSpec::new(name), true).await?;
         let options = QueueDeleteOptions {
             if_unused,
@@ -427,12 +431,17 @@ impl Channel for AmqpChannel {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        let table = convert::to_lapin_table(arguments);
+        let table = convert::to_lapin_table(arguments)?;
+        convert::short(queue, "the queue name")?;
+        let (exchange_name, key_name) = (
+            convert::short(exchange, "the exchange name")?,
+            convert::short(key, "the binding key")?,
+        );
         self.run("queue.bind", |ch| {
             let q = self.link.resolve(queue);
-            let (e, k, t) = (exchange.to_string(), key.to_string(), table.clone());
+            let (e, k, t) = (exchange_name.clone(), key_name.clone(), table.clone());
             async move {
-                ch.queue_bind(q.into(), e.into(), k.into(), QueueBindOptions::default(), t)
+                ch.queue_bind(q.into(), e, k, QueueBindOptions::default(), t)
                     .await
             }
         })
@@ -449,11 +458,16 @@ impl Channel for AmqpChannel {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        let table = convert::to_lapin_table(arguments);
+        let table = convert::to_lapin_table(arguments)?;
+        convert::short(queue, "the queue name")?;
+        let (exchange_name, key_name) = (
+            convert::short(exchange, "the exchange name")?,
+            convert::short(key, "the binding key")?,
+        );
         self.run("queue.unbind", |ch| {
             let q = self.link.resolve(queue);
-            let (e, k, t) = (exchange.to_string(), key.to_string(), table.clone());
-            async move { ch.queue_unbind(q.into(), e.into(), k.into(), t).await }
+            let (e, k, t) = (exchange_name.clone(), key_name.clone(), table.clone());
+            async move { ch.queue_unbind(q.into(), e, k, t).await }
         })
         .await?;
         let queue = self.link.resolve(queue);
@@ -468,6 +482,7 @@ impl Channel for AmqpChannel {
     }
 
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
+        convert::short(queue, "the queue name")?;
         let mut attempts = self.link.options().policy.start_quiet("basic.get");
         loop {
             let handle = self.channel().await?;
@@ -515,9 +530,10 @@ impl Channel for AmqpChannel {
         let Some(handle) = self.usable() else {
             return Ok(());
         };
-        let cancel = handle
-            .channel
-            .basic_cancel(consumer_tag.into(), BasicCancelOptions::default());
+        let cancel = handle.channel.basic_cancel(
+            convert::short(consumer_tag, "the consumer tag")?,
+            BasicCancelOptions::default(),
+        );
         self.attempt("basic.cancel", handle.epoch, cancel)
             .await
             .map(|_| ())
@@ -570,6 +586,7 @@ impl Channel for AmqpChannel {
     }
 
     async fn purge(&self, queue: &str) -> Result<u32> {
+        convert::short(queue, "the queue name")?;
         self.run("queue.purge", |ch| {
             let queue = self.link.resolve(queue);
             async move {

@@ -128,6 +128,8 @@ pub(super) async fn open(
     options: &ConnectionOptions,
 ) -> Result<(Arc<Connection>, Events)> {
     let settings = &endpoint.settings;
+    // lapin panics on a virtual host that does not fit an AMQP short string.
+    convert::short(&settings.virtual_host, "the virtual host")?;
     let tls = tls_config(settings)?;
     let lapin_runtime = lapin::runtime::default_runtime().map_err(convert::error)?;
     let properties = ConnectionProperties::default().with_connection_name("carrot".into());
@@ -230,6 +232,22 @@ mod tests {
             panic!("amqp")
         };
         assert_eq!(uri(&s, 4), "amqp://us%40er:p%2Fss@h:5673/%2F?heartbeat=4");
+    }
+
+    /// A virtual host over 255 bytes made lapin panic while connecting; it is refused before
+    /// any connection attempt (nothing listens on port 1 anyway).
+    #[tokio::test]
+    async fn a_virtual_host_over_255_bytes_is_an_invalid_argument() {
+        let url = format!("amqp://guest:guest@127.0.0.1:1/{}", "v".repeat(256));
+        let urls = vec![BrokerUrl::parse(&url).unwrap()];
+        let endpoint = &Endpoint::all(&urls)[0];
+        let Err(err) = open(endpoint, &ConnectionOptions::default()).await else {
+            panic!("connected with a 256-byte virtual host")
+        };
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("virtual host")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use lapin::BasicProperties;
 
 use crate::backend::{Delivery, Published};
 use crate::entity::DeliveryMode;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::properties::Properties;
 use crate::table::{FieldTable, FieldValue};
 
@@ -17,17 +17,29 @@ use crate::table::{FieldTable, FieldValue};
 /// closed is refused instead of acking an unrelated delivery on the reopened channel.
 pub(super) const GENERATION_SHIFT: u32 = 48;
 
-pub(super) fn to_lapin_table(table: &FieldTable) -> LapinTable {
+/// A name, key or property as an AMQP short string, which carries at most 255 bytes: longer
+/// ones are an [`Error::InvalidArgument`] (lapin's conversion panics on them).
+pub(super) fn short(value: &str, what: &str) -> Result<ShortString> {
+    ShortString::try_new(value).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{what} {:?}... is {} bytes long: AMQP carries at most 255 bytes there",
+            value.chars().take(32).collect::<String>(),
+            value.len()
+        ))
+    })
+}
+
+pub(super) fn to_lapin_table(table: &FieldTable) -> Result<LapinTable> {
     let map: BTreeMap<ShortString, AMQPValue> = table
         .iter()
-        .map(|(k, v)| (ShortString::from(k.as_str()), to_lapin_value(v)))
-        .collect();
-    LapinTable::from(map)
+        .map(|(k, v)| Ok((short(k, "the field table key")?, to_lapin_value(v)?)))
+        .collect::<Result<_>>()?;
+    Ok(LapinTable::from(map))
 }
 
 /// Integers go out as Python's py-amqp writes them: 32 bits when they fit, else 64.
-fn to_lapin_value(value: &FieldValue) -> AMQPValue {
-    match value {
+fn to_lapin_value(value: &FieldValue) -> Result<AMQPValue> {
+    Ok(match value {
         FieldValue::Void => AMQPValue::Void,
         FieldValue::Bool(b) => AMQPValue::Boolean(*b),
         FieldValue::Int(i) => match i32::try_from(*i) {
@@ -38,12 +50,12 @@ fn to_lapin_value(value: &FieldValue) -> AMQPValue {
         FieldValue::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
         FieldValue::Bytes(b) => AMQPValue::ByteArray(b.clone().into()),
         FieldValue::Array(a) => AMQPValue::FieldArray(FieldArray::from(
-            a.iter().map(to_lapin_value).collect::<Vec<_>>(),
+            a.iter().map(to_lapin_value).collect::<Result<Vec<_>>>()?,
         )),
-        FieldValue::Table(t) => AMQPValue::FieldTable(to_lapin_table(t)),
+        FieldValue::Table(t) => AMQPValue::FieldTable(to_lapin_table(t)?),
         #[allow(unreachable_patterns)]
         _ => AMQPValue::Void,
-    }
+    })
 }
 
 pub(super) fn from_lapin_table(table: &LapinTable) -> FieldTable {
@@ -84,13 +96,13 @@ fn from_lapin_value(value: &AMQPValue) -> FieldValue {
     }
 }
 
-pub(super) fn to_lapin_properties(p: &Properties) -> BasicProperties {
+pub(super) fn to_lapin_properties(p: &Properties) -> Result<BasicProperties> {
     let mut out = BasicProperties::default();
     if let Some(v) = p.content_type() {
-        out = out.with_content_type(v.into());
+        out = out.with_content_type(short(v, "the content_type property")?);
     }
     if let Some(v) = p.content_encoding() {
-        out = out.with_content_encoding(v.into());
+        out = out.with_content_encoding(short(v, "the content_encoding property")?);
     }
     if let Some(v) = p.delivery_mode() {
         out = out.with_delivery_mode(v.as_u8());
@@ -99,36 +111,36 @@ pub(super) fn to_lapin_properties(p: &Properties) -> BasicProperties {
         out = out.with_priority(v);
     }
     if let Some(v) = p.headers() {
-        out = out.with_headers(to_lapin_table(v));
+        out = out.with_headers(to_lapin_table(v)?);
     }
     if let Some(v) = p.correlation_id() {
-        out = out.with_correlation_id(v.into());
+        out = out.with_correlation_id(short(v, "the correlation_id property")?);
     }
     if let Some(v) = p.reply_to() {
-        out = out.with_reply_to(v.into());
+        out = out.with_reply_to(short(v, "the reply_to property")?);
     }
     if let Some(v) = p.expiration() {
-        out = out.with_expiration(v.into());
+        out = out.with_expiration(short(v, "the expiration property")?);
     }
     if let Some(v) = p.message_id() {
-        out = out.with_message_id(v.into());
+        out = out.with_message_id(short(v, "the message_id property")?);
     }
     if let Some(v) = p.timestamp() {
         out = out.with_timestamp(v);
     }
     if let Some(v) = p.kind() {
-        out = out.with_type(v.into());
+        out = out.with_type(short(v, "the type property")?);
     }
     if let Some(v) = p.user_id() {
-        out = out.with_user_id(v.into());
+        out = out.with_user_id(short(v, "the user_id property")?);
     }
     if let Some(v) = p.app_id() {
-        out = out.with_app_id(v.into());
+        out = out.with_app_id(short(v, "the app_id property")?);
     }
     if let Some(v) = p.cluster_id() {
-        out = out.with_cluster_id(v.into());
+        out = out.with_cluster_id(short(v, "the cluster_id property")?);
     }
-    out
+    Ok(out)
 }
 
 pub(super) fn from_lapin_properties(p: &BasicProperties) -> Properties {
@@ -261,3 +273,6 @@ pub(super) fn error(e: lapin::Error) -> Error {
         other => Error::ChannelClosed(format!("{other:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -337,7 +337,11 @@ impl Link {
         let n = self.endpoints.len();
         // A reconnect moves on to the next URL first (the lost one is tried last in the
         // pass), as kombu does: a node that went silent costs no connect timeout up front.
-        let order = Order::new(self.options.failover, n, (self.current_url() + 1) % n.max(1));
+        let order = Order::new(
+            self.options.failover,
+            n,
+            (self.current_url() + 1) % n.max(1),
+        );
         let what = format!("recovering the connection to {}", shown(&self.endpoints));
         let attempts = std::sync::atomic::AtomicU32::new(0);
         let retryable = |e: &Error| e.is_connection_error();

@@ -77,11 +77,11 @@ impl AmqpChannel {
                 immediate: false,
             };
             let publish = handle.channel.basic_publish(
-                message.exchange.as_ref().into(),
-                message.routing_key.as_ref().into(),
+                convert::short(&message.exchange, "the exchange name")?,
+                convert::short(&message.routing_key, "the routing key")?,
                 options,
                 &message.body,
-                convert::to_lapin_properties(&message.properties),
+                convert::to_lapin_properties(&message.properties)?,
             );
             match tokio::time::timeout(limit, publish).await {
                 Err(_) => return Err(self.stalled("basic.publish", limit)),

@@ -99,6 +99,8 @@ impl AmqpChannel {
         no_ack: bool,
         exclusive: bool,
     ) -> Result<(lapin::Consumer, u64, String)> {
+        convert::short(queue, "the queue name")?;
+        let tag = convert::short(tag, "the consumer tag")?;
         let mut attempts = self.link.options().policy.start_quiet("basic.consume");
         loop {
             let handle = self.channel().await?;
@@ -111,7 +113,7 @@ impl AmqpChannel {
             };
             let consume = handle.channel.basic_consume(
                 queue.as_str().into(),
-                tag.into(),
+                tag.clone(),
                 options,
                 LapinTable::default(),
             );

@@ -289,6 +289,10 @@ impl Replay<'_> {
 
     async fn exchange(&mut self, spec: &ExchangeSpec) -> Step<()> {
         let channel = self.channel().await?;
+        let arguments = match convert::to_lapin_table(&spec.arguments) {
+            Ok(arguments) => arguments,
+            Err(e) => return Ok(Err(e)),
+        };
         let options = ExchangeDeclareOptions {
             durable: spec.durable,
             auto_delete: spec.auto_delete,
@@ -298,13 +302,17 @@ impl Replay<'_> {
             spec.name.as_str().into(),
             super::channel::kind(spec.kind),
             options,
-            convert::to_lapin_table(&spec.arguments),
+            arguments,
         ))
         .await
     }
 
     async fn queue(&mut self, queue: &RecordedQueue) -> Step<String> {
         let channel = self.channel().await?;
+        let arguments = match convert::to_lapin_table(&queue.spec.arguments) {
+            Ok(arguments) => arguments,
+            Err(e) => return Ok(Err(e)),
+        };
         let name = if queue.server_named {
             ""
         } else {
@@ -317,23 +325,23 @@ impl Replay<'_> {
             ..Default::default()
         };
         let declared = self
-            .step(channel.queue_declare(
-                name.into(),
-                options,
-                convert::to_lapin_table(&queue.spec.arguments),
-            ))
+            .step(channel.queue_declare(name.into(), options, arguments))
             .await?;
         Ok(declared.map(|q| q.name().as_str().to_string()))
     }
 
     async fn bind(&mut self, b: &Binding) -> Step<()> {
         let channel = self.channel().await?;
+        let arguments = match convert::to_lapin_table(&b.arguments) {
+            Ok(arguments) => arguments,
+            Err(e) => return Ok(Err(e)),
+        };
         self.step(channel.queue_bind(
             b.queue.as_str().into(),
             b.exchange.as_str().into(),
             b.key.as_str().into(),
             QueueBindOptions::default(),
-            convert::to_lapin_table(&b.arguments),
+            arguments,
         ))
         .await
     }

@@ -2,6 +2,7 @@
 //!
 //! JSON alone would lose the difference between a byte string and a list of numbers, so values
 //! are stored tagged (`{"I":5}`, `{"X":[1,2]}`, `"V"`): a table read back equals the one written.
+//! JSON has no NaN or infinity either: those floats are stored by their bits (`{"N":...}`).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,8 @@ enum Stored {
     A(Vec<Stored>),
     X(Vec<u8>),
     T(BTreeMap<String, Stored>),
+    /// A float that JSON cannot write (NaN, an infinity), by its bits.
+    N(u64),
 }
 
 fn to_stored(value: &FieldValue) -> Stored {
@@ -28,7 +31,8 @@ fn to_stored(value: &FieldValue) -> Stored {
         FieldValue::Void => Stored::V,
         FieldValue::Bool(b) => Stored::B(*b),
         FieldValue::Int(i) => Stored::I(*i),
-        FieldValue::Float(f) => Stored::F(*f),
+        FieldValue::Float(f) if f.is_finite() => Stored::F(*f),
+        FieldValue::Float(f) => Stored::N(f.to_bits()),
         FieldValue::String(s) => Stored::S(s.clone()),
         FieldValue::Array(a) => Stored::A(a.iter().map(to_stored).collect()),
         FieldValue::Bytes(b) => Stored::X(b.clone()),
@@ -42,6 +46,7 @@ fn from_stored(value: Stored) -> FieldValue {
         Stored::B(b) => FieldValue::Bool(b),
         Stored::I(i) => FieldValue::Int(i),
         Stored::F(f) => FieldValue::Float(f),
+        Stored::N(bits) => FieldValue::Float(f64::from_bits(bits)),
         Stored::S(s) => FieldValue::String(s),
         Stored::A(a) => FieldValue::Array(a.into_iter().map(from_stored).collect()),
         Stored::X(b) => FieldValue::Bytes(b),
@@ -209,8 +214,177 @@ mod tests {
         assert_eq!(decode_extra(Properties::default(), &text).unwrap(), p);
     }
 
+    /// Regression: NaN and the infinities were stored as `null` and the row could not be read
+    /// back (a message with such a header was an `Error::Storage` at every fetch), and some
+    /// floats came back one ulp off (serde_json's default float parsing is not exact).
+    #[test]
+    fn every_float_reads_back_bit_for_bit() {
+        for f in [
+            f64::NAN,
+            f64::from_bits(0xfff8_dead_beef_0001),
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            -1.3087734787291732e269,
+        ] {
+            let table = crate::table([("f", FieldValue::Float(f))]);
+            let back = decode_table(&encode_table(&table)).unwrap();
+            assert!(
+                matches!(back["f"], FieldValue::Float(g) if g.to_bits() == f.to_bits()),
+                "{f:?}: {back:?}"
+            );
+            let p = Properties::default().with_headers(table);
+            let back = decode_extra(Properties::default(), &encode_extra(&p).unwrap()).unwrap();
+            let g = back.headers().map(|h| &h["f"]);
+            assert!(
+                matches!(g, Some(FieldValue::Float(g)) if g.to_bits() == f.to_bits()),
+                "{f:?}: {g:?}"
+            );
+        }
+    }
+
     #[test]
     fn foreign_text_is_a_storage_error() {
         assert!(matches!(decode_table("nonsense"), Err(Error::Storage(_))));
+    }
+}
+
+/// Property tests of the stored form: every field table and every set of rare properties reads
+/// back exactly as written (floats compared by their bits), and any text in the column, as
+/// another program or a damaged file may leave it, reads as a table or is an
+/// `Error::Storage`, never a panic.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::table::strategies::{self, same_table};
+
+    /// Text that looks enough like the stored form to get past the first brace.
+    fn stored_like() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "{",
+                    "}",
+                    "[",
+                    "]",
+                    ":",
+                    ",",
+                    "\"",
+                    "\"V\"",
+                    "\"h\"",
+                    "{\"I\":",
+                    "{\"F\":",
+                    "{\"S\":",
+                    "{\"A\":[",
+                    "{\"X\":[",
+                    "{\"T\":{",
+                    "{\"N\":",
+                    "null",
+                    "1e400",
+                    "-0",
+                    "18446744073709551616",
+                    "\"\\ud800\"",
+                    "\"k\"",
+                ])
+                .prop_map(str::to_string),
+                "[0-9a-zA-Z.+-]{1,4}",
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    prop_compose! {
+        fn rare_properties()(
+            texts in prop::collection::vec(prop::option::of(".{0,8}"), 8),
+            timestamp in prop::option::of(any::<u64>()),
+            headers in prop::option::of(strategies::table()),
+        ) -> Properties {
+            let setters: [fn(Properties, String) -> Properties; 8] = [
+                Properties::with_correlation_id,
+                Properties::with_reply_to,
+                Properties::with_expiration,
+                Properties::with_message_id,
+                Properties::with_kind,
+                Properties::with_user_id,
+                Properties::with_app_id,
+                Properties::with_cluster_id,
+            ];
+            let mut p = Properties::default();
+            for (set, text) in setters.iter().zip(texts) {
+                if let Some(text) = text {
+                    p = set(p, text);
+                }
+            }
+            if let Some(timestamp) = timestamp {
+                p = p.with_timestamp(timestamp);
+            }
+            if let Some(headers) = headers {
+                p = p.with_headers(headers);
+            }
+            p
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn tables_read_back_as_written(table in strategies::table()) {
+            let text = encode_table(&table);
+            let back = decode_table(&text);
+            prop_assert!(back.is_ok(), "{:?} stored as {} does not read back: {:?}", table, text, back);
+            let back = back.unwrap();
+            prop_assert!(same_table(&back, &table), "{:?}\nstored as {}\nread back as {:?}", table, text, back);
+        }
+
+        #[test]
+        fn rare_properties_read_back_as_written(p in rare_properties()) {
+            let base = Properties::default().with_content_type("application/json").with_priority(4);
+            let Some(text) = encode_extra(&p) else {
+                prop_assert_eq!(p, Properties::default());
+                return Ok(());
+            };
+            let back = decode_extra(base.clone(), &text);
+            prop_assert!(back.is_ok(), "{:?} stored as {} does not read back: {:?}", p, text, back);
+            let back = back.unwrap();
+            prop_assert_eq!(back.content_type(), Some("application/json"));
+            prop_assert_eq!(back.priority(), Some(4));
+            prop_assert_eq!(back.correlation_id(), p.correlation_id());
+            prop_assert_eq!(back.reply_to(), p.reply_to());
+            prop_assert_eq!(back.expiration(), p.expiration());
+            prop_assert_eq!(back.message_id(), p.message_id());
+            prop_assert_eq!(back.kind(), p.kind());
+            prop_assert_eq!(back.user_id(), p.user_id());
+            prop_assert_eq!(back.app_id(), p.app_id());
+            prop_assert_eq!(back.cluster_id(), p.cluster_id());
+            prop_assert_eq!(back.timestamp(), p.timestamp());
+            let empty = FieldTable::new();
+            prop_assert!(same_table(back.headers().unwrap_or(&empty), p.headers().unwrap_or(&empty)));
+        }
+
+        #[test]
+        fn any_text_is_a_table_or_a_storage_error(text in prop_oneof![any::<String>(), stored_like()]) {
+            for result in [
+                decode_table(&text).map(|_| ()),
+                decode_extra(Properties::default(), &text).map(|_| ()),
+            ] {
+                prop_assert!(matches!(result, Ok(()) | Err(Error::Storage(_))), "{:?}: {:?}", text, result);
+            }
+        }
+    }
+
+    /// Nesting far deeper than any table carrot writes is refused, without exhausting the stack.
+    #[test]
+    fn deep_nesting_is_a_storage_error() {
+        let deep = format!("{{\"k\":{}", "{\"A\":[".repeat(100_000));
+        assert!(matches!(decode_table(&deep), Err(Error::Storage(_))));
+        let deep = format!("{{\"h\":{{\"k\":{}", "{\"T\":{\"k\":".repeat(100_000));
+        assert!(matches!(
+            decode_extra(Properties::default(), &deep),
+            Err(Error::Storage(_))
+        ));
     }
 }
