@@ -504,6 +504,17 @@ mod tests {
         let urls = parse_failover(" amqp://a ; ;amqps://b:1// ").unwrap();
         assert_eq!(urls.len(), 2);
         assert!(parse_failover(" ; ").is_err());
+        // A ';' that does not start another URL belongs to the one before.
+        let urls = parse_failover("amqp://u:pa;ss@h/;amqp://v@k/").unwrap();
+        assert_eq!(urls.len(), 2);
+        let BrokerUrl::Amqp(first) = &urls[0] else {
+            panic!("amqp")
+        };
+        assert_eq!(first.password.expose(), "pa;ss");
+        assert_eq!(
+            redact("amqp://u:pa;ss@h/;amqp://v:w;x@k/"),
+            "amqp://u:***@h/;amqp://v:***@k/"
+        );
     }
 
     #[test]
