@@ -2,277 +2,23 @@
 //! separate processes, a consumer or a publisher killed with SIGKILL, broker restarts, and
 //! wake-ups across processes.
 //!
-//! Children are this test binary run again (`--exact child_entry`) with `CARROT_CHILD` naming
-//! what to do (see [`run_child`]); they report on stdout with lines starting with [`MARK`] and
-//! wait for the end of their stdin where the parent decides when they stop. Every wait on a
-//! child is bounded ([`WAIT`]), and a child left running when a test ends (or fails) is killed
-//! (see [`Kid`]'s `Drop`). The tests run one at a time (see [`serial`]): they measure latency
-//! and CPU time, which other tests' processes would disturb.
+//! Children are this test binary run again, each with a role of [`run_child`]; how they start,
+//! report and stop, and how every wait on them is bounded, is in `sqlite_support`. The tests
+//! run one at a time (see `serial`): they measure latency and CPU time, which other tests'
+//! processes would disturb.
 
 #![cfg(all(target_os = "linux", feature = "sqlite"))]
 
+mod sqlite_support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use carrot::{
     BrokerConnection, Consumer, DeliveryMode, Error, Message, Publisher, QueueSpec, SendOptions,
 };
-
-/// The longest any single expected event (a line from a child, a child's exit, a message) may
-/// take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
-/// What starts a child's report lines (libtest prints its own lines on the same stdout).
-const MARK: &str = "@carrot ";
-
-// Shared helpers ----------------------------------------------------------------------------
-
-/// One test at a time, whichever fails.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A broker file of its own for one test, deleted (with its -wal and -shm) at the end.
-struct BrokerFile {
-    path: PathBuf,
-}
-
-impl BrokerFile {
-    fn new(name: &str) -> BrokerFile {
-        let path =
-            std::env::temp_dir().join(format!("carrot-processes-{}-{name}.db", std::process::id()));
-        let file = BrokerFile { path };
-        file.remove();
-        file
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
-    }
-
-    fn remove(&self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
-    }
-}
-
-impl Drop for BrokerFile {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos() as u64
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// A line from a child (`None`: its stdout ended), tagged with the child's index.
-type Event = (usize, Option<String>);
-
-/// A child process running [`child_entry`]; killed (SIGKILL) and reaped on drop if still
-/// running, so that no test leaves one behind, failing or not.
-struct Kid {
-    name: String,
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Kid {
-    /// Starts `role` on the broker at `url`; `params` become `CARROT_CHILD_<NAME>` variables.
-    /// Its report lines go to `feed`, tagged with `index`.
-    fn spawn(
-        index: usize,
-        role: &str,
-        url: &str,
-        params: &[(&str, &str)],
-        feed: mpsc::Sender<Event>,
-    ) -> Kid {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let mut command = Command::new(exe);
-        command
-            .args([
-                "--exact",
-                "child_entry",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env("CARROT_CHILD", role)
-            .env("CARROT_CHILD_URL", url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in params {
-            command.env(format!("CARROT_CHILD_{name}"), value);
-        }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start child {role}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find(MARK) {
-                    let _ = feed.send((index, Some(line[at + MARK.len()..].to_string())));
-                }
-            }
-            let _ = feed.send((index, None));
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Kid {
-            name: format!("{role}#{index} (pid {})", child.id()),
-            stdin: child.stdin.take(),
-            child,
-            stderr,
-        }
-    }
-
-    /// One child with its own feed.
-    fn solo(role: &str, url: &str, params: &[(&str, &str)]) -> (Kid, Lines) {
-        let (tx, rx) = mpsc::channel();
-        (Kid::spawn(0, role, url, params, tx), Lines(rx))
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// What the child wrote on stderr so far (for failure messages).
-    fn stderr(&self) -> String {
-        // The reader thread may still be copying what a dying child wrote last.
-        std::thread::sleep(Duration::from_millis(50));
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Closes its stdin: the child's signal to finish.
-    fn finish(&mut self) {
-        self.stdin = None;
-    }
-
-    /// SIGKILL, then reaps it: a zombie would still look alive in /proc to the broker.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the child");
-        self.child.wait().expect("reap the child");
-    }
-
-    /// Waits (at most [`WAIT`]) for the child to exit, and checks that it succeeded.
-    fn wait_success(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("child status") {
-                assert!(
-                    status.success(),
-                    "child {} failed ({status}); its stderr:\n{}",
-                    self.name,
-                    self.stderr()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "child {} did not exit within {WAIT:?}; its stderr:\n{}",
-                self.name,
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The report lines of one or more children.
-struct Lines(mpsc::Receiver<Event>);
-
-impl Lines {
-    /// The next event from any child; fails after [`WAIT`] without one.
-    fn next(&self, kids: &[&Kid]) -> Event {
-        match self.0.recv_timeout(WAIT) {
-            Ok(event) => event,
-            Err(_) => panic!(
-                "no report from the children within {WAIT:?}; their stderr:\n{}",
-                describe(kids)
-            ),
-        }
-    }
-
-    /// The next line of this (only) child, which must start with `prefix`: returns the rest.
-    fn expect(&self, kid: &Kid, prefix: &str) -> String {
-        match self.next(&[kid]) {
-            (_, Some(line)) => match line.strip_prefix(prefix) {
-                Some(rest) => rest.trim().to_string(),
-                None => panic!(
-                    "child {} said {line:?}, expected {prefix:?}...; its stderr:\n{}",
-                    kid.name,
-                    kid.stderr()
-                ),
-            },
-            (_, None) => panic!(
-                "child {} ended before saying {prefix:?}; its stderr:\n{}",
-                kid.name,
-                kid.stderr()
-            ),
-        }
-    }
-}
-
-fn describe(kids: &[&Kid]) -> String {
-    kids.iter()
-        .map(|k| format!("--- {} ---\n{}", k.name, k.stderr()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Runs a child that does its work and exits; returns its report lines.
-fn run_to_end(role: &str, url: &str, params: &[(&str, &str)]) -> Vec<String> {
-    let (mut kid, lines) = Kid::solo(role, url, params);
-    let mut said = Vec::new();
-    while let (_, Some(line)) = lines.next(&[&kid]) {
-        said.push(line);
-    }
-    kid.wait_success();
-    said
-}
+use sqlite_support::*;
 
 /// User plus system CPU time of a process so far, from /proc/PID/stat (clock ticks of 1/100 s,
 /// USER_HZ, on every Linux architecture carrot runs on).
@@ -285,12 +31,6 @@ fn cpu_time(pid: u32) -> Duration {
     // Fields 14 (utime) and 15 (stime) overall; field 3 is the first after the name.
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10)
-}
-
-async fn connect(url: &str) -> BrokerConnection {
-    BrokerConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
 
 /// Everything waiting in a queue, by basic.get, acknowledged: (number, redelivered) in order.
@@ -311,59 +51,12 @@ async fn drain_numbers(conn: &BrokerConnection, queue: &str) -> Vec<(u64, bool)>
     got
 }
 
-fn parse_list(list: &str) -> Vec<u64> {
-    list.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().expect("a number"))
-        .collect()
-}
-
-fn join(list: impl IntoIterator<Item = impl ToString>) -> String {
-    list.into_iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 // The children -------------------------------------------------------------------------------
 
 /// The children's entry point: does nothing unless `CARROT_CHILD` names a role.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var("CARROT_CHILD") else {
-        return;
-    };
-    let url = param("URL");
-    let rt = runtime();
-    if let Err(e) = rt.block_on(run_child(&role, &url)) {
-        panic!("child {role} failed: {e}");
-    }
-}
-
-fn param(name: &str) -> String {
-    std::env::var(format!("CARROT_CHILD_{name}"))
-        .unwrap_or_else(|_| panic!("CARROT_CHILD_{name} is not set"))
-}
-
-fn number(name: &str) -> u64 {
-    param(name)
-        .parse()
-        .unwrap_or_else(|_| panic!("CARROT_CHILD_{name} is not a number"))
-}
-
-/// Reports to the parent.
-fn say(line: impl std::fmt::Display) {
-    println!("{MARK}{line}");
-}
-
-/// Resolves when the parent closes our stdin (or dies).
-fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        let _ = tx.send(());
-    });
-    rx
+    child_main(|role, url| async move { run_child(&role, &url).await });
 }
 
 async fn run_child(role: &str, url: &str) -> carrot::Result<()> {
