@@ -275,6 +275,7 @@ async fn the_command_line_retries_and_exits_non_zero_only_when_the_policy_gives_
                 .args(["--url", &through, "--interval-start", "0.1", "publish"])
                 .args(["--exchange", "", "--routing-key", &queue, "--confirm"])
                 .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
                 .expect("start carrot publish");
@@ -287,14 +288,32 @@ async fn the_command_line_retries_and_exits_non_zero_only_when_the_policy_gives_
             }
             stdin.flush().await.expect("flush");
             let before = proxy.accepted();
-            while conn
-                .queue_info(&queue)
-                .await
-                .expect("queue_info")
-                .message_count
-                < 10
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            let waited = bounded(
+                "the first ten lines published",
+                Duration::from_secs(30),
+                async {
+                    while conn
+                        .queue_info(&queue)
+                        .await
+                        .expect("queue_info")
+                        .message_count
+                        < 10
+                    {
+                        if let Ok(Some(status)) = publish.try_wait() {
+                            return Err(status);
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Ok(())
+                },
+            )
+            .await;
+            if let Err(status) = waited {
+                let mut stderr = String::new();
+                if let Some(mut e) = publish.stderr.take() {
+                    let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
+                }
+                panic!("carrot publish ended early ({status}): {stderr}");
             }
             proxy.cut();
             for n in 10..20 {
@@ -304,10 +323,19 @@ async fn the_command_line_retries_and_exits_non_zero_only_when_the_policy_gives_
                     .expect("write");
             }
             drop(stdin);
-            let status = bounded("carrot publish", Duration::from_secs(30), publish.wait())
-                .await
-                .expect("wait for carrot publish");
-            assert!(status.success(), "carrot publish through a cut: {status}");
+            let output = bounded(
+                "carrot publish",
+                Duration::from_secs(60),
+                publish.wait_with_output(),
+            )
+            .await
+            .expect("wait for carrot publish");
+            assert!(
+                output.status.success(),
+                "carrot publish through a cut: {}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
             assert!(proxy.accepted() > before, "carrot publish reconnected");
             let count = conn
                 .queue_info(&queue)

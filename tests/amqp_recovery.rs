@@ -346,10 +346,20 @@ async fn carrot_consume_keeps_consuming_through_a_restart() {
             }
             let mut seen = std::collections::BTreeSet::new();
             while seen.len() < 20 {
-                let line = bounded("a line", Duration::from_secs(10), lines.next_line())
+                let line = bounded("a line", Duration::from_secs(20), lines.next_line())
                     .await
-                    .expect("read")
-                    .expect("carrot consume ended early");
+                    .expect("read");
+                let Some(line) = line else {
+                    let output = child
+                        .wait_with_output()
+                        .await
+                        .expect("carrot consume's end");
+                    panic!(
+                        "carrot consume ended early ({}): {}",
+                        output.status,
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                };
                 seen.insert(line);
             }
             restart_broker(&restart).await;
@@ -367,8 +377,18 @@ async fn carrot_consume_keeps_consuming_through_a_restart() {
                     lines.next_line(),
                 )
                 .await
-                .expect("read")
-                .unwrap_or_else(|| panic!("carrot consume ended after the restart"));
+                .expect("read");
+                let Some(line) = line else {
+                    let output = child
+                        .wait_with_output()
+                        .await
+                        .expect("carrot consume's end");
+                    panic!(
+                        "carrot consume ended after the restart ({}): {}",
+                        output.status,
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                };
                 seen.insert(line);
             }
             eprintln!("carrot consume resumed within {:?}", started.elapsed());
