@@ -16,6 +16,6 @@ cd "$(dirname "$0")/.."
 for test in amqp_recovery amqp_faults amqp_alarm amqp_cluster sqlite_faults; do
     echo "== cargo test --all-features --test $test -- --nocapture --test-threads 1"
     cargo test --all-features --test "$test" -- --nocapture --test-threads 1 2>&1 |
-        grep -E ': sent [0-9]+ |found the black hole|reported the block|failed over|resumed within|^test result' ||
+        grep -E ': sent [0-9]+|found the black hole|reported the block|failed over|resumed within|^test result' ||
         true
 done
