@@ -68,7 +68,7 @@ async fn stopping_the_node_in_use_fails_over_with_no_confirmed_message_lost() {
         "both connections start on the first node"
     );
     let plan = Plan {
-        total: 30_000,
+        total: 100_000,
         window: 256,
         prefetch: 500,
         queue: QueueSpec::new(&queue).queue_type(QueueType::Quorum),
