@@ -26,6 +26,12 @@ BEGIN_RE = re.compile(r"<!-- cli:begin[^>]*-->")
 # Below this fraction of raw lapin's rate, carrot is called slower than lapin.
 LAPIN_FLOOR = 0.9
 
+# The targets of pipelined confirms (one publisher, persistent messages, a window of confirms
+# in flight): carrot at least this fraction of raw lapin with the same window, and at least
+# this many times pika's confirm-each rate, measured in the same run.
+WINDOW_LAPIN_TARGET = 0.95
+WINDOW_PIKA_TARGET = 10
+
 CLIENTS = {
     "carrot": "`carrot bench` (carrot's `Publisher` / `Consumer`)",
     "lapin": "raw lapin (`bench/peers/lapin_peer.rs`)",
@@ -75,11 +81,36 @@ def broker_version(url):
         return f"RabbitMQ (version unknown: {e})"
 
 
+def window(r):
+    """The confirms a producer keeps in flight: 1 for confirm-each (the Python peers, which
+    have no window, print no `confirm_window`)."""
+    return r.get("confirm_window", 1)
+
+
+def confirms(r):
+    if not r["confirm"]:
+        return ""
+    if window(r) > 1:
+        return f"publisher confirms, a window of {window(r)} in flight per producer"
+    return "publisher confirms (each awaited)"
+
+
 def describe(r):
     kind = "persistent, durable queue" if r["persistent"] else "transient"
-    confirm = ", publisher confirms (each awaited)" if r["confirm"] else ""
+    confirm = f", {confirms(r)}" if r["confirm"] else ""
     return (f"{r['messages']:,} x {r['size']} B, {r['producers']} producer(s), "
             f"{r['consumers']} consumer(s), prefetch {r['prefetch']}, {kind}{confirm}")
+
+
+def differences(first, other):
+    """How a client's workload differs from the first client's (the one in the heading)."""
+    diff = []
+    if other["messages"] != first["messages"]:
+        diff.append(f"{other['messages']:,} messages")
+    if other["confirm"] and window(other) != window(first):
+        diff.append("confirm-each (no window: each publish waits for its confirm)"
+                    if window(other) == 1 else confirms(other))
+    return ", ".join(diff)
 
 
 def latency_possible(r):
@@ -149,6 +180,8 @@ def section(a):
             name, imp, cmd = line.rstrip("\n").split("\t")
             commands[(name, imp)] = cmd
     m = machine()
+    if a.date:
+        m["date"] = a.date
     amqp_used = any(r[0]["url"].startswith("amqp") for r in runs.values())
     lines = []
     w = lines.append
@@ -179,8 +212,9 @@ def section(a):
     w("### Commands")
     w("")
     w("```sh")
-    w(f"CLI_N={a.n} CLI_M={a.m} CLI_MEMORY_N={a.memory_n} CLI_ROUNDS={a.rounds} "
-      "bench/cli_run.sh   # builds, runs all below, writes this section")
+    only = f"CLI_ONLY='{a.only}' " if a.only else ""
+    w(f"CLI_N={a.n} CLI_M={a.m} CLI_W={a.w} CLI_WP={a.wp} CLI_MEMORY_N={a.memory_n} "
+      f"CLI_ROUNDS={a.rounds} {only}bench/cli_run.sh   # builds, runs all below, writes this section")
     w("cargo build --release --bin carrot --example lapin_peer")
     for name in order:
         for imp in CLIENTS:
@@ -203,6 +237,12 @@ def section(a):
         first = runs[(name, present[0])][0]
         w(f"#### `{name}`: {describe(first)}, `{first['url']}`")
         w("")
+        others = [(imp, differences(first, runs[(name, imp)][0])) for imp in present[1:]]
+        others = [(imp, d) for imp, d in others if d]
+        if others:
+            w("Except: " + "; ".join(f"{imp}: {d}" for imp, d in others)
+              + " (rates are per second, so they compare).")
+            w("")
         w("| client | published/s | consumed/s | latency p50 ms | p99 ms | peak RSS MB | client CPU us/msg | carrot / client, published | carrot / client, consumed |")
         w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         s = {imp: summarize(runs[(name, imp)]) for imp in present}
@@ -256,16 +296,25 @@ def section(a):
     else:
         w(f"carrot is at least {LAPIN_FLOOR} of raw lapin in every workload.")
     w("")
+    window_targets(w, order, runs, summaries)
     w("### Notes")
     w("")
     w("- carrot and lapin: one connection, a channel per producer and consumer, a 2-worker tokio")
     w("  runtime (the `carrot` binary's). lapin is written as fast as it goes with carrot's semantics:")
-    w("  `basic_publish(..).await` per message (its confirm awaited before the next publish with")
-    w("  `--confirm`, as carrot's `send` does), acks handed to lapin without waiting for each to be")
-    w("  written (as carrot's `Message::ack`), the same properties on the wire (`application/data`,")
-    w("  `binary`, delivery mode).")
+    w("  `basic_publish(..).await` per message (with `--confirm`, its confirm awaited before the")
+    w("  next publish, as carrot's `send` does; with `--confirm-window W`, up to W confirms in")
+    w("  flight, the oldest awaited when W are pending, as carrot's bench does with")
+    w("  `Publisher::begin_publish` and its `PendingConfirm`s; a message counts as published when its")
+    w("  confirm arrives), acks handed to lapin without waiting for each to be written (as carrot's")
+    w("  `Message::ack`), the same properties on the wire (`application/data`, `binary`, delivery")
+    w("  mode).")
     w("- pika and kombu: neither shares a connection between threads, so each producer and consumer is")
-    w("  a thread with a connection of its own; the threads take turns on the GIL.")
+    w("  a thread with a connection of its own; the threads take turns on the GIL. Neither has a")
+    w("  window of confirms: a pika `BlockingConnection` in `confirm_delivery` mode, and a kombu")
+    w("  `Producer` with `confirm_publish`, wait for each confirm, so in the `confirm_window*`")
+    w("  workloads they run confirm-each (without `--confirm-window`), on fewer messages (`CLI_WP`:")
+    w("  at confirm-each rates, `CLI_W` would take minutes); published/s and consumed/s are rates per")
+    w("  second, so they compare across message counts.")
     w("- `memory://`: carrot's embedded broker in the `carrot bench` process against kombu's in-process")
     w("  memory transport (threads; consumers poll the queue every 0.1 ms, see `kombu_cli.py`). No")
     w("  RabbitMQ, no network: the ratio is client plus broker against client plus broker.")
@@ -285,6 +334,80 @@ def section(a):
     return "\n".join(lines) + "\n"
 
 
+def window_targets(w, order, runs, summaries):
+    """The targets of pipelined confirms, on each workload where carrot keeps a window of
+    confirms in flight with one persistent publisher and lapin ran with the same window; the
+    pika target where pika ran too (confirm-each)."""
+    judged = []
+    for name in order:
+        s = summaries[name]
+        if not all(k in s for k in ("carrot", "lapin")):
+            continue
+        carrot, lapin = runs[(name, "carrot")][0], runs[(name, "lapin")][0]
+        if not (carrot["confirm"] and window(carrot) > 1 and window(lapin) == window(carrot)
+                and carrot["producers"] == 1 and carrot["persistent"]):
+            continue
+        pika = runs[(name, "pika")][0] if "pika" in s else None
+        with_pika = pika is not None and pika["confirm"] and window(pika) == 1
+        judged.append((name, window(carrot), s, with_pika))
+    if not judged:
+        return
+    w("### Targets: pipelined confirms")
+    w("")
+    w("One publisher, persistent messages with publisher confirms, a window of confirms in flight:")
+    w(f"carrot at least {WINDOW_LAPIN_TARGET} of raw lapin with the same window, and at least "
+      f"{WINDOW_PIKA_TARGET}x pika's")
+    w("confirm-each rate, both from this run (the medians above). Judged on published/s (a")
+    w("message counts as published when its confirm arrives) and on consumed/s (end to end); a")
+    w("target is met when both ratios, as shown, reach it.")
+    w("")
+    w("| workload | window | carrot / lapin, published (consumed) | "
+      f">= {WINDOW_LAPIN_TARGET} | carrot / pika, published (consumed) | >= {WINDOW_PIKA_TARGET}x |")
+    w("| --- | ---: | ---: | --- | ---: | --- |")
+    verdicts = []
+    for name, win, s, with_pika in judged:
+        c, l = s["carrot"], s["lapin"]
+        rl = (round(c["published"] / l["published"], 2), round(c["consumed"] / l["consumed"], 2))
+        ok_l = min(rl) >= WINDOW_LAPIN_TARGET
+        if with_pika:
+            p = s["pika"]
+            rp = (round(c["published"] / p["published"], 1), round(c["consumed"] / p["consumed"], 1))
+            ok_p = min(rp) >= WINDOW_PIKA_TARGET
+            pika_cells = f"{rp[0]:.1f} ({rp[1]:.1f}) | {'met' if ok_p else '**not met**'}"
+        else:
+            ok_p = None
+            pika_cells = "- | (pika not run)"
+        verdicts.append((name, ok_l, ok_p))
+        w(f"| `{name}` | {win} | {rl[0]:.2f} ({rl[1]:.2f}) | {'met' if ok_l else '**not met**'} | "
+          f"{pika_cells} |")
+    w("")
+    for name, ok_l, ok_p in verdicts:
+        if ok_l and ok_p is not False:
+            w(f"- `{name}`: {'both targets' if ok_p else 'the lapin target'} met.")
+        else:
+            missed = [t for t, ok in ((f"{WINDOW_LAPIN_TARGET} of lapin", ok_l),
+                                      (f"{WINDOW_PIKA_TARGET}x pika", ok_p)) if ok is False]
+            w(f"- `{name}`: not met: {' and '.join(missed)}.")
+    w("")
+    w("The same carrot / lapin ratio round by round (published/s; in each round the two ran one")
+    w("after the other, so a change of the machine's load between rounds cancels out), and the")
+    w("ratio of the client CPU per message (medians; the figure the load moves least; above 1,")
+    w("carrot spends more CPU per message than lapin): a check on the medians above, not the")
+    w("verdict.")
+    w("")
+    for name, _, _, _ in judged:
+        c = {r["_round"]: r["published_per_s"] for r in runs[(name, "carrot")]}
+        l = {r["_round"]: r["published_per_s"] for r in runs[(name, "lapin")]}
+        paired = [(n, c[n] / l[n]) for n in sorted(c) if n in l and l[n]]
+        if paired:
+            below = sum(1 for _, x in paired if round(x, 2) < WINDOW_LAPIN_TARGET)
+            cpu = summaries[name]["carrot"]["cpu"] / summaries[name]["lapin"]["cpu"]
+            w(f"- `{name}`: " + ", ".join(f"round {n} {x:.2f}" for n, x in paired)
+              + f"; median {median([x for _, x in paired]):.2f}; {below} of {len(paired)} rounds"
+              f" below {WINDOW_LAPIN_TARGET}; client CPU per message, carrot / lapin: {cpu:.2f}")
+    w("")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--manifest", required=True, help="runs.tsv of bench/cli_run.sh")
@@ -296,6 +419,10 @@ def main():
     p.add_argument("--load-end", default="?")
     p.add_argument("--n", default="?", help="CLI_N of the run, for the command shown")
     p.add_argument("--m", default="?", help="CLI_M of the run")
+    p.add_argument("--w", default="?", help="CLI_W of the run")
+    p.add_argument("--wp", default="?", help="CLI_WP of the run")
+    p.add_argument("--only", default="", help="CLI_ONLY of the run (a partial run)")
+    p.add_argument("--date", default="", help="when the run was (default: now)")
     p.add_argument("--memory-n", default="?", help="CLI_MEMORY_N of the run")
     p.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     p.add_argument("--out", required=True)

@@ -281,7 +281,7 @@ async fn measure(conn: &Connection, queue: &str, args: &Args) -> Res<Outcome> {
             }
             let finished = Instant::now();
             channel.close(200, "OK".into()).await?;
-            Ok(finished)
+            Ok::<_, BoxError>(finished)
         }));
     }
     if args.messages == 0 {
