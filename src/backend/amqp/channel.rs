@@ -137,8 +137,13 @@ impl AmqpChannel {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether the channel is in confirm mode (and any channel that replaces it will be).
+    pub(super) fn confirms_selected(&self) -> bool {
+        self.lock().confirms
+    }
+
     /// The current channel, if it is open on the current connection.
-    fn usable(&self) -> Option<Handle> {
+    pub(super) fn usable(&self) -> Option<Handle> {
         let current = self.lock();
         let channel = current.channel.as_ref()?;
         (channel.status().connected() && self.link.epoch() == Some(current.epoch)).then(|| Handle {

@@ -29,7 +29,7 @@ impl AmqpChannel {
         // A mandatory message must come back as an error, never silently: wait for its confirm,
         // which arrives after the broker's basic.return.
         let confirm = flags.confirm || flags.mandatory;
-        let mut attempts = self.link.options().policy.start_quiet("sending a message");
+        let mut attempts = None;
         let sent = self
             .send_frames(&message, flags, confirm, &mut attempts)
             .await?;
@@ -44,30 +44,39 @@ impl AmqpChannel {
 
     /// Hands the message to the connection (waiting while the broker blocks publishing, and
     /// for a recovery); with `confirm`, its pending confirm and the connection's epoch.
+    ///
+    /// The rare paths (a blocked broker, a channel to reopen, confirm mode to select) are
+    /// boxed: inline, their state would make every message's future several times larger
+    /// (and its allocation slower) than the common path needs.
     async fn send_frames(
         &self,
         message: &Published,
         flags: PublishFlags,
         confirm: bool,
-        attempts: &mut Attempts,
+        attempts: &mut Option<Attempts>,
     ) -> Result<Option<(PublisherConfirm, u64)>> {
         let limit = self.link.options().timeouts.get_send();
         loop {
-            if let Err(reason) = self.link.unblocked(limit).await {
-                return Err(Error::Blocked {
-                    reason,
-                    waited: limit,
-                    sent: false,
-                });
+            if self.link.blocked_reason().is_some() {
+                if let Err(reason) = Box::pin(self.link.unblocked(limit)).await {
+                    return Err(Error::Blocked {
+                        reason,
+                        waited: limit,
+                        sent: false,
+                    });
+                }
             }
-            let handle = self.channel().await?;
-            if confirm {
-                match self.ensure_confirms(&handle).await? {
+            let handle = match self.usable() {
+                Some(handle) => handle,
+                None => Box::pin(self.channel()).await?,
+            };
+            if confirm && !self.confirms_selected() {
+                match Box::pin(self.ensure_confirms(&handle)).await? {
                     Some(true) => {}
                     // The channel was replaced meanwhile: take the new one.
                     Some(false) => continue,
                     None => {
-                        attempts.failed(lost("confirm.select"), false)?;
+                        self.lost_again(attempts, "confirm.select")?;
                         continue;
                     }
                 }
@@ -87,7 +96,7 @@ impl AmqpChannel {
                 Err(_) => return Err(self.stalled("basic.publish", limit)),
                 Ok(Ok(pending)) => return Ok(confirm.then_some((pending, handle.epoch))),
                 Ok(Err(e)) if self.link.lost(&e, handle.epoch) => {
-                    attempts.failed(lost("basic.publish"), false)?;
+                    self.lost_again(attempts, "basic.publish")?;
                 }
                 Ok(Err(e)) => return Err(convert::error(e)),
             }
@@ -101,7 +110,7 @@ impl AmqpChannel {
         epoch: u64,
         message: Arc<Published>,
         flags: PublishFlags,
-        mut attempts: Attempts,
+        mut attempts: Option<Attempts>,
     ) -> Result<()> {
         let limit = self.link.options().timeouts.get_send();
         let (mut pending, mut epoch) = (pending, epoch);
@@ -110,14 +119,12 @@ impl AmqpChannel {
                 Err(_) => return Err(self.stalled("publisher confirm", limit)),
                 Ok(Ok(confirmation)) => return outcome(confirmation, &message),
                 Ok(Err(e)) if self.link.lost(&e, epoch) => {
-                    attempts.failed(lost("publisher confirm"), false)?;
+                    self.lost_again(&mut attempts, "publisher confirm")?;
                     tracing::debug!(
                         "the connection was lost before the confirm: sending the message again"
                     );
-                    match self
-                        .send_frames(&message, flags, true, &mut attempts)
-                        .await?
-                    {
+                    let again = Box::pin(self.send_frames(&message, flags, true, &mut attempts));
+                    match again.await? {
                         Some((again, new_epoch)) => (pending, epoch) = (again, new_epoch),
                         None => return Ok(()),
                     }
@@ -145,8 +152,19 @@ impl AmqpChannel {
     }
 }
 
-fn lost(what: &str) -> Error {
-    Error::ConnectionClosed(format!("{what}: the connection was lost"))
+impl AmqpChannel {
+    /// Counts a send attempt that met a lost connection (the count starts with the first
+    /// one, so a send that never meets one allocates nothing); the policy's error when it
+    /// gives up.
+    fn lost_again(&self, attempts: &mut Option<Attempts>, what: &str) -> Result<()> {
+        let attempts = attempts
+            .get_or_insert_with(|| self.link.options().policy.start_quiet("sending a message"));
+        attempts.failed(
+            Error::ConnectionClosed(format!("{what}: the connection was lost")),
+            false,
+        )?;
+        Ok(())
+    }
 }
 
 /// What a confirm says: stored, refused (nack) or returned (unroutable mandatory message).

@@ -165,10 +165,9 @@ async fn forward(
         if flow.wait_for(|active| *active).await.is_err() {
             return;
         }
-        let next = tokio::select! {
-            next = poll_fn(|cx| std::pin::Pin::new(&mut consumer).poll_next(cx)) => next,
-            _ = tx.closed() => return,
-        };
+        // No need to watch for the receiver going away: the application ends a consumer by
+        // cancelling it or closing its channel, which ends lapin's stream too.
+        let next = poll_fn(|cx| std::pin::Pin::new(&mut consumer).poll_next(cx)).await;
         match next {
             Some(Ok(delivery)) => {
                 delivered = true;
