@@ -12,23 +12,9 @@ use std::time::{Duration, Instant};
 
 use amqp_support::stream::{self, Plan};
 use amqp_support::*;
-use carrot::{BrokerConnection, ConnectionState, QueueSpec, RetryPolicy, Timeouts};
+use carrot::{BrokerConnection, ConnectionState, QueueSpec, Timeouts};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
-
-async fn connect_blockable(url: &str) -> BrokerConnection {
-    bounded(
-        "connect",
-        Duration::from_secs(30),
-        BrokerConnection::builder()
-            .url(url)
-            .retry_policy(RetryPolicy::default().interval_start(Duration::from_millis(200)))
-            .timeouts(Timeouts::default().send(SEND_TIMEOUT))
-            .connect(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cannot connect to the test broker: {e}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_blocks_sends_within_their_timeout_and_the_stream_completes_after_it() {
@@ -45,8 +31,20 @@ async fn a_memory_alarm_blocks_sends_within_their_timeout_and_the_stream_complet
     let body = {
         let (url, queue, ctl) = (url.clone(), queue.clone(), ctl.clone());
         async move {
-            let publishing = connect_blockable(&url).await;
-            let consuming = connect_blockable(&url).await;
+            let publishing = connect_with(
+                BrokerConnection::builder()
+                    .url(&url)
+                    .retry_policy(quick_retries())
+                    .timeouts(Timeouts::default().send(SEND_TIMEOUT)),
+            )
+            .await;
+            let consuming = connect_with(
+                BrokerConnection::builder()
+                    .url(&url)
+                    .retry_policy(quick_retries())
+                    .timeouts(Timeouts::default().send(SEND_TIMEOUT)),
+            )
+            .await;
             let watched = publishing.clone();
             let plan = Plan {
                 total: 20_000,

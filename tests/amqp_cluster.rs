@@ -14,31 +14,13 @@ use std::time::Duration;
 use amqp_support::stream::{self, Plan};
 use amqp_support::*;
 use carrot::url::BrokerUrl;
-use carrot::{BrokerConnection, QueueSpec, QueueType, RetryPolicy};
+use carrot::{QueueSpec, QueueType};
 
 fn port_of(url: &BrokerUrl) -> u16 {
     match url {
         BrokerUrl::Amqp(settings) => settings.port,
         other => panic!("a cluster URL is amqp://, not {other}"),
     }
-}
-
-async fn connect_to_cluster(urls: &str) -> BrokerConnection {
-    bounded(
-        "connect",
-        Duration::from_secs(30),
-        BrokerConnection::builder()
-            .url(urls)
-            .retry_policy(
-                RetryPolicy::default()
-                    .interval_start(Duration::from_millis(200))
-                    .interval_step(Duration::from_millis(200))
-                    .interval_max(Duration::from_secs(1)),
-            )
-            .connect(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cannot connect to the cluster: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,8 +41,8 @@ async fn stopping_the_node_in_use_fails_over_with_no_confirmed_message_lost() {
         return;
     };
     let queue = unique("cluster", "quorum");
-    let publishing = connect_to_cluster(&urls).await;
-    let consuming = connect_to_cluster(&urls).await;
+    let publishing = connect_quick(&urls).await;
+    let consuming = connect_quick(&urls).await;
     let node = port_of(consuming.current_url());
     assert_eq!(
         port_of(publishing.current_url()),

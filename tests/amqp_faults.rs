@@ -35,28 +35,6 @@ fn broker() -> Option<(String, SocketAddr)> {
     Some((url, address))
 }
 
-fn quick() -> RetryPolicy {
-    RetryPolicy::default()
-        .interval_start(Duration::from_millis(100))
-        .interval_step(Duration::from_millis(200))
-        .interval_max(Duration::from_secs(1))
-        .timeout(Some(Duration::from_secs(60)))
-}
-
-async fn connect(url: &str, heartbeat: Duration) -> BrokerConnection {
-    bounded(
-        "connect",
-        Duration::from_secs(30),
-        BrokerConnection::builder()
-            .url(url)
-            .retry_policy(quick())
-            .heartbeat(heartbeat)
-            .connect(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cannot connect through the proxy: {e}"))
-}
-
 /// Records when each connection reported its loss.
 fn losses(conn: &BrokerConnection) -> Arc<Mutex<Vec<Instant>>> {
     let at = Arc::new(Mutex::new(Vec::new()));
@@ -85,8 +63,8 @@ async fn every_connection_cut_mid_stream_loses_no_confirmed_message() {
         async move {
             let proxy = Arc::new(Proxy::start(upstream).await);
             let through = proxy.url(&url, upstream);
-            let publishing = connect(&through, Duration::from_secs(60)).await;
-            let consuming = connect(&through, Duration::from_secs(60)).await;
+            let publishing = connect_quick(&through).await;
+            let consuming = connect_quick(&through).await;
             let plan = Plan {
                 total: 100_000,
                 window: 256,
@@ -124,8 +102,20 @@ async fn a_black_holed_connection_is_found_within_two_heartbeats_and_recovered()
             let heartbeat = Duration::from_secs(2);
             let proxy = Arc::new(Proxy::start(upstream).await);
             let through = proxy.url(&url, upstream);
-            let publishing = connect(&through, heartbeat).await;
-            let consuming = connect(&through, heartbeat).await;
+            let publishing = connect_with(
+                BrokerConnection::builder()
+                    .url(&through)
+                    .retry_policy(quick_retries())
+                    .heartbeat(heartbeat),
+            )
+            .await;
+            let consuming = connect_with(
+                BrokerConnection::builder()
+                    .url(&through)
+                    .retry_policy(quick_retries())
+                    .heartbeat(heartbeat),
+            )
+            .await;
             let lost = [losses(&publishing), losses(&consuming)];
             let plan = Plan {
                 total: 100_000,
@@ -264,7 +254,7 @@ async fn the_command_line_retries_and_exits_non_zero_only_when_the_policy_gives_
     let body = {
         let (url, queue) = (url.clone(), queue.clone());
         async move {
-            let conn = connect(&url, Duration::from_secs(60)).await;
+            let conn = connect_quick(&url).await;
             conn.declare_queue(&QueueSpec::new(&queue))
                 .await
                 .expect("declare the queue");
@@ -402,7 +392,7 @@ async fn failover_urls_are_tried_in_turn_on_connect_and_on_recovery() {
             );
             let conn = BrokerConnection::builder()
                 .url(&urls)
-                .retry_policy(quick())
+                .retry_policy(quick_retries())
                 .connect()
                 .await
                 .expect("the first URL that answers");

@@ -15,7 +15,7 @@ use amqp_support::stream::{self, Plan};
 use amqp_support::*;
 use carrot::{
     BrokerConnection, ConnectionEvent, ConnectionState, Consumer, Error, ExchangeType, Publisher,
-    QueueSpec, RetryPolicy,
+    QueueSpec,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -33,28 +33,6 @@ fn settings() -> Option<(String, String)> {
         "a shell command that restarts RabbitMQ and returns once it answers",
     )?;
     Some((url, restart))
-}
-
-/// A quick retry policy: the broker is back within seconds.
-fn quick() -> RetryPolicy {
-    RetryPolicy::default()
-        .interval_start(Duration::from_millis(200))
-        .interval_step(Duration::from_millis(200))
-        .interval_max(Duration::from_secs(1))
-        .timeout(Some(Duration::from_secs(60)))
-}
-
-async fn connect_recovering(url: &str) -> BrokerConnection {
-    bounded(
-        "connect",
-        Duration::from_secs(30),
-        BrokerConnection::builder()
-            .url(url)
-            .retry_policy(quick())
-            .connect(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cannot connect to the test broker: {e}"))
 }
 
 async fn restart_broker(command: &str) {
@@ -96,10 +74,7 @@ async fn restart_twice_under_load_loses_no_confirmed_message() {
                 queue: QueueSpec::new(&queue),
                 limit: Duration::from_secs(400),
             };
-            let (publishing, consuming) = (
-                connect_recovering(&url).await,
-                connect_recovering(&url).await,
-            );
+            let (publishing, consuming) = (connect_quick(&url).await, connect_quick(&url).await);
             let total = plan.total;
             let counts = stream::run(publishing, consuming, plan, move |progress| async move {
                 progress.consumed_at_least(total / 4).await;
@@ -132,7 +107,7 @@ async fn recovery_declares_again_what_the_connection_declared_and_resumes_its_co
     let body = {
         let (url, exchange, queue) = (url.clone(), exchange.clone(), queue.clone());
         async move {
-            let conn = connect_recovering(&url).await;
+            let conn = connect_quick(&url).await;
             let mut events = conn.events();
             // Transient entities: a restart drops them, only the recovery brings them back.
             let mut consumer = Consumer::builder(&conn)
@@ -216,7 +191,7 @@ async fn a_server_named_queue_is_declared_again_under_a_new_name_and_says_so() {
     let body = {
         let (url, exchange) = (url.clone(), exchange.clone());
         async move {
-            let conn = connect_recovering(&url).await;
+            let conn = connect_quick(&url).await;
             let mut events = conn.events();
             let mut consumer = Consumer::builder(&conn)
                 .queue("")
@@ -320,7 +295,7 @@ async fn carrot_consume_keeps_consuming_through_a_restart() {
     let body = {
         let (url, queue) = (url.clone(), queue.clone());
         async move {
-            let conn = connect_recovering(&url).await;
+            let conn = connect_quick(&url).await;
             conn.declare_queue(&QueueSpec::new(&queue))
                 .await
                 .expect("declare the queue");

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use carrot::BrokerConnection;
+use carrot::{BrokerConnection, ConnectionBuilder, RetryPolicy};
 
 /// How to get the settings, for the skip and failure messages.
 pub const HOW: &str =
@@ -152,4 +152,32 @@ pub async fn shell(command: &str, limit: Duration) {
         .await
         .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
     assert!(status.success(), "{command} failed: {status}");
+}
+
+/// A retry policy for tests: the broker is back (or failed over) within seconds, so retry
+/// every 0.1 s to 1 s, for at most a minute.
+pub fn quick_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .interval_start(Duration::from_millis(100))
+        .interval_step(Duration::from_millis(200))
+        .interval_max(Duration::from_secs(1))
+        .timeout(Some(Duration::from_secs(60)))
+}
+
+/// Connects as `builder` says, failing the test (with carrot's error) if it cannot within 30 s.
+pub async fn connect_with(builder: ConnectionBuilder) -> BrokerConnection {
+    match bounded("connect", Duration::from_secs(30), builder.connect()).await {
+        Ok(conn) => conn,
+        Err(e) => panic!("cannot connect to the test broker: {e}"),
+    }
+}
+
+/// [`connect_with`] the URL(s) and [`quick_retries`].
+pub async fn connect_quick(url: &str) -> BrokerConnection {
+    connect_with(
+        BrokerConnection::builder()
+            .url(url)
+            .retry_policy(quick_retries()),
+    )
+    .await
 }

@@ -257,11 +257,21 @@ impl AmqpChannel {
         F: Fn(Arc<lapin::Channel>) -> Fut,
         Fut: Future<Output = lapin::Result<T>>,
     {
+        self.run_counted(what, op).await.map(|(value, _)| value)
+    }
+
+    /// [`run`](Self::run), with the generation of the channel it ran on (for the delivery
+    /// tags of what it received).
+    pub(super) async fn run_counted<T, F, Fut>(&self, what: &'static str, op: F) -> Result<(T, u64)>
+    where
+        F: Fn(Arc<lapin::Channel>) -> Fut,
+        Fut: Future<Output = lapin::Result<T>>,
+    {
         let mut attempts = self.link.options().policy.start_quiet(what);
         loop {
             let handle = self.channel().await?;
             match self.attempt(what, handle.epoch, op(handle.channel)).await? {
-                Some(value) => return Ok(value),
+                Some(value) => return Ok((value, handle.generation)),
                 None => {
                     attempts.failed(
                         Error::ConnectionClosed(format!("{what}: the connection was lost")),
@@ -488,25 +498,16 @@ impl Channel for AmqpChannel {
 
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
         convert::short(queue, "the queue name")?;
-        let mut attempts = self.link.options().policy.start_quiet("basic.get");
-        loop {
-            let handle = self.channel().await?;
-            let queue = self.link.resolve(queue);
-            let get = handle
-                .channel
-                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack });
-            match self.attempt("basic.get", handle.epoch, get).await? {
-                Some(got) => {
-                    return Ok(got.map(|m| convert::delivery(m.delivery, handle.generation, None)))
+        let (got, generation) = self
+            .run_counted("basic.get", |ch| {
+                let queue = self.link.resolve(queue);
+                async move {
+                    ch.basic_get(queue.as_str().into(), BasicGetOptions { no_ack })
+                        .await
                 }
-                None => {
-                    attempts.failed(
-                        Error::ConnectionClosed("basic.get: the connection was lost".into()),
-                        false,
-                    )?;
-                }
-            }
-        }
+            })
+            .await?;
+        Ok(got.map(|m| convert::delivery(m.delivery, generation, None)))
     }
 
     async fn consume(

@@ -357,7 +357,7 @@ impl Link {
                 let timeout = self.options.timeouts.get_operation();
                 match topology::replay(snapshot, &connection, &self.hub, timeout).await {
                     Ok(replayed) => {
-                        topology::learn(&mut self.topology(), &replayed);
+                        self.topology().learn(&replayed);
                         Ok((connection, events, i))
                     }
                     Err(e) => {

@@ -101,32 +101,23 @@ impl AmqpChannel {
     ) -> Result<(lapin::Consumer, u64, String)> {
         convert::short(queue, "the queue name")?;
         let tag = convert::short(tag, "the consumer tag")?;
-        let mut attempts = self.link.options().policy.start_quiet("basic.consume");
-        loop {
-            let handle = self.channel().await?;
-            // Resolved once the channel is there: the recovery may have renamed the queue.
-            let queue = self.link.resolve(queue);
-            let options = BasicConsumeOptions {
-                no_ack,
-                exclusive,
-                ..Default::default()
-            };
-            let consume = handle.channel.basic_consume(
-                queue.as_str().into(),
-                tag.clone(),
-                options,
-                LapinTable::default(),
-            );
-            match self.attempt("basic.consume", handle.epoch, consume).await? {
-                Some(consumer) => return Ok((consumer, handle.generation, queue)),
-                None => {
-                    attempts.failed(
-                        Error::ConnectionClosed("basic.consume: the connection was lost".into()),
-                        false,
-                    )?;
+        let options = BasicConsumeOptions {
+            no_ack,
+            exclusive,
+            ..Default::default()
+        };
+        let ((consumer, queue), generation) = self
+            .run_counted("basic.consume", |ch| {
+                // Resolved once the channel is there: the recovery may have renamed the queue.
+                let (queue, tag) = (self.link.resolve(queue), tag.clone());
+                async move {
+                    ch.basic_consume(queue.as_str().into(), tag, options, LapinTable::default())
+                        .await
+                        .map(|consumer| (consumer, queue))
                 }
-            }
-        }
+            })
+            .await?;
+        Ok((consumer, generation, queue))
     }
 
     /// Forgets a consumer that ended without the application (it is no longer resumed).

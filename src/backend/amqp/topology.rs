@@ -127,8 +127,8 @@ impl Topology {
         }
     }
 
-    /// What a replay learned: queues renamed and entities that could not be restored.
-    fn apply(&mut self, replayed: &Topology) {
+    /// Learns what a replay found: queues renamed and entities that could not be restored.
+    pub(super) fn learn(&mut self, replayed: &Topology) {
         for (old, new) in &replayed.renamed {
             if self.renamed.get(old) != Some(new) {
                 self.rename(old, new);
@@ -220,11 +220,6 @@ pub(super) async fn replay(
         let _ = tokio::time::timeout(timeout, channel.close(200, "OK".into())).await;
     }
     Ok(done)
-}
-
-/// Applies what a replay learned to the connection's record.
-pub(super) fn learn(topology: &mut Topology, replayed: &Topology) {
-    topology.apply(replayed);
 }
 
 fn not_restored(hub: &StatusHub, entity: String, cause: Error) {
