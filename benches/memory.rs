@@ -14,6 +14,7 @@
 //! | `publish_consume_one_task` | publish N, then fetch + ack N, in one task |
 //! | `publish_consume_two_tasks` | a publisher task and a consumer task (`next_message` + ack) spawned together on a 2-worker runtime |
 //! | `publish_consume_two_threads` | the same, with publisher and consumer each on an OS thread of its own (really in parallel) |
+//! | `bare_channel_two_tasks` | no broker at all: a tokio unbounded mpsc channel moving N fresh copies of the 100-byte body from a sender task to a receiver task on a 2-worker runtime (the physical limit: the cost of an in-process hand-off) |
 //!
 //! `bench/run.sh` runs this with kombu's memory transport as the peer and writes BENCHMARKS.md.
 
@@ -235,6 +236,42 @@ fn bench_memory(c: &mut Criterion) {
                 });
             }
             start.elapsed()
+        });
+    });
+
+    group.bench_function("bare_channel_two_tasks", |b| {
+        // The physical limit of an in-process hand-off, with no broker: each message is a fresh
+        // copy of the body (as a publisher copies it into a message) sent through a tokio
+        // channel to a receiving task, on the same 2-worker runtime as the two-task workload.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let body = std::sync::Arc::new(body.clone());
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+                    let receiving = tokio::spawn(async move {
+                        let mut bytes = 0;
+                        for _ in 0..N {
+                            bytes += rx.recv().await.expect("a buffer").len();
+                        }
+                        bytes
+                    });
+                    let bd = body.clone();
+                    let sending = tokio::spawn(async move {
+                        for _ in 0..N {
+                            tx.send(bd.to_vec()).expect("send");
+                        }
+                    });
+                    sending.await.expect("sender task");
+                    assert_eq!(receiving.await.expect("receiver task"), N * BODY_LEN);
+                }
+                start.elapsed()
+            })
         });
     });
 

@@ -8,6 +8,7 @@
 pub(crate) mod amqp;
 pub(crate) mod arguments;
 pub(crate) mod death;
+pub(crate) mod embedded;
 pub(crate) mod memory;
 pub(crate) mod rules;
 #[cfg(feature = "sqlite")]

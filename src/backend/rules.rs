@@ -168,3 +168,18 @@ pub(crate) fn prefetch_size(prefetch_size: u32) -> Result<()> {
     }
     Ok(())
 }
+
+/// Using a channel that was closed.
+pub(crate) fn channel_closed() -> Error {
+    Error::ChannelClosed(
+        "the channel was closed (by close(), a channel error, or a broker restart): open a new one"
+            .into(),
+    )
+}
+
+/// Using a connection that was closed.
+pub(crate) fn connection_closed() -> Error {
+    Error::ConnectionClosed(
+        "the connection was closed (by close(), or by a broker restart): open a new one".into(),
+    )
+}

@@ -6,7 +6,6 @@
 
 mod queue;
 mod state;
-mod unacked;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

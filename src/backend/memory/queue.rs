@@ -1,12 +1,11 @@
-//! One queue of the embedded broker: its messages (by priority) and its consumers.
+//! One queue of the embedded broker: its messages, by priority (its consumers are in the
+//! shared channel layer, `backend::embedded`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use crate::backend::arguments::Limits;
-use crate::backend::{Delivery, Published};
+use crate::backend::Published;
 use crate::entity::QueueSpec;
 
 /// A deadline that never comes.
@@ -21,25 +20,6 @@ pub(super) struct Ready {
     pub(super) deadline: u64,
 }
 
-/// A consumer subscribed to a queue.
-#[derive(Debug)]
-pub(super) struct Subscriber {
-    pub(super) tag: Arc<str>,
-    pub(super) channel: u64,
-    pub(super) no_ack: bool,
-    pub(super) exclusive: bool,
-    /// 0: unlimited.
-    pub(super) prefetch: u16,
-    pub(super) unacked: u32,
-    pub(super) tx: mpsc::UnboundedSender<crate::error::Result<Delivery>>,
-}
-
-impl Subscriber {
-    pub(super) fn has_credit(&self) -> bool {
-        self.no_ack || self.prefetch == 0 || self.unacked < u32::from(self.prefetch)
-    }
-}
-
 #[derive(Debug)]
 pub(super) struct Queue {
     pub(super) name: Arc<str>,
@@ -52,9 +32,7 @@ pub(super) struct Queue {
     len: usize,
     /// Whether a waiting message may have a deadline (so expiry is worth checking).
     has_deadlines: bool,
-    pub(super) subscribers: Vec<Subscriber>,
-    /// Round-robin position among subscribers.
-    pub(super) next_subscriber: usize,
+    /// Whether it ever had a consumer (an auto-delete queue goes with its last one).
     pub(super) had_subscriber: bool,
     /// When the queue was last used (declared, read, consumed from), for `x-expires`.
     pub(super) last_used: u64,
@@ -77,8 +55,6 @@ impl Queue {
             levels: (0..levels).map(|_| VecDeque::new()).collect(),
             len: 0,
             has_deadlines: false,
-            subscribers: Vec::new(),
-            next_subscriber: 0,
             had_subscriber: false,
             last_used: now,
         }

@@ -11,11 +11,11 @@ use rusqlite::Connection;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tokio::sync::mpsc;
 
-use super::engine::{Reply, Work};
 use super::liveness::Identity;
 use super::schema::{storage_error, Checkpointer};
-use super::wakeup::{self, Wakeup};
+use super::wakeup::Wakeup;
 use crate::backend::arguments::{limits, Limits};
+use crate::backend::embedded::{ChannelLayer, Refill};
 use crate::backend::rules;
 use crate::backend::Delivery;
 use crate::entity::{ExchangeSpec, QueueSpec};
@@ -24,8 +24,6 @@ use crate::routing::Bindings;
 
 /// How often each process checks for dead processes and for expiries others scheduled.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// Commits between two checkpoint requests (a commit writes a few pages to the log).
-const CHECKPOINT_EVERY: u32 = 200;
 /// At most this many messages are handed out per queue and transaction.
 pub(super) const DISPATCH_CHUNK: usize = 1024;
 
@@ -49,43 +47,15 @@ pub(super) struct QueueEntry {
     pub(super) owner: Option<i64>,
 }
 
-/// A delivery not yet settled.
-#[derive(Debug)]
-pub(super) struct Unacked {
-    pub(super) id: i64,
-    pub(super) queue: Arc<str>,
-    pub(super) consumer: Option<Arc<str>>,
-}
+/// The channel layer of this process's connections: a delivery's handle is its row id.
+pub(super) type Layer = ChannelLayer<i64, i64>;
 
-/// A channel of a connection of this process.
-#[derive(Debug)]
-pub(super) struct ChannelState {
-    pub(super) connection: i64,
-    pub(super) flow: bool,
-    pub(super) consumer_prefetch: u16,
-    pub(super) channel_prefetch: u16,
-    pub(super) next_tag: u64,
-    pub(super) unacked: std::collections::BTreeMap<u64, Unacked>,
-    pub(super) consumer_tags: u64,
-}
-
-/// A consumer in this process.
-#[derive(Debug)]
-pub(super) struct Subscriber {
-    pub(super) tag: Arc<str>,
-    pub(super) channel: u64,
-    pub(super) no_ack: bool,
-    pub(super) prefetch: u16,
-    pub(super) unacked: u32,
-    pub(super) tx: mpsc::UnboundedSender<crate::error::Result<Delivery>>,
-}
-
-/// The consumers of one queue in this process, served round robin.
-#[derive(Debug, Default)]
-pub(super) struct Subscribers {
-    pub(super) list: Vec<Subscriber>,
-    pub(super) next: usize,
-}
+/// A delivery to hand out once its transaction commits: (channel, consumer stream, delivery).
+pub(super) type Outgoing = (
+    u64,
+    mpsc::UnboundedSender<crate::error::Result<Delivery>>,
+    Delivery,
+);
 
 pub(super) struct Broker {
     pub(super) db: Connection,
@@ -96,27 +66,21 @@ pub(super) struct Broker {
     pub(super) wakeup: Option<Wakeup>,
     pub(super) checkpointer: Option<Checkpointer>,
     /// Commits since the last checkpoint request.
-    commits: u32,
+    pub(super) commits: u32,
     /// `meta.generation` when the caches were filled; any change to exchanges, queues,
     /// bindings or processes bumps it.
-    generation: i64,
+    pub(super) generation: i64,
     exchanges: HashMap<String, Option<Arc<ExchangeEntry>>>,
     queues: HashMap<String, Option<Arc<QueueEntry>>>,
     peers: Option<Vec<String>>,
-    /// Connections of this process that are open.
-    pub(super) connections: HashSet<i64>,
-    pub(super) channels: HashMap<u64, ChannelState>,
-    pub(super) next_channel: u64,
-    pub(super) subscribers: HashMap<Arc<str>, Subscribers>,
+    /// Connections, channels and consumers of this process.
+    pub(super) layer: Layer,
     /// Queues whose local consumers may have messages to take.
     pub(super) dirty: HashSet<Arc<str>>,
     /// Messages acknowledged in this transaction, by connection (see `flush_acks`).
     pub(super) acked: Vec<(i64, i64)>,
     /// Deliveries to hand out once the transaction commits.
-    pub(super) outbox: Vec<(
-        mpsc::UnboundedSender<crate::error::Result<Delivery>>,
-        Delivery,
-    )>,
+    pub(super) outbox: Vec<Outgoing>,
     /// Whether the transaction made messages ready that other processes may want.
     pub(super) wake_peers: bool,
     next_check: Instant,
@@ -140,14 +104,6 @@ pub(super) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Why a transaction failed, as the operations in it report it (`Error::Storage` of this).
-fn reason(e: &Error) -> String {
-    match e {
-        Error::Storage(reason) => reason.clone(),
-        other => other.to_string(),
-    }
-}
-
 impl Broker {
     pub(super) fn new(db: Connection, path: PathBuf, wakeup: Option<Wakeup>) -> Broker {
         Broker {
@@ -162,10 +118,7 @@ impl Broker {
             exchanges: HashMap::default(),
             queues: HashMap::default(),
             peers: None,
-            connections: HashSet::default(),
-            channels: HashMap::default(),
-            next_channel: 0,
-            subscribers: HashMap::default(),
+            layer: Layer::new(Refill::HalfWindow),
             dirty: HashSet::default(),
             acked: Vec::new(),
             outbox: Vec::new(),
@@ -246,107 +199,15 @@ impl Broker {
         at
     }
 
-    /// Runs waiting operations in one transaction, hands out messages, commits, answers.
-    pub(super) fn batch(&mut self, works: &mut Vec<Work>, wake: bool) {
-        let mut replies: Vec<Reply> = Vec::with_capacity(works.len());
-        let failure = match self.begin() {
-            Err(e) => Some(reason(&e)),
-            Ok(()) => {
-                if wake {
-                    self.dirty.extend(self.subscribers.keys().cloned());
-                }
-                let mut failure = self.housekeeping().err().map(|e| reason(&e));
-                if failure.is_none() {
-                    // No savepoint per operation (SQLite copies every page a savepoint
-                    // touches): an operation checks everything before its first write, so a
-                    // failed one has changed nothing. If one ever did, the whole transaction
-                    // is rolled back rather than kept half-done.
-                    for work in works.drain(..) {
-                        let before = self.db.total_changes();
-                        let (ok, reply) = work(Some(self));
-                        if !ok {
-                            self.forget_cached();
-                            if self.db.total_changes() != before {
-                                failure = Some(
-                                    "an operation failed after writing; its transaction was rolled back"
-                                        .into(),
-                                );
-                            }
-                        }
-                        replies.push(reply);
-                    }
-                    if let Err(e) = self.flush_acks().and_then(|()| self.dispatch_dirty()) {
-                        failure = Some(reason(&e));
-                    }
-                }
-                match failure {
-                    None => self.exec("COMMIT", []).err().map(|e| reason(&e)),
-                    some => some,
-                }
-            }
-        };
-        self.acked.clear();
-        if let Some(reason) = &failure {
-            tracing::error!(path = %self.path.display(), reason, "sqlite: a transaction failed; its operations report the error");
-            let _ = self.db.execute_batch("ROLLBACK");
-            self.forget_cached();
-            self.undo_outbox();
-            for reply in replies {
-                reply(Some(reason));
-            }
-            // Work not run (the transaction could not start) still gets an answer.
-            for work in works.drain(..) {
-                let (_, reply) = work(None);
-                reply(Some(reason));
-            }
-            return;
-        }
-        for (tx, delivery) in self.outbox.drain(..) {
-            let _ = tx.send(Ok(delivery));
-        }
-        self.commits += 1;
-        if self.commits >= CHECKPOINT_EVERY {
-            self.commits = 0;
-            if self.checkpointer.is_none() {
-                self.checkpointer = Checkpointer::start(&self.path)
-                    .map_err(|e| tracing::warn!(error = %e, "sqlite: no checkpoint thread; the log grows until the last process leaves"))
-                    .ok();
-            }
-            if let Some(c) = &self.checkpointer {
-                c.request();
-            }
-        }
-        if std::mem::take(&mut self.wake_peers) {
-            if let Ok(peers) = self.peers() {
-                wakeup::notify(&peers);
-            }
-        }
-        for reply in replies {
-            reply(None);
-        }
-    }
-
-    fn begin(&mut self) -> Result<()> {
-        self.exec("BEGIN IMMEDIATE", [])?;
-        let generation: i64 = self
-            .one("SELECT value FROM meta WHERE key = 'generation'", [])?
-            .unwrap_or(0);
-        if generation != self.generation {
-            self.forget_cached();
-            self.generation = generation;
-        }
-        Ok(())
-    }
-
     /// Periodic work, inside the transaction: dead processes, expiries.
-    fn housekeeping(&mut self) -> Result<()> {
+    pub(super) fn housekeeping(&mut self) -> Result<()> {
         let now = Instant::now();
         if now >= self.next_check {
             self.next_check = now + CHECK_EVERY;
             self.bury_dead_processes()?;
             self.next_expiry = Some(now_ms());
             // In case a wake-up datagram was lost: look for work once a second anyway.
-            self.dirty.extend(self.subscribers.keys().cloned());
+            self.dirty.extend(self.layer.consumed_queues());
         }
         if self.next_expiry.is_some_and(|at| at <= now_ms()) {
             self.next_expiry = self.expire(now_ms())?;
@@ -376,7 +237,7 @@ impl Broker {
     }
 
     /// The other processes' wake-up names.
-    fn peers(&mut self) -> Result<Vec<String>> {
+    pub(super) fn peers(&mut self) -> Result<Vec<String>> {
         if let Some(peers) = &self.peers {
             return Ok(peers.clone());
         }
@@ -464,17 +325,5 @@ impl Broker {
         let queue = self.queue(name)?.ok_or_else(|| rules::no_queue(name))?;
         rules::check_owner(name, queue.owner, connection)?;
         Ok(queue)
-    }
-
-    /// The connection a channel belongs to, if the channel is open.
-    pub(super) fn connection_of(&self, channel: u64) -> Result<i64> {
-        self.channels
-            .get(&channel)
-            .map(|c| c.connection)
-            .ok_or_else(|| {
-                Error::ChannelClosed(
-                    "the channel was closed (by close(), or by a broker restart)".into(),
-                )
-            })
     }
 }

@@ -1,19 +1,68 @@
-//! Connections, channels and consumers of this process, and handing messages to consumers.
+//! Connections, channels and consumers of this process in the database, and handing messages
+//! to consumers.
 //!
-//! Consumers are recorded in the `consumers` table (other processes see them: consumer counts,
-//! exclusive consumers, auto-delete), but their prefetch window and delivery stream live here.
-//! After each batch of operations, every queue that may have messages for a local consumer
-//! ("dirty") is read once for all its consumers, which share the messages round robin.
+//! Channels, windows and round robin are the shared layer's (`backend::embedded`). Consumers
+//! are also recorded in the `consumers` table (other processes see them: consumer counts,
+//! exclusive consumers, auto-delete). After each batch of operations, every queue that may have
+//! messages for a local consumer ("dirty") is read once for all its consumers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rusqlite::params;
-use tokio::sync::mpsc;
 
-use super::broker::{Broker, ChannelState, Subscriber, Unacked, DISPATCH_CHUNK};
+use super::broker::{Broker, Outgoing, DISPATCH_CHUNK};
+use super::messages::Row;
+use crate::backend::embedded::{Handing, Source};
 use crate::backend::rules;
 use crate::backend::{Delivery, DeliveryStream};
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// Rows read from a queue, handed to its consumers; delivered once the transaction commits.
+struct RowSource<'a> {
+    rows: std::vec::IntoIter<Row>,
+    outbox: &'a mut Vec<Outgoing>,
+    /// Rows delivered to be acknowledged, by connection.
+    claimed: BTreeMap<i64, Vec<i64>>,
+    /// Rows delivered without acknowledgement (deleted now).
+    dropped: Vec<i64>,
+}
+
+impl Source<i64, i64> for RowSource<'_> {
+    type Message = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        self.rows.next()
+    }
+
+    fn deliver(&mut self, to: Handing<'_, i64>, row: Row) -> Result<Option<i64>, Row> {
+        let consumer = to.consumer;
+        if consumer.tx.is_closed() {
+            return Err(row);
+        }
+        let id = row.id;
+        self.outbox.push((
+            consumer.channel,
+            consumer.tx.clone(),
+            Delivery {
+                message: Arc::new(row.message),
+                delivery_tag: to.delivery_tag,
+                redelivered: row.redelivered,
+                consumer_tag: Some(consumer.tag.clone()),
+            },
+        ));
+        if consumer.no_ack {
+            self.dropped.push(id);
+            Ok(None)
+        } else {
+            self.claimed.entry(to.connection).or_default().push(id);
+            Ok(Some(id))
+        }
+    }
+
+    /// A row nobody took stays ready: it was only read.
+    fn put_back(&mut self, _row: Row) {}
+}
 
 impl Broker {
     pub(super) fn open_connection(&mut self) -> Result<i64> {
@@ -22,68 +71,34 @@ impl Broker {
             [self.process],
         )?;
         let id = self.db.last_insert_rowid();
-        self.connections.insert(id);
+        self.layer.add_connection(id);
         Ok(id)
     }
 
     pub(super) fn open_channel(&mut self, connection: i64) -> Result<u64> {
-        if !self.connections.contains(&connection) {
-            return Err(Error::ConnectionClosed(
-                "the connection was closed (by close(), or by a broker restart)".into(),
-            ));
-        }
-        self.next_channel += 1;
-        self.channels.insert(
-            self.next_channel,
-            ChannelState {
-                connection,
-                flow: true,
-                consumer_prefetch: 0,
-                channel_prefetch: 0,
-                next_tag: 1,
-                unacked: Default::default(),
-                consumer_tags: 0,
-            },
-        );
-        Ok(self.next_channel)
+        self.layer.open_channel(connection)
     }
 
     /// Closes a channel: its consumers go, its unsettled deliveries go back to their queues.
     pub(super) fn close_channel(&mut self, channel: u64) -> Result<()> {
-        let Some(state) = self.channels.remove(&channel) else {
+        let Some(closed) = self.layer.close_channel(channel) else {
             return Ok(());
         };
-        let mine: Vec<(Arc<str>, Arc<str>)> = self
-            .subscribers
-            .iter()
-            .flat_map(|(queue, subs)| {
-                subs.list
-                    .iter()
-                    .filter(|s| s.channel == channel)
-                    .map(|s| (queue.clone(), s.tag.clone()))
-            })
-            .collect();
-        for (queue, tag) in mine {
-            self.remove_subscriber(&queue, state.connection, channel, &tag)?;
+        for (queue, tag, _) in closed.consumers {
+            self.forget_consumer(&queue, closed.connection, channel, &tag)?;
         }
-        for unacked in state.unacked.into_values() {
-            self.requeue(unacked.id, &unacked.queue)?;
+        for unacked in closed.unacked {
+            self.requeue(unacked.item, &unacked.queue)?;
         }
         Ok(())
     }
 
     /// Closes a connection of this process: its channels, its exclusive queues.
     pub(super) fn close_connection(&mut self, connection: i64) -> Result<()> {
-        let channels: Vec<u64> = self
-            .channels
-            .iter()
-            .filter(|(_, c)| c.connection == connection)
-            .map(|(id, _)| *id)
-            .collect();
-        for channel in channels {
+        for channel in self.layer.channels_of(connection) {
             self.close_channel(channel)?;
         }
-        self.connections.remove(&connection);
+        self.layer.remove_connection(connection);
         self.release_connection(connection)
     }
 
@@ -108,10 +123,8 @@ impl Broker {
         }
         if released > 0 {
             self.expire_no_later_than(super::broker::now_ms());
-        }
-        if released > 0 {
             self.wake_peers = true;
-            self.dirty.extend(self.subscribers.keys().cloned());
+            self.dirty.extend(self.layer.consumed_queues());
         }
         let queues: Vec<String> = self.column(
             "SELECT DISTINCT queue FROM consumers WHERE connection = ?1",
@@ -156,30 +169,13 @@ impl Broker {
         no_ack: bool,
         exclusive: bool,
     ) -> Result<(Arc<str>, DeliveryStream)> {
-        let connection = self.connection_of(channel)?;
+        let connection = self.layer.connection_of(channel)?;
         let q = self.usable_queue(connection, queue)?;
+        // Consumers of every process count.
         let others: Vec<bool> =
             self.column("SELECT exclusive FROM consumers WHERE queue = ?1", [queue])?;
         rules::consumer_admission(queue, exclusive, others.into_iter())?;
-        let ch = self
-            .channels
-            .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
-        let tag: Arc<str> = if tag.is_empty() {
-            ch.consumer_tags += 1;
-            format!("amq.ctag-{connection}-{channel}-{}", ch.consumer_tags).into()
-        } else {
-            tag.into()
-        };
-        let prefetch = ch.consumer_prefetch;
-        let duplicate = self.subscribers.values().any(|subs| {
-            subs.list
-                .iter()
-                .any(|s| s.channel == channel && s.tag == tag)
-        });
-        if duplicate {
-            return Err(rules::reused_tag(&tag));
-        }
+        let tag = self.layer.consumer_tag(channel, tag)?;
         self.exec(
             "INSERT INTO consumers VALUES (?1, ?2, ?3, ?4, ?5)",
             params![connection, channel as i64, &*tag, queue, exclusive],
@@ -191,54 +187,29 @@ impl Broker {
         if q.limits.expires.is_some() {
             self.touch(queue)?;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers
-            .entry(q.name.clone())
-            .or_default()
-            .list
-            .push(Subscriber {
-                tag: tag.clone(),
-                channel,
-                no_ack,
-                prefetch,
-                unacked: 0,
-                tx,
-            });
+        let rx = self
+            .layer
+            .subscribe(channel, &q.name, tag.clone(), no_ack, exclusive)?;
         self.dirty.insert(q.name.clone());
         Ok((tag, rx))
     }
 
     pub(super) fn cancel(&mut self, channel: u64, tag: &str) -> Result<()> {
-        let connection = self.connection_of(channel)?;
-        let queue = self
-            .subscribers
-            .iter()
-            .find(|(_, subs)| {
-                subs.list
-                    .iter()
-                    .any(|s| s.channel == channel && &*s.tag == tag)
-            })
-            .map(|(q, _)| q.clone());
-        if let Some(queue) = queue {
-            self.remove_subscriber(&queue, connection, channel, tag)?;
+        let connection = self.layer.connection_of(channel)?;
+        if let Some((queue, _)) = self.layer.unsubscribe(channel, tag)? {
+            self.forget_consumer(&queue, connection, channel, tag)?;
         }
         Ok(())
     }
 
-    fn remove_subscriber(
+    /// Deletes a consumer's row; an auto-delete queue goes with its last consumer.
+    fn forget_consumer(
         &mut self,
-        queue: &Arc<str>,
+        queue: &str,
         connection: i64,
         channel: u64,
         tag: &str,
     ) -> Result<()> {
-        if let Some(subs) = self.subscribers.get_mut(queue) {
-            subs.list
-                .retain(|s| !(s.channel == channel && &*s.tag == tag));
-            if subs.list.is_empty() {
-                self.subscribers.remove(queue);
-            }
-        }
         self.exec(
             "DELETE FROM consumers WHERE connection = ?1 AND channel = ?2 AND tag = ?3",
             params![connection, channel as i64, tag],
@@ -246,67 +217,9 @@ impl Broker {
         self.delete_if_unused_auto_delete(queue)
     }
 
-    /// Removes settled deliveries from a channel's ledger (all up to `tag` with `multiple`) and
-    /// gives their consumers credit back.
-    pub(super) fn settle(
-        &mut self,
-        channel: u64,
-        tag: u64,
-        multiple: bool,
-    ) -> Result<Vec<Unacked>> {
-        let ch = self
-            .channels
-            .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
-        let settled: Vec<Unacked> = if multiple {
-            let later = if tag == 0 {
-                Default::default()
-            } else {
-                ch.unacked.split_off(&(tag + 1))
-            };
-            let done = std::mem::replace(&mut ch.unacked, later);
-            if done.is_empty() && tag != 0 {
-                return Err(rules::unknown_tag(tag));
-            }
-            done.into_values().collect()
-        } else {
-            vec![ch
-                .unacked
-                .remove(&tag)
-                .ok_or_else(|| rules::unknown_tag(tag))?]
-        };
-        let channel_limited = ch.channel_prefetch != 0;
-        for unacked in &settled {
-            let Some(consumer) = &unacked.consumer else {
-                continue;
-            };
-            if let Some(subs) = self.subscribers.get_mut(&unacked.queue) {
-                if let Some(s) = subs
-                    .list
-                    .iter_mut()
-                    .find(|s| s.channel == channel && s.tag == *consumer)
-                {
-                    s.unacked = s.unacked.saturating_sub(1);
-                    // Refill once half the window is free, not after every ack: one read of
-                    // the queue then fetches many messages.
-                    if s.prefetch != 0 && s.unacked * 2 <= u32::from(s.prefetch) {
-                        self.dirty.insert(unacked.queue.clone());
-                    }
-                }
-            }
-        }
-        if channel_limited {
-            self.dirty_channel(channel);
-        }
-        Ok(settled)
-    }
-
+    /// Marks every queue a channel's consumers read as worth a dispatch.
     fn dirty_channel(&mut self, channel: u64) {
-        for (queue, subs) in &self.subscribers {
-            if subs.list.iter().any(|s| s.channel == channel) {
-                self.dirty.insert(queue.clone());
-            }
-        }
+        self.dirty.extend(self.layer.queues_of_channel(channel));
     }
 
     pub(super) fn qos(
@@ -316,25 +229,14 @@ impl Broker {
         prefetch_count: u16,
         global: bool,
     ) -> Result<()> {
-        rules::prefetch_size(prefetch_size)?;
-        let ch = self
-            .channels
-            .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
-        if global {
-            ch.channel_prefetch = prefetch_count;
-        } else {
-            ch.consumer_prefetch = prefetch_count;
-        }
+        self.layer
+            .qos(channel, prefetch_size, prefetch_count, global)?;
         self.dirty_channel(channel);
         Ok(())
     }
 
     pub(super) fn flow(&mut self, channel: u64, active: bool) -> Result<()> {
-        self.channels
-            .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?
-            .flow = active;
+        self.layer.flow(channel, active)?;
         if active {
             self.dirty_channel(channel);
         }
@@ -352,117 +254,25 @@ impl Broker {
 
     /// Reads up to the consumers' total credit from one queue and shares it round robin.
     fn dispatch(&mut self, queue: &Arc<str>) -> Result<()> {
-        let Some(subs) = self.subscribers.get(queue) else {
-            return Ok(());
-        };
-        // Each consumer's credit, bounded by its channel's flow and window.
-        let mut credit: Vec<usize> = Vec::with_capacity(subs.list.len());
-        let mut channel_room: rustc_hash::FxHashMap<u64, usize> = Default::default();
-        for s in &subs.list {
-            let Some(ch) = self.channels.get(&s.channel) else {
-                credit.push(0);
-                continue;
-            };
-            if !ch.flow || s.tx.is_closed() {
-                credit.push(0);
-                continue;
-            }
-            let own = if s.no_ack || s.prefetch == 0 {
-                DISPATCH_CHUNK
-            } else {
-                usize::from(s.prefetch).saturating_sub(s.unacked as usize)
-            };
-            if !s.no_ack && ch.channel_prefetch != 0 {
-                channel_room.entry(s.channel).or_insert_with(|| {
-                    usize::from(ch.channel_prefetch).saturating_sub(ch.unacked.len())
-                });
-            }
-            credit.push(own);
-        }
-        let total: usize = credit.iter().sum::<usize>().min(DISPATCH_CHUNK);
+        let total = self.layer.credit(queue, DISPATCH_CHUNK);
         if total == 0 {
             return Ok(());
         }
         let rows = self.take(queue, total)?;
         let full = rows.len() == total;
-        let Some(subs) = self.subscribers.get_mut(queue) else {
-            return Ok(());
+        let mut source = RowSource {
+            rows: rows.into_iter(),
+            outbox: &mut self.outbox,
+            claimed: BTreeMap::new(),
+            dropped: Vec::new(),
         };
-        let n = subs.list.len();
-        let mut given = Vec::with_capacity(rows.len());
-        let mut rows = rows.into_iter();
-        let mut idle = 0;
-        let mut pending = rows.next();
-        while let Some(row) = pending.take() {
-            if idle >= n {
-                pending = Some(row);
-                break;
-            }
-            let i = subs.next % n;
-            subs.next = subs.next.wrapping_add(1);
-            let s = &subs.list[i];
-            let room = channel_room.get(&s.channel).copied();
-            if credit[i] == 0 || room == Some(0) {
-                idle += 1;
-                pending = Some(row);
-                continue;
-            }
-            idle = 0;
-            credit[i] -= 1;
-            if let Some(r) = channel_room.get_mut(&s.channel) {
-                *r -= 1;
-            }
-            given.push((i, row));
-            pending = rows.next();
-        }
-        // Rows nobody had room for stay ready (they were only read).
-        let more = full && pending.is_none();
-        let mut claimed: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-        let mut dropped: Vec<i64> = Vec::new();
-        for (i, row) in given {
-            let (channel, no_ack, tag, tx) = {
-                let s = &self.subscribers[queue].list[i];
-                (s.channel, s.no_ack, s.tag.clone(), s.tx.clone())
-            };
-            let Some(ch) = self.channels.get_mut(&channel) else {
-                continue;
-            };
-            let connection = ch.connection;
-            let delivery_tag = ch.next_tag;
-            ch.next_tag += 1;
-            if !no_ack {
-                ch.unacked.insert(
-                    delivery_tag,
-                    Unacked {
-                        id: row.id,
-                        queue: queue.clone(),
-                        consumer: Some(tag.clone()),
-                    },
-                );
-                if let Some(subs) = self.subscribers.get_mut(queue) {
-                    subs.list[i].unacked += 1;
-                }
-            }
-            if no_ack {
-                dropped.push(row.id);
-            } else {
-                claimed.entry(connection).or_default().push(row.id);
-            }
-            self.outbox.push((
-                tx,
-                Delivery {
-                    message: Arc::new(row.message),
-                    delivery_tag,
-                    redelivered: row.redelivered,
-                    consumer_tag: Some(tag),
-                },
-            ));
-        }
+        let given = self.layer.hand_out(queue, &mut source).given;
+        let (claimed, dropped) = (source.claimed, source.dropped);
         for (connection, ids) in claimed {
             self.hand_over(&ids, Some(connection))?;
         }
         self.hand_over(&dropped, None)?;
-        if more {
+        if full && given == total {
             // There may be more than one chunk: come back after this transaction.
             self.dirty.insert(queue.clone());
         }
@@ -471,23 +281,8 @@ impl Broker {
 
     /// Forgets deliveries of a transaction that did not commit (the rows are still ready).
     pub(super) fn undo_outbox(&mut self) {
-        for (_, delivery) in std::mem::take(&mut self.outbox) {
-            for ch in self.channels.values_mut() {
-                if let Some(u) = ch.unacked.get(&delivery.delivery_tag) {
-                    let consumer = u.consumer.clone();
-                    if consumer == delivery.consumer_tag {
-                        ch.unacked.remove(&delivery.delivery_tag);
-                        for subs in self.subscribers.values_mut() {
-                            for s in &mut subs.list {
-                                if Some(&s.tag) == consumer.as_ref() {
-                                    s.unacked = s.unacked.saturating_sub(1);
-                                }
-                            }
-                        }
-                        break;
-                    }
-                }
-            }
+        for (channel, _, delivery) in std::mem::take(&mut self.outbox) {
+            self.layer.unrecord(channel, delivery.delivery_tag);
         }
     }
 }

@@ -12,14 +12,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::broker::Broker;
+use super::transaction::{Reply, Work};
 use crate::error::{Error, Result};
-
-/// What a finished operation does once the transaction is over: `None` if it committed, the
-/// reason otherwise.
-pub(super) type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
-/// An operation: runs on the broker, says whether it succeeded, and gives its reply. Given no broker (the transaction could not start), it does not
-/// run and its reply reports the failure.
-pub(super) type Work = Box<dyn FnOnce(Option<&mut Broker>) -> (bool, Reply) + Send>;
 
 pub(super) enum Job {
     Work(Work),

@@ -37,7 +37,7 @@ impl Broker {
         spec: &ExchangeSpec,
         passive: bool,
     ) -> Result<()> {
-        self.connection_of(channel)?;
+        self.layer.connection_of(channel)?;
         let existing = if spec.name.is_empty() {
             None
         } else {
@@ -65,7 +65,7 @@ impl Broker {
         name: &str,
         if_unused: bool,
     ) -> Result<()> {
-        self.connection_of(channel)?;
+        self.layer.connection_of(channel)?;
         let bound = self.exchange(name)?.map(|e| !e.bindings.is_empty());
         rules::exchange_deletion(name, if_unused, bound)?;
         self.exec("DELETE FROM bindings WHERE exchange = ?1", [name])?;
@@ -79,7 +79,7 @@ impl Broker {
         spec: &QueueSpec,
         passive: bool,
     ) -> Result<QueueInfo> {
-        let connection = self.connection_of(channel)?;
+        let connection = self.layer.connection_of(channel)?;
         let mut spec = spec.clone();
         if spec.name.is_empty() {
             if passive {
@@ -166,7 +166,7 @@ impl Broker {
         if_unused: bool,
         if_empty: bool,
     ) -> Result<u32> {
-        let connection = self.connection_of(channel)?;
+        let connection = self.layer.connection_of(channel)?;
         self.usable_queue(connection, name)?;
         let info = self.queue_info(name)?;
         rules::queue_deletion(
@@ -200,11 +200,7 @@ impl Broker {
         }
         // Local consumers of the queue: their delivery streams end. Settling their deliveries
         // afterwards succeeds and changes nothing (the messages went with the queue).
-        if let Some(subs) = self.subscribers.remove(name) {
-            for s in subs.list {
-                let _ = s.tx.send(Err(rules::consumer_cancelled(&s.tag, name)));
-            }
-        }
+        self.layer.queue_deleted(name);
         self.bump()
     }
 
@@ -224,7 +220,7 @@ impl Broker {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        let connection = self.connection_of(channel)?;
+        let connection = self.layer.connection_of(channel)?;
         self.usable_queue(connection, queue)?;
         self.exchange_for_binding(exchange)?;
         let added = self.exec(
@@ -245,7 +241,7 @@ impl Broker {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()> {
-        let connection = self.connection_of(channel)?;
+        let connection = self.layer.connection_of(channel)?;
         self.usable_queue(connection, queue)?;
         self.exchange_for_binding(exchange)?;
         let removed = self.exec(

@@ -105,7 +105,7 @@ impl Broker {
     /// Closes every connection of this process; if no other process uses the file, does what
     /// a broker restart does. Connections must be reopened.
     pub(super) fn restart(&mut self) -> Result<()> {
-        let connections: Vec<i64> = self.connections.iter().copied().collect();
+        let connections: Vec<i64> = self.layer.connections();
         for connection in connections {
             self.close_connection(connection)?;
         }
@@ -120,7 +120,7 @@ impl Broker {
     pub(super) fn shut_down(&mut self) {
         let result = (|| {
             self.exec("BEGIN IMMEDIATE", [])?;
-            let connections: Vec<i64> = self.connections.iter().copied().collect();
+            let connections: Vec<i64> = self.layer.connections();
             for connection in connections {
                 self.close_connection(connection)?;
             }
@@ -140,7 +140,7 @@ impl Broker {
             let _ = self.db.execute_batch("ROLLBACK");
             tracing::warn!(path = %self.path.display(), error = %e, "sqlite: leaving the broker file failed; the next process to open it cleans up");
         }
-        for (_, delivery) in std::mem::take(&mut self.outbox) {
+        for (_, _, delivery) in std::mem::take(&mut self.outbox) {
             drop(delivery);
         }
         if let Some(wakeup) = &self.wakeup {

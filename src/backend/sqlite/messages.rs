@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::params;
 
-use super::broker::{now_ms, Broker, QueueEntry, Unacked};
+use super::broker::{now_ms, Broker, QueueEntry};
 use super::codec::{decode_extra, encode_extra};
 use crate::backend::death::{died_in, with_death};
 use crate::backend::rules;
@@ -121,7 +121,7 @@ impl Broker {
         message: &Published,
         flags: PublishFlags,
     ) -> Result<()> {
-        self.connection_of(channel)?;
+        self.layer.connection_of(channel)?;
         if flags.immediate {
             return Err(Error::Unsupported(
                 "immediate is not implemented by the sqlite broker (consumers may be in other processes, so \"ready now\" cannot be known); RabbitMQ 3 refuses it too: use mandatory, or a consumer acknowledgement".into(),
@@ -288,7 +288,7 @@ impl Broker {
         queue: &str,
         no_ack: bool,
     ) -> Result<Option<Delivery>> {
-        let connection = self.connection_of(channel)?;
+        let connection = self.layer.connection_of(channel)?;
         let q = self.usable_queue(connection, queue)?;
         if q.limits.expires.is_some() {
             self.touch(queue)?;
@@ -297,22 +297,9 @@ impl Broker {
             return Ok(None);
         };
         self.hand_over(&[row.id], (!no_ack).then_some(connection))?;
-        let ch = self
-            .channels
-            .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
-        let tag = ch.next_tag;
-        ch.next_tag += 1;
-        if !no_ack {
-            ch.unacked.insert(
-                tag,
-                Unacked {
-                    id: row.id,
-                    queue: q.name.clone(),
-                    consumer: None,
-                },
-            );
-        }
+        let tag = self
+            .layer
+            .record_get(channel, &q.name, (!no_ack).then_some(row.id))?;
         Ok(Some(Delivery {
             message: Arc::new(row.message),
             delivery_tag: tag,
@@ -322,11 +309,17 @@ impl Broker {
     }
 
     pub(super) fn ack(&mut self, channel: u64, tag: u64, multiple: bool) -> Result<()> {
-        let connection = self.connection_of(channel)?;
-        for unacked in self.settle(channel, tag, multiple)? {
-            self.acked.push((connection, unacked.id));
-        }
-        Ok(())
+        let connection = self.layer.connection_of(channel)?;
+        let (acked, dirty) = (&mut self.acked, &mut self.dirty);
+        self.layer.settle(
+            channel,
+            tag,
+            multiple,
+            |u| acked.push((connection, u.item)),
+            |q| {
+                dirty.insert(q.clone());
+            },
+        )
     }
 
     /// Deletes the acknowledged messages of this transaction, one statement per connection.
@@ -371,18 +364,29 @@ impl Broker {
     }
 
     pub(super) fn reject(&mut self, channel: u64, tag: u64, requeue: bool) -> Result<()> {
-        let connection = self.connection_of(channel)?;
-        for unacked in self.settle(channel, tag, false)? {
+        let connection = self.layer.connection_of(channel)?;
+        let mut settled = Vec::with_capacity(1);
+        let dirty = &mut self.dirty;
+        self.layer.settle(
+            channel,
+            tag,
+            false,
+            |u| settled.push(u),
+            |q| {
+                dirty.insert(q.clone());
+            },
+        )?;
+        for unacked in settled {
             if requeue {
-                self.requeue(unacked.id, &unacked.queue)?;
+                self.requeue(unacked.item, &unacked.queue)?;
                 continue;
             }
             let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = ?1 AND owner = ?2");
-            let rows = self.rows(&sql, params![unacked.id, connection])?;
+            let rows = self.rows(&sql, params![unacked.item, connection])?;
             match self.queue(&unacked.queue)? {
                 Some(q) => self.drop_rows(&q, rows, "rejected")?,
                 None => {
-                    self.exec("DELETE FROM messages WHERE id = ?1", [unacked.id])?;
+                    self.exec("DELETE FROM messages WHERE id = ?1", [unacked.item])?;
                 }
             }
         }
@@ -405,7 +409,7 @@ impl Broker {
     }
 
     pub(super) fn purge(&mut self, channel: u64, queue: &str) -> Result<u32> {
-        let connection = self.connection_of(channel)?;
+        let connection = self.layer.connection_of(channel)?;
         self.usable_queue(connection, queue)?;
         let n = self.exec(
             "DELETE FROM messages WHERE queue = ?1 AND owner IS NULL",

@@ -5,8 +5,10 @@
 //! - `schema.rs`: opening a file, durability level (WAL, `synchronous = NORMAL`: see there).
 //! - `engine.rs`: one thread per process and file runs every operation; overlapping callers
 //!   share one transaction and one commit.
+//! - `transaction.rs`: the transaction around each batch of operations.
 //! - `broker.rs`: the engine's state and caches; `entities.rs`, `messages.rs`, `consumers.rs`
-//!   its operations; `lifecycle.rs` processes joining, leaving and dying.
+//!   its operations (channels and consumers are the shared layer of `backend::embedded`);
+//!   `lifecycle.rs` processes joining, leaving and dying.
 //! - `liveness.rs`: how a dead process is recognised (pid and start time, no heartbeats).
 //! - `wakeup.rs`: how a commit in one process wakes consumers in the others (a datagram).
 //! - `codec.rs`: headers and rare properties as stored.
@@ -20,6 +22,7 @@ mod lifecycle;
 mod liveness;
 mod messages;
 mod schema;
+mod transaction;
 mod wakeup;
 
 use std::collections::HashMap;

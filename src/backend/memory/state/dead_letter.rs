@@ -81,7 +81,9 @@ impl State {
             let Some(q) = self.queues.get(&name) else {
                 continue;
             };
-            if let (Some(expires), true) = (q.limits.expires, q.subscribers.is_empty()) {
+            if let (Some(expires), true) =
+                (q.limits.expires, self.layer.consumers_of(&name).is_empty())
+            {
                 let at = q.last_used.saturating_add(expires);
                 if at <= now {
                     self.remove_queue(&name);

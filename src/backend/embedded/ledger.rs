@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 #[derive(Debug)]
-pub(super) struct Ledger<T> {
+pub(crate) struct Ledger<T> {
     entries: VecDeque<(u64, T)>,
 }
 
@@ -20,18 +20,18 @@ impl<T> Default for Ledger<T> {
 }
 
 impl<T> Ledger<T> {
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Records a delivery; `tag` is greater than every tag recorded before.
-    pub(super) fn insert(&mut self, tag: u64, value: T) {
+    pub(crate) fn insert(&mut self, tag: u64, value: T) {
         debug_assert!(self.entries.back().is_none_or(|(last, _)| *last < tag));
         self.entries.push_back((tag, value));
     }
 
     /// Settles one delivery.
-    pub(super) fn remove(&mut self, tag: u64) -> Option<T> {
+    pub(crate) fn remove(&mut self, tag: u64) -> Option<T> {
         if self.entries.front().is_some_and(|(t, _)| *t == tag) {
             return self.entries.pop_front().map(|(_, v)| v);
         }
@@ -39,14 +39,21 @@ impl<T> Ledger<T> {
         self.entries.remove(i).map(|(_, v)| v)
     }
 
-    /// Settles every delivery up to and including `tag` (AMQP's `multiple`).
-    pub(super) fn remove_through(&mut self, tag: u64) -> Vec<T> {
-        let end = self.entries.partition_point(|(t, _)| *t <= tag);
-        self.entries.drain(..end).map(|(_, v)| v).collect()
+    /// Settles every delivery up to and including `tag` (AMQP's `multiple`), oldest first;
+    /// tag 0 settles them all. `None` (and nothing settled) when `tag` is not 0 and not
+    /// outstanding, as RabbitMQ refuses it.
+    pub(crate) fn remove_through(&mut self, tag: u64) -> Option<impl Iterator<Item = T> + '_> {
+        let end = if tag == 0 {
+            self.entries.len()
+        } else {
+            let i = self.entries.binary_search_by_key(&tag, |(t, _)| *t).ok()?;
+            i + 1
+        };
+        Some(self.entries.drain(..end).map(|(_, v)| v))
     }
 
     /// Every unsettled delivery, newest first.
-    pub(super) fn into_newest_first(self) -> impl Iterator<Item = T> {
+    pub(crate) fn into_newest_first(self) -> impl Iterator<Item = T> {
         self.entries.into_iter().rev().map(|(_, v)| v)
     }
 }
@@ -58,15 +65,26 @@ mod tests {
     #[test]
     fn in_order_out_of_order_and_multiple() {
         let mut l = Ledger::default();
-        for t in [1, 2, 5, 7, 9] {
+        for t in [1, 2, 5, 7, 9, 11] {
             l.insert(t, t * 10);
         }
         assert_eq!(l.remove(1), Some(10));
         assert_eq!(l.remove(7), Some(70));
         assert_eq!(l.remove(7), None);
         assert_eq!(l.remove(3), None);
-        assert_eq!(l.remove_through(5), vec![20, 50]);
-        assert_eq!(l.len(), 1);
-        assert_eq!(l.into_newest_first().collect::<Vec<_>>(), vec![90]);
+        assert!(l.remove_through(3).is_none(), "3 is not outstanding");
+        assert_eq!(l.len(), 4);
+        assert_eq!(
+            l.remove_through(5).unwrap().collect::<Vec<_>>(),
+            vec![20, 50]
+        );
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            l.remove_through(0).unwrap().collect::<Vec<_>>(),
+            vec![90, 110]
+        );
+        assert_eq!(l.len(), 0);
+        l.insert(12, 120);
+        assert_eq!(l.into_newest_first().collect::<Vec<_>>(), vec![120]);
     }
 }

@@ -1,0 +1,82 @@
+//! The consumers of one queue (in this process), served round robin.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::backend::Delivery;
+use crate::error::Result;
+
+/// A consumer subscribed to a queue.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pub(crate) tag: Arc<str>,
+    pub(crate) channel: u64,
+    pub(crate) no_ack: bool,
+    pub(crate) exclusive: bool,
+    /// Its prefetch window (qos with global = false when it was created); 0: unlimited.
+    pub(crate) prefetch: u16,
+    /// Its deliveries not settled yet.
+    pub(crate) unacked: u32,
+    pub(crate) tx: mpsc::UnboundedSender<Result<Delivery>>,
+    /// Its delivery stream was dropped: it takes nothing more, and goes.
+    pub(crate) gone: bool,
+}
+
+impl Subscriber {
+    /// Whether its own window lets it take one more delivery.
+    pub(crate) fn has_credit(&self) -> bool {
+        self.no_ack || self.prefetch == 0 || self.unacked < u32::from(self.prefetch)
+    }
+
+    /// How many deliveries its own window lets it take now, at most `chunk`.
+    pub(crate) fn credit(&self, chunk: usize) -> usize {
+        if self.no_ack || self.prefetch == 0 {
+            chunk
+        } else {
+            usize::from(self.prefetch)
+                .saturating_sub(self.unacked as usize)
+                .min(chunk)
+        }
+    }
+}
+
+/// The consumers of one queue.
+#[derive(Debug)]
+pub(crate) struct Subscribers {
+    /// The queue's name, shared by the deliveries' records.
+    pub(crate) queue: Arc<str>,
+    pub(crate) list: Vec<Subscriber>,
+    /// Round-robin position.
+    pub(crate) next: usize,
+}
+
+impl Subscribers {
+    pub(crate) fn new(queue: Arc<str>) -> Self {
+        Subscribers {
+            queue,
+            list: Vec::new(),
+            next: 0,
+        }
+    }
+
+    pub(crate) fn find_mut(&mut self, channel: u64, tag: &str) -> Option<&mut Subscriber> {
+        self.list
+            .iter_mut()
+            .find(|s| s.channel == channel && &*s.tag == tag)
+    }
+
+    pub(crate) fn contains(&self, channel: u64, tag: &str) -> bool {
+        self.list
+            .iter()
+            .any(|s| s.channel == channel && &*s.tag == tag)
+    }
+
+    /// Removes a consumer; whether it was there.
+    pub(crate) fn remove(&mut self, channel: u64, tag: &str) -> bool {
+        let before = self.list.len();
+        self.list
+            .retain(|s| !(s.channel == channel && &*s.tag == tag));
+        self.list.len() != before
+    }
+}

@@ -1,0 +1,120 @@
+//! The transaction around a batch of operations: they run in one write transaction, messages
+//! are handed to local consumers in it, it commits once, and only then are the callers answered
+//! and the deliveries sent (see `engine.rs` for who submits the batches).
+
+use super::broker::Broker;
+use super::schema::Checkpointer;
+use super::wakeup;
+use crate::error::{Error, Result};
+
+/// What a finished operation does once the transaction is over: `None` if it committed, the
+/// reason otherwise.
+pub(super) type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// An operation: runs on the broker, says whether it succeeded, and gives its reply. Given no
+/// broker (the transaction could not start), it does not run and its reply reports the failure.
+pub(super) type Work = Box<dyn FnOnce(Option<&mut Broker>) -> (bool, Reply) + Send>;
+
+/// Commits between two checkpoint requests (a commit writes a few pages to the log).
+const CHECKPOINT_EVERY: u32 = 200;
+
+/// Why a transaction failed, as the operations in it report it (`Error::Storage` of this).
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Storage(reason) => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Broker {
+    /// Runs waiting operations in one transaction, hands out messages, commits, answers.
+    pub(super) fn batch(&mut self, works: &mut Vec<Work>, wake: bool) {
+        let mut replies: Vec<Reply> = Vec::with_capacity(works.len());
+        let failure = match self.begin() {
+            Err(e) => Some(reason(&e)),
+            Ok(()) => {
+                if wake {
+                    self.dirty.extend(self.layer.consumed_queues());
+                }
+                let mut failure = self.housekeeping().err().map(|e| reason(&e));
+                if failure.is_none() {
+                    // No savepoint per operation (SQLite copies every page a savepoint
+                    // touches): an operation checks everything before its first write, so a
+                    // failed one has changed nothing. If one ever did, the whole transaction
+                    // is rolled back rather than kept half-done.
+                    for work in works.drain(..) {
+                        let before = self.db.total_changes();
+                        let (ok, reply) = work(Some(self));
+                        if !ok {
+                            self.forget_cached();
+                            if self.db.total_changes() != before {
+                                failure = Some(
+                                    "an operation failed after writing; its transaction was rolled back"
+                                        .into(),
+                                );
+                            }
+                        }
+                        replies.push(reply);
+                    }
+                    if let Err(e) = self.flush_acks().and_then(|()| self.dispatch_dirty()) {
+                        failure = Some(reason(&e));
+                    }
+                }
+                match failure {
+                    None => self.exec("COMMIT", []).err().map(|e| reason(&e)),
+                    some => some,
+                }
+            }
+        };
+        self.acked.clear();
+        if let Some(reason) = &failure {
+            tracing::error!(path = %self.path.display(), reason, "sqlite: a transaction failed; its operations report the error");
+            let _ = self.db.execute_batch("ROLLBACK");
+            self.forget_cached();
+            self.undo_outbox();
+            for reply in replies {
+                reply(Some(reason));
+            }
+            // Work not run (the transaction could not start) still gets an answer.
+            for work in works.drain(..) {
+                let (_, reply) = work(None);
+                reply(Some(reason));
+            }
+            return;
+        }
+        for (_, tx, delivery) in self.outbox.drain(..) {
+            let _ = tx.send(Ok(delivery));
+        }
+        self.commits += 1;
+        if self.commits >= CHECKPOINT_EVERY {
+            self.commits = 0;
+            if self.checkpointer.is_none() {
+                self.checkpointer = Checkpointer::start(&self.path)
+                    .map_err(|e| tracing::warn!(error = %e, "sqlite: no checkpoint thread; the log grows until the last process leaves"))
+                    .ok();
+            }
+            if let Some(c) = &self.checkpointer {
+                c.request();
+            }
+        }
+        if std::mem::take(&mut self.wake_peers) {
+            if let Ok(peers) = self.peers() {
+                wakeup::notify(&peers);
+            }
+        }
+        for reply in replies {
+            reply(None);
+        }
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        self.exec("BEGIN IMMEDIATE", [])?;
+        let generation: i64 = self
+            .one("SELECT value FROM meta WHERE key = 'generation'", [])?
+            .unwrap_or(0);
+        if generation != self.generation {
+            self.forget_cached();
+            self.generation = generation;
+        }
+        Ok(())
+    }
+}
