@@ -159,7 +159,8 @@ impl PendingConfirm {
         self.await
     }
 
-    /// Whether the answer is known without waiting (no confirms, or an embedded broker).
+    /// Whether the answer is known without waiting (no confirms, or the memory broker; on
+    /// sqlite:// a confirmed message is confirmed by its commit).
     pub fn is_ready(&self) -> bool {
         matches!(self.confirmation, Some(Confirmation::Done) | None)
     }

@@ -87,19 +87,40 @@ async fn child_publish(url: &str) -> carrot::Result<()> {
     let sent = Arc::new(AtomicU64::new(0));
     let mut running = Vec::new();
     for first in 0..tasks {
+        // Odd publishers keep a window of confirms in flight (begin_send): each is reported
+        // sent only once its commit confirmed it, as `send` is.
+        let pipelined = first % 2 == 1;
         let publisher = Publisher::builder(&conn)
             .routing_key(&queue)
             .delivery_mode(DeliveryMode::Persistent)
+            .confirm_publish(pipelined)
             .build()
             .await?;
         let sent = sent.clone();
         running.push(tokio::spawn(async move {
-            for id in (first..count).step_by(tasks as usize) {
-                publisher.send(&Body::new(id)).await?;
+            let count_sent = || {
                 let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_multiple_of(1_000) {
                     say(format!("SENT {n}"));
                 }
+            };
+            let mut window = std::collections::VecDeque::new();
+            for id in (first..count).step_by(tasks as usize) {
+                if !pipelined {
+                    publisher.send(&Body::new(id)).await?;
+                    count_sent();
+                    continue;
+                }
+                if window.len() == 32 {
+                    let oldest: carrot::PendingConfirm = window.pop_front().expect("a full window");
+                    oldest.await?;
+                    count_sent();
+                }
+                window.push_back(publisher.begin_send(&Body::new(id)).await?);
+            }
+            for pending in window {
+                pending.await?;
+                count_sent();
             }
             Ok::<(), Error>(())
         }));

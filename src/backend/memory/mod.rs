@@ -9,10 +9,11 @@ mod state;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::MutexGuard;
 
 use crate::backend::{
     Channel, Confirmation, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport,
@@ -25,18 +26,16 @@ use state::State;
 
 #[derive(Debug)]
 struct Broker {
-    state: Mutex<State>,
+    state: parking_lot::Mutex<State>,
     /// Whether the thread that expires messages and queues runs.
     sweeper_started: AtomicBool,
 }
 
 impl Broker {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the state half-updated in a way that
-        // matters more than stopping every client, so keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // parking_lot's lock is not poisoned by a panic: a panic while holding it cannot leave
+        // the state half-updated in a way that matters more than stopping every client.
+        self.state.lock()
     }
 
     /// Starts the expiry thread the first time a queue or message has a TTL.
@@ -66,16 +65,13 @@ impl Broker {
             let now = state.now();
             let next = state.sweep(now);
             state.sweeper_wake = next;
-            state = match next {
+            match next {
                 Some(at) => {
                     let pause = Duration::from_millis(at.saturating_sub(now).max(1));
-                    match wake.wait_timeout(state, pause) {
-                        Ok((guard, _)) => guard,
-                        Err(poisoned) => poisoned.into_inner().0,
-                    }
+                    wake.wait_for(&mut state, pause);
                 }
-                None => wake.wait(state).unwrap_or_else(|p| p.into_inner()),
-            };
+                None => wake.wait(&mut state),
+            }
         }
     }
 }
@@ -88,7 +84,7 @@ fn broker(name: &str) -> Arc<Broker> {
         .entry(name.to_string())
         .or_insert_with(|| {
             Arc::new(Broker {
-                state: Mutex::new(State::new()),
+                state: parking_lot::Mutex::new(State::new()),
                 sweeper_started: AtomicBool::new(false),
             })
         })

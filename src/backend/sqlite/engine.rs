@@ -87,11 +87,21 @@ impl Engine {
         &self,
         op: impl FnOnce(&mut Broker) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.begin_call(op)?.await
+    }
+
+    /// Hands an operation to the engine now (operations run in the order they are handed
+    /// over) and returns what resolves with its outcome once its transaction has committed:
+    /// the caller may hand over more meanwhile, and they share commits.
+    pub(super) fn begin_call<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Broker) -> Result<T> + Send + 'static,
+    ) -> Result<impl std::future::Future<Output = Result<T>> + Send + 'static> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(op, move |r| {
             let _ = tx.send(r);
         })?;
-        rx.await.map_err(|_| stopped())?
+        Ok(async move { rx.await.map_err(|_| stopped())? })
     }
 
     /// Runs an operation and blocks the calling thread until its commit (for the synchronous

@@ -226,11 +226,16 @@ impl Channel for SqliteChannel {
     async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation> {
         let id = self.id;
         // Every publish waits for its commit, with or without `confirm`: a send that returned
-        // is stored.
-        self.engine
-            .call(move |b| b.publish(id, &message, flags))
-            .await
-            .map(|()| Confirmation::Done)
+        // is stored. With `confirm`, the wait is the caller's (`send` at once, `begin_send`
+        // later), so that one publisher can keep many commits in flight, sharing them.
+        let committed = self
+            .engine
+            .begin_call(move |b| b.publish(id, &message, flags))?;
+        if flags.confirm {
+            Ok(Confirmation::Pending(Box::pin(committed)))
+        } else {
+            committed.await.map(|()| Confirmation::Done)
+        }
     }
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
         let (id, queue) = (self.id, queue.to_string());

@@ -13,7 +13,9 @@ mod dead_letter;
 mod deliveries;
 mod entities;
 
-use std::sync::{Arc, Condvar};
+use std::sync::Arc;
+
+use parking_lot::Condvar;
 use std::time::Instant;
 
 // Names and ids chosen by the application, not hostile input: a fast hash matters more here
