@@ -30,8 +30,9 @@ const MESSAGES: u64 = 100_000;
 const SIZE: usize = 100;
 /// The consumer's prefetch window: at most this many deliveries unacknowledged at a kill.
 const PREFETCH: u64 = 1_000;
-/// Publishers at once in the publisher process (each its own channel): one, as in `1p1c`.
-const PUBLISHERS: u64 = 1;
+/// Publishers at once in the publisher process (each its own channel): one sending one message
+/// at a time, one keeping a window of confirms in flight.
+const PUBLISHERS: u64 = 2;
 /// The consumer is killed when this many messages have been reported consumed.
 const KILL_AT: [u64; 2] = [MESSAGES / 4, MESSAGES * 3 / 5];
 /// The whole stream must be consumed within this time, or the test fails.
