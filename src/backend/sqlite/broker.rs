@@ -1,7 +1,7 @@
 //! The state the engine thread keeps for one broker file: the SQLite connection, caches of what
 //! rarely changes (exchanges with their bindings, queues), and this process's channels and
-//! consumers. Operations live in `entities.rs`, `messages.rs`, `consumers.rs` and
-//! `lifecycle.rs`; this file holds the transaction around them.
+//! consumers (the shared channel layer). Operations live in `entities.rs`, `messages.rs`,
+//! `consumers.rs` and `lifecycle.rs`; `transaction.rs` holds the transaction around them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
