@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tokio::sync::mpsc;
 
+use super::courier::Courier;
 use super::liveness::Identity;
 use super::schema::{storage_error, Checkpointer};
 use super::wakeup::Wakeup;
@@ -65,6 +66,9 @@ pub(super) struct Broker {
     pub(super) process: i64,
     pub(super) wakeup: Option<Wakeup>,
     pub(super) checkpointer: Option<Checkpointer>,
+    /// Sends deliveries and replies after a commit (started with the first commit that has
+    /// several; see `courier.rs`).
+    pub(super) courier: Option<Courier>,
     /// Commits since the last checkpoint request.
     pub(super) commits: u32,
     /// `meta.generation` when the caches were filled; any change to exchanges, queues,
@@ -113,6 +117,7 @@ impl Broker {
             process: 0,
             wakeup,
             checkpointer: None,
+            courier: None,
             commits: 0,
             generation: -1,
             exchanges: HashMap::default(),

@@ -5,7 +5,8 @@
 //! - `schema.rs`: opening a file, durability level (WAL, `synchronous = NORMAL`: see there).
 //! - `engine.rs`: one thread per process and file runs every operation; overlapping callers
 //!   share one transaction and one commit.
-//! - `transaction.rs`: the transaction around each batch of operations.
+//! - `transaction.rs`: the transaction around each batch of operations; `courier.rs` sends
+//!   what a commit delivers and answers, off the engine thread when there is much of it.
 //! - `broker.rs`: the engine's state and caches; `entities.rs`, `messages.rs`, `consumers.rs`
 //!   its operations (channels and consumers are the shared layer of `backend::embedded`);
 //!   `lifecycle.rs` processes joining, leaving and dying.
@@ -16,6 +17,7 @@
 mod broker;
 mod codec;
 mod consumers;
+mod courier;
 mod engine;
 mod entities;
 mod lifecycle;

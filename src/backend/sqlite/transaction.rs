@@ -3,6 +3,7 @@
 //! and the deliveries sent (see `engine.rs` for who submits the batches).
 
 use super::broker::Broker;
+use super::courier::Courier;
 use super::schema::Checkpointer;
 use super::wakeup;
 use crate::error::{Error, Result};
@@ -81,9 +82,7 @@ impl Broker {
             }
             return;
         }
-        for (_, tx, delivery) in self.outbox.drain(..) {
-            let _ = tx.send(Ok(delivery));
-        }
+        let deliveries = std::mem::take(&mut self.outbox);
         self.commits += 1;
         if self.commits >= CHECKPOINT_EVERY {
             self.commits = 0;
@@ -101,9 +100,12 @@ impl Broker {
                 wakeup::notify(&peers);
             }
         }
-        for reply in replies {
-            reply(None);
+        if self.courier.is_none() && deliveries.len() + replies.len() > 1 {
+            self.courier = Courier::start()
+                .map_err(|e| tracing::warn!(error = %e, "sqlite: no courier thread; the engine thread answers every commit itself"))
+                .ok();
         }
+        Courier::send(self.courier.as_ref(), deliveries, replies);
     }
 
     fn begin(&mut self) -> Result<()> {
