@@ -302,7 +302,9 @@ async fn carrot_consumer(conn: &BrokerConnection, queue: &str, durable: bool) ->
         .durable(durable)
         .build()
         .await?;
-    consumer.qos(0, PREFETCH, false).await?;
+    consumer
+        .qos(carrot::Qos::new().prefetch_count(PREFETCH))
+        .await?;
     Ok(consumer)
 }
 

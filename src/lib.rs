@@ -120,10 +120,12 @@ pub use backend::sqlite::SqliteBroker;
 pub use backend::QueueInfo;
 pub use connection::{
     BrokerConnection, ConnectionBuilder, ConnectionEvent, ConnectionEvents, ConnectionState,
-    FailoverStrategy, Timeouts, BROKER_URL_ENV, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE,
+    DeleteExchangeOptions, DeleteQueueOptions, FailoverStrategy, Timeouts, BROKER_URL_ENV,
+    DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use consumer::{
     Callback, Consumer, ConsumerBuilder, DecodeErrorHandler, FetchOptions, IterConsume, IterQueue,
+    IterQueueOptions, Qos,
 };
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
 pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};

@@ -55,7 +55,7 @@ embedded!(
             publisher.send(&i).unwrap();
         }
         let got: Vec<i64> = consumer
-            .iterqueue(None, false)
+            .iterqueue(carrot::IterQueueOptions::new())
             .map(|m| {
                 let m = m.unwrap().expect("a message while the queue has some");
                 m.ack().unwrap();
@@ -72,7 +72,7 @@ embedded!(iterqueue_limit_and_infinite, |conn| {
     let publisher = Publisher::builder(&conn).routing_key("q").build().unwrap();
     publisher.send("one").unwrap();
     let items: Vec<Option<String>> = consumer
-        .iterqueue(Some(3), true)
+        .iterqueue(carrot::IterQueueOptions::new().limit(3).infinite(true))
         .map(|m| m.unwrap().map(|m| m.decode::<String>().unwrap()))
         .collect();
     assert_eq!(items, vec![Some("one".to_string()), None, None]);
@@ -211,7 +211,7 @@ embedded!(discard_all_matching_keeps_the_rest_in_order, |conn| {
         .unwrap();
     assert_eq!(dropped, 3);
     let left: Vec<i64> = consumer
-        .iterqueue(None, false)
+        .iterqueue(carrot::IterQueueOptions::new())
         .map(|m| {
             let m = m.unwrap().unwrap();
             m.ack().unwrap();
@@ -254,7 +254,7 @@ fn blocking_api_on_rabbitmq() {
         publisher.send(&n).unwrap();
     }
     let got: Vec<i64> = consumer
-        .iterqueue(None, false)
+        .iterqueue(carrot::IterQueueOptions::new())
         .map(|m| {
             let m = m.unwrap().unwrap();
             m.ack().unwrap();
