@@ -275,3 +275,66 @@ impl ConsumerBuilder {
         Ok(consumer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn built(configure: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder) -> Consumer {
+        let conn = BrokerConnection::connect("memory://builder-unit-tests")
+            .await
+            .expect("memory:// connects");
+        configure(Consumer::builder(&conn).auto_declare(false))
+            .build()
+            .await
+            .expect("the consumer builds")
+    }
+
+    #[tokio::test]
+    async fn exclusive_implies_auto_delete_in_any_order() {
+        let orders: [fn(ConsumerBuilder) -> ConsumerBuilder; 4] = [
+            |b| b.exclusive(true).auto_delete(false),
+            |b| b.auto_delete(false).exclusive(true),
+            |b| b.queue_spec(QueueSpec::new("q").exclusive(true)),
+            |b| b.exclusive(true).queue_auto_delete(false),
+        ];
+        for configure in orders {
+            let consumer = built(configure).await;
+            assert!(consumer.exclusive() && consumer.auto_delete());
+        }
+        // Not exclusive: auto_delete is what was given, and exclusive(false) undoes nothing.
+        let consumer = built(|b| b.exclusive(true).exclusive(false)).await;
+        assert!(!consumer.exclusive() && !consumer.auto_delete());
+        let consumer = built(|b| b.auto_delete(true)).await;
+        assert!(!consumer.exclusive() && consumer.auto_delete());
+    }
+
+    #[tokio::test]
+    async fn keywords_set_fields_of_the_specs_given_before() {
+        let consumer = built(|b| {
+            b.queue_spec(QueueSpec::new("q").max_priority(3))
+                .exchange_spec(ExchangeSpec::new("x", ExchangeType::Topic))
+                .durable(false)
+                .exchange_auto_delete(true)
+                .routing_key("a.#")
+                .no_ack(true)
+                .auto_ack(true)
+                .accept(["json"])
+        })
+        .await;
+        assert_eq!(
+            consumer.queue_spec(),
+            &QueueSpec::new("q").max_priority(3).durable(false)
+        );
+        assert_eq!(
+            consumer.exchange_spec(),
+            &ExchangeSpec::new("x", ExchangeType::Topic).auto_delete(true)
+        );
+        assert_eq!(consumer.routing_key(), "a.#");
+        assert!(consumer.no_ack() && consumer.auto_ack() && !consumer.auto_declare());
+        assert_eq!(consumer.accept(), Some(&["json".to_string()][..]));
+        // A spec given after the keywords replaces what they set.
+        let consumer = built(|b| b.queue("a").durable(false).queue_spec(QueueSpec::new("b"))).await;
+        assert_eq!(consumer.queue_spec(), &QueueSpec::new("b"));
+    }
+}
