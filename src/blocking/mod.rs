@@ -1,8 +1,11 @@
 //! The same API with blocking methods, for programs without an async runtime.
 //!
 //! Every public method of the async types has its twin here, of the same name (a test,
-//! `tests/blocking_parity.rs`, fails when one is missing). `iterconsume` and `iterqueue`
-//! return real [`Iterator`]s. Do not call these methods from inside an async runtime (they
+//! `tests/blocking_parity.rs`, fails when one is missing; its short list of exceptions says
+//! why each has none). `iterconsume` and `iterqueue` return real [`Iterator`]s, whose `next`
+//! is the twin of the async iterators' `next().await`; the keyword
+//! [`ConnectionBuilder`](crate::ConnectionBuilder) is shared, and
+//! [`BrokerConnection::connect_with`] is the twin of its `connect`. Do not call these methods from inside an async runtime (they
 //! block it); use the async types there.
 //!
 //! # The runtime

@@ -179,6 +179,29 @@ conformance!(
             Error::PreconditionFailed(_)
         );
         conn.declare_queue(&QueueSpec::new(t.name("q2"))).await?;
+
+        // A ConsumerSet dictionary reaches the exchange's arguments too.
+        let mut set = ConsumerSet::new(&conn);
+        set.add_consumer_from_dict(
+            &t.name("q3"),
+            &serde_json::json!({
+                "exchange": t.name("ex3"), "exchange_type": "topic", "routing_key": "a.*",
+                "exchange_arguments": {"alternate-exchange": t.name("ae")},
+            }),
+        )
+        .await?;
+        let declared = set.consumers()[0].exchange_spec().clone();
+        assert_eq!(
+            declared,
+            ExchangeSpec::new(t.name("ex3"), ExchangeType::Topic)
+                .argument("alternate-exchange", t.name("ae"))
+        );
+        conn.declare_exchange(&declared).await?;
+        assert_err!(
+            conn.declare_exchange(&ExchangeSpec::new(t.name("ex3"), ExchangeType::Topic))
+                .await,
+            Error::PreconditionFailed(_)
+        );
         Ok(())
     }
 );
