@@ -138,7 +138,7 @@ def section(a, rust, pika, kombu):
           f"{fmt(k) + ' [' + kr + ']' if k is not None else '-'} | {ratio(c, k, 1)}x |")
     w("")
     w("- carrot: `Publisher::send` of a raw body (`serializer(\"raw\")`, `confirm_publish(true)` for")
-    w("  the confirm rows: `send` returns once the broker confirmed); `Consumer::qos(0, 1000, false)`,")
+    w("  the confirm rows: `send` returns once the broker confirmed); `Consumer::qos(Qos::new().prefetch_count(1000))`,")
     w("  `Consumer::next_message` + `Message::ack`.")
     w("- raw lapin, with carrot's semantics and as fast as lapin goes: `basic_publish(..).await` for")
     w("  each message (and each `PublisherConfirm` awaited in the confirm rows); the `Consumer`")

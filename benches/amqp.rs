@@ -18,7 +18,7 @@
 //!
 //! The implementations:
 //! - `carrot`: `Publisher::send` of a raw body (`serializer("raw")`; `confirm_publish(true)`
-//!   for the confirm workloads: `send` awaits each confirm); `Consumer::qos(0, 1000, false)`,
+//!   for the confirm workloads: `send` awaits each confirm); `Consumer::qos(Qos::new().prefetch_count(1000))`,
 //!   `Consumer::next_message` + `Message::ack` (which does not wait for the broker).
 //! - `lapin`: raw lapin with carrot's semantics, written as fast as lapin allows:
 //!   `basic_publish(..).await` for each message (and its `PublisherConfirm` awaited for each
@@ -302,7 +302,9 @@ async fn carrot_consumer(conn: &BrokerConnection, queue: &str, durable: bool) ->
         .durable(durable)
         .build()
         .await?;
-    consumer.qos(0, PREFETCH, false).await?;
+    consumer
+        .qos(carrot::Qos::new().prefetch_count(PREFETCH))
+        .await?;
     Ok(consumer)
 }
 

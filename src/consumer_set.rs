@@ -6,7 +6,7 @@ use std::task::Poll;
 use serde::Deserialize;
 
 use crate::connection::BrokerConnection;
-use crate::consumer::{Consumer, ConsumerSettings, Handlers};
+use crate::consumer::{Consumer, ConsumerSettings, Handlers, Qos};
 use crate::entity::ExchangeType;
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -47,7 +47,7 @@ pub struct ConsumerOptions {
     pub exchange_durable: Option<bool>,
     /// Auto-delete exchange (default false).
     pub exchange_auto_delete: Option<bool>,
-    /// Exclusive queue (default false).
+    /// Exclusive queue (default false); an exclusive queue is also auto-delete.
     pub exclusive: Option<bool>,
     /// Ack on receipt (default: the set's auto_ack).
     pub auto_ack: Option<bool>,
@@ -57,6 +57,8 @@ pub struct ConsumerOptions {
     pub warn_if_exists: Option<bool>,
     /// Queue arguments.
     pub queue_arguments: Option<FieldTable>,
+    /// Exchange arguments (`alternate-exchange`, ...).
+    pub exchange_arguments: Option<FieldTable>,
     /// Binding arguments (headers exchanges).
     pub binding_arguments: Option<FieldTable>,
 }
@@ -87,15 +89,16 @@ impl ConsumerOptions {
         if let Some(a) = self.exchange_auto_delete {
             s.exchange.auto_delete = a;
         }
-        if self.exclusive == Some(true) {
-            s.queue.exclusive = true;
-            s.queue.auto_delete = true;
-        }
+        // An exclusive queue is also auto-delete: the consumer's rule, applied when it is built.
+        s.queue.exclusive = self.exclusive.unwrap_or(false);
         s.auto_ack = self.auto_ack.unwrap_or(default_auto_ack);
         s.no_ack = self.no_ack.unwrap_or(false);
         s.warn_if_exists = self.warn_if_exists.unwrap_or(false);
         if let Some(a) = self.queue_arguments {
             s.queue.arguments = a;
+        }
+        if let Some(a) = self.exchange_arguments {
+            s.exchange.arguments = a;
         }
         if let Some(a) = self.binding_arguments {
             s.binding_arguments = a;
@@ -155,6 +158,11 @@ impl ConsumerSet {
     /// The default `auto_ack` of consumers added from dictionaries (set it before adding them).
     pub fn set_auto_ack(&mut self, auto_ack: bool) {
         self.auto_ack = auto_ack;
+    }
+
+    /// The default `auto_ack` of consumers added from dictionaries.
+    pub fn auto_ack(&self) -> bool {
+        self.auto_ack
     }
 
     /// Sets the handler called with a message that cannot be decoded and the error.
@@ -298,14 +306,9 @@ impl ConsumerSet {
     }
 
     /// Sets quality of service on every consumer (see [`Consumer::qos`]).
-    pub async fn qos(
-        &mut self,
-        prefetch_size: u32,
-        prefetch_count: u16,
-        apply_global: bool,
-    ) -> Result<()> {
+    pub async fn qos(&mut self, qos: Qos) -> Result<()> {
         for c in &mut self.consumers {
-            c.qos(prefetch_size, prefetch_count, apply_global).await?;
+            c.qos(qos).await?;
         }
         Ok(())
     }

@@ -163,6 +163,12 @@ impl ExchangeSpec {
         self
     }
 
+    /// Sets an argument.
+    pub fn argument(mut self, key: impl Into<String>, value: impl Into<FieldValue>) -> Self {
+        self.arguments.insert(key.into(), value.into());
+        self
+    }
+
     /// Checks that a redeclaration matches this existing exchange, as RabbitMQ does.
     pub(crate) fn check_equivalent(&self, new: &ExchangeSpec) -> Result<()> {
         let what = format!("exchange '{}'", self.name);

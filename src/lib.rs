@@ -25,6 +25,35 @@
 //! # Ok::<(), carrot::Error>(()) }).unwrap();
 //! ```
 //!
+//! # Declaring queues and exchanges
+//! Builders take whole declarations, [`QueueSpec`] and [`ExchangeSpec`], with a typed helper
+//! for every queue argument; the same builder declares the same thing on every broker. The
+//! seed's keywords (`durable`, `auto_delete`, `exclusive`, ...) set fields of the same specs,
+//! each documented with the entity it belongs to (see [`ConsumerBuilder`]), and what a
+//! builder was given reads back from what it built.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use carrot::{BrokerConnection, Consumer, ExchangeSpec, ExchangeType, QueueSpec};
+//!
+//! let conn = BrokerConnection::connect("memory://declaring-doc").await?; // or sqlite://, amqp://
+//! let consumer = Consumer::builder(&conn)
+//!     .queue_spec(QueueSpec::new("reports")
+//!         .message_ttl(Duration::from_secs(3600))       // x-message-ttl
+//!         .dead_letter_exchange("reports.dead"))        // x-dead-letter-exchange
+//!     .exchange_spec(ExchangeSpec::new("jobs", ExchangeType::Topic).durable(true))
+//!     .routing_key("report.#")
+//!     .build().await?;
+//! assert_eq!(consumer.queue(), "reports");
+//! assert_eq!(consumer.exchange_type(), ExchangeType::Topic);
+//! assert!(consumer.queue_spec().arguments.contains_key("x-dead-letter-exchange"));
+//! # Ok::<(), carrot::Error>(()) }).unwrap();
+//! ```
+//!
+//! Calls with flags take option types instead of positional booleans: [`Qos`],
+//! [`IterQueueOptions`], [`FetchOptions`], [`DeleteQueueOptions`], [`DeleteExchangeOptions`].
+//!
 //! # Brokers
 //! | URL | broker |
 //! | --- | --- |
@@ -120,10 +149,12 @@ pub use backend::sqlite::SqliteBroker;
 pub use backend::QueueInfo;
 pub use connection::{
     BrokerConnection, ConnectionBuilder, ConnectionEvent, ConnectionEvents, ConnectionState,
-    FailoverStrategy, Timeouts, BROKER_URL_ENV, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE,
+    DeleteExchangeOptions, DeleteQueueOptions, FailoverStrategy, Timeouts, BROKER_URL_ENV,
+    DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE,
 };
 pub use consumer::{
     Callback, Consumer, ConsumerBuilder, DecodeErrorHandler, FetchOptions, IterConsume, IterQueue,
+    IterQueueOptions, Qos,
 };
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
 pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};

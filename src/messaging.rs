@@ -4,11 +4,12 @@ use serde::Serialize;
 
 use crate::connection::BrokerConnection;
 use crate::consumer::{Consumer, ConsumerBuilder, FetchOptions};
-use crate::entity::{DeliveryMode, ExchangeType};
+use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::Result;
 use crate::message::Message;
 use crate::publisher::{Publisher, PublisherBuilder, SendOptions};
 use crate::serialization::Payload;
+use crate::table::FieldTable;
 
 /// A combined publisher and consumer (the seed's `Messaging`).
 ///
@@ -29,6 +30,12 @@ pub struct Messaging {
 }
 
 /// Builds a [`Messaging`]: the settings of both sides.
+///
+/// The publisher and the consumer share one **exchange**; the consumer also declares a
+/// **queue** and binds it. Give them whole as an [`ExchangeSpec`] and a [`QueueSpec`], or
+/// through the seed's keywords; each keyword's documentation says which entity it sets. The
+/// seed's `durable` and `auto_delete` set both entities; `exchange_durable`,
+/// `queue_durable`, `exchange_auto_delete` and `queue_auto_delete` set one.
 #[derive(Debug)]
 #[must_use = "call build().await to create it"]
 pub struct MessagingBuilder {
@@ -37,51 +44,100 @@ pub struct MessagingBuilder {
 }
 
 impl MessagingBuilder {
-    /// The exchange, for both sides.
-    pub fn exchange(mut self, name: &str) -> Self {
-        self.publisher = self.publisher.exchange(name);
+    /// The whole exchange declaration, for both sides (replaces what earlier exchange
+    /// keywords set).
+    pub fn exchange_spec(mut self, spec: ExchangeSpec) -> Self {
+        self.publisher = self.publisher.exchange_spec(spec.clone());
+        self.consumer = self.consumer.exchange_spec(spec);
+        self
+    }
+    /// The whole queue declaration (replaces what earlier queue keywords set; an exclusive
+    /// queue is made auto-delete, see [`ConsumerBuilder::exclusive`]).
+    pub fn queue_spec(mut self, spec: QueueSpec) -> Self {
+        self.consumer = self.consumer.queue_spec(spec);
+        self
+    }
+    /// **Exchange**: its name, for both sides.
+    pub fn exchange(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.publisher = self.publisher.exchange(name.clone());
         self.consumer = self.consumer.exchange(name);
         self
     }
-    /// The queue to receive from.
-    pub fn queue(mut self, name: &str) -> Self {
+    /// **Queue**: the name of the queue to receive from.
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
         self.consumer = self.consumer.queue(name);
         self
     }
     /// The routing key: the publisher's default and the consumer's binding key.
-    pub fn routing_key(mut self, key: &str) -> Self {
-        self.publisher = self.publisher.routing_key(key);
+    pub fn routing_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.publisher = self.publisher.routing_key(key.clone());
         self.consumer = self.consumer.routing_key(key);
         self
     }
-    /// The exchange type, for both sides.
+    /// **Exchange**: its type.
     pub fn exchange_type(mut self, kind: ExchangeType) -> Self {
         self.publisher = self.publisher.exchange_type(kind);
         self.consumer = self.consumer.exchange_type(kind);
         self
     }
-    /// Durability of exchange and queue.
-    pub fn durable(mut self, durable: bool) -> Self {
+    /// **Exchange and queue**: whether both survive a broker restart (default true), as in
+    /// the seed. [`exchange_durable`](Self::exchange_durable) and
+    /// [`queue_durable`](Self::queue_durable) set one of them.
+    pub fn durable(self, durable: bool) -> Self {
+        self.exchange_durable(durable).queue_durable(durable)
+    }
+    /// **Exchange**: whether it survives a broker restart (default true).
+    pub fn exchange_durable(mut self, durable: bool) -> Self {
         self.publisher = self.publisher.durable(durable);
-        self.consumer = self.consumer.durable(durable).exchange_durable(durable);
+        self.consumer = self.consumer.exchange_durable(durable);
         self
     }
-    /// Auto-delete of exchange and queue.
-    pub fn auto_delete(mut self, auto_delete: bool) -> Self {
+    /// **Queue**: whether it survives a broker restart (default true).
+    pub fn queue_durable(mut self, durable: bool) -> Self {
+        self.consumer = self.consumer.queue_durable(durable);
+        self
+    }
+    /// **Exchange and queue**: whether the exchange goes with its last binding and the queue
+    /// with its last consumer (default false), as in the seed.
+    /// [`exchange_auto_delete`](Self::exchange_auto_delete) and
+    /// [`queue_auto_delete`](Self::queue_auto_delete) set one of them.
+    pub fn auto_delete(self, auto_delete: bool) -> Self {
+        self.exchange_auto_delete(auto_delete)
+            .queue_auto_delete(auto_delete)
+    }
+    /// **Exchange**: whether it goes with its last binding (default false).
+    pub fn exchange_auto_delete(mut self, auto_delete: bool) -> Self {
         self.publisher = self.publisher.auto_delete(auto_delete);
-        self.consumer = self
-            .consumer
-            .auto_delete(auto_delete)
-            .exchange_auto_delete(auto_delete);
+        self.consumer = self.consumer.exchange_auto_delete(auto_delete);
         self
     }
-    /// Exclusive queue.
+    /// **Queue**: whether it goes with its last consumer (default false; always true for an
+    /// exclusive queue).
+    pub fn queue_auto_delete(mut self, auto_delete: bool) -> Self {
+        self.consumer = self.consumer.queue_auto_delete(auto_delete);
+        self
+    }
+    /// **Queue**: exclusive to this connection, and therefore auto-delete (see
+    /// [`ConsumerBuilder::exclusive`]).
     pub fn exclusive(mut self, exclusive: bool) -> Self {
         self.consumer = self.consumer.exclusive(exclusive);
         self
     }
+    /// **Exchange**: its arguments, for both sides.
+    pub fn exchange_arguments(mut self, arguments: FieldTable) -> Self {
+        self.publisher = self.publisher.exchange_arguments(arguments.clone());
+        self.consumer = self.consumer.exchange_arguments(arguments);
+        self
+    }
+    /// **Queue**: its arguments (see [`QueueSpec`] for typed helpers).
+    pub fn queue_arguments(mut self, arguments: FieldTable) -> Self {
+        self.consumer = self.consumer.queue_arguments(arguments);
+        self
+    }
     /// The publisher's serializer.
-    pub fn serializer(mut self, name: &str) -> Self {
+    pub fn serializer(mut self, name: impl Into<String>) -> Self {
         self.publisher = self.publisher.serializer(name);
         self
     }
@@ -129,6 +185,31 @@ impl Messaging {
     /// The consuming side (the seed's `consumer_cls`).
     pub fn consumer(&mut self) -> &mut Consumer {
         &mut self.consumer
+    }
+
+    /// The exchange's name (see [`exchange_spec`](Self::exchange_spec) for the rest).
+    pub fn exchange(&self) -> &str {
+        self.consumer.exchange()
+    }
+
+    /// The exchange's declaration, as both sides use it.
+    pub fn exchange_spec(&self) -> &ExchangeSpec {
+        self.consumer.exchange_spec()
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> &str {
+        self.consumer.queue()
+    }
+
+    /// The queue's declaration.
+    pub fn queue_spec(&self) -> &QueueSpec {
+        self.consumer.queue_spec()
+    }
+
+    /// The routing key: the publisher's default and the consumer's binding key.
+    pub fn routing_key(&self) -> &str {
+        self.publisher.routing_key()
     }
 
     /// See [`Publisher::send`].

@@ -92,7 +92,9 @@ async fn stopping_the_node_in_use_fails_over_with_no_confirmed_message_lost() {
     assert_eq!(counts.lost, 0, "{counts:?}");
     assert_eq!(counts.consumed, total);
     assert!(!counts.recoveries.is_empty(), "{counts:?}");
-    let _ = consuming.delete_queue(&queue, false, false).await;
+    let _ = consuming
+        .delete_queue(&queue, carrot::DeleteQueueOptions::new())
+        .await;
     let _ = publishing.close().await;
     let _ = consuming.close().await;
 }

@@ -120,7 +120,10 @@ async fn recovery_declares_again_what_the_connection_declared_and_resumes_its_co
                 .build()
                 .await
                 .expect("a consumer of a transient queue bound to a transient exchange");
-            consumer.qos(0, 10, false).await.expect("qos");
+            consumer
+                .qos(carrot::Qos::new().prefetch_count(10))
+                .await
+                .expect("qos");
             let publisher = Publisher::builder(&conn)
                 .exchange(&exchange)
                 .exchange_type(ExchangeType::Topic)
@@ -174,7 +177,9 @@ async fn recovery_declares_again_what_the_connection_declared_and_resumes_its_co
             let info = conn.queue_info(&queue).await.expect("the queue is back");
             assert_eq!(info.consumer_count, 1, "the consumer was resumed");
             drop(consumer);
-            let _ = conn.delete_exchange(&exchange, false).await;
+            let _ = conn
+                .delete_exchange(&exchange, carrot::DeleteExchangeOptions::new())
+                .await;
             let _ = conn.close().await;
         }
     };
@@ -232,7 +237,9 @@ async fn a_server_named_queue_is_declared_again_under_a_new_name_and_says_so() {
             message.ack().expect("ack");
             assert_eq!(conn.queue_info(&old).await.expect("old name").name, new);
             drop(consumer);
-            let _ = conn.delete_exchange(&exchange, false).await;
+            let _ = conn
+                .delete_exchange(&exchange, carrot::DeleteExchangeOptions::new())
+                .await;
             let _ = conn.close().await;
         }
     };

@@ -55,7 +55,7 @@ embedded!(
             publisher.send(&i).unwrap();
         }
         let got: Vec<i64> = consumer
-            .iterqueue(None, false)
+            .iterqueue(carrot::IterQueueOptions::new())
             .map(|m| {
                 let m = m.unwrap().expect("a message while the queue has some");
                 m.ack().unwrap();
@@ -72,7 +72,7 @@ embedded!(iterqueue_limit_and_infinite, |conn| {
     let publisher = Publisher::builder(&conn).routing_key("q").build().unwrap();
     publisher.send("one").unwrap();
     let items: Vec<Option<String>> = consumer
-        .iterqueue(Some(3), true)
+        .iterqueue(carrot::IterQueueOptions::new().limit(3).infinite(true))
         .map(|m| m.unwrap().map(|m| m.decode::<String>().unwrap()))
         .collect();
     assert_eq!(items, vec![Some("one".to_string()), None, None]);
@@ -211,7 +211,7 @@ embedded!(discard_all_matching_keeps_the_rest_in_order, |conn| {
         .unwrap();
     assert_eq!(dropped, 3);
     let left: Vec<i64> = consumer
-        .iterqueue(None, false)
+        .iterqueue(carrot::IterQueueOptions::new())
         .map(|m| {
             let m = m.unwrap().unwrap();
             m.ack().unwrap();
@@ -222,6 +222,134 @@ embedded!(discard_all_matching_keeps_the_rest_in_order, |conn| {
         .collect();
     assert_eq!(left, vec![1, 3, 5]);
 });
+
+embedded!(
+    the_administrative_twins_act_as_their_async_methods,
+    |conn| {
+        use carrot::{
+            DeleteExchangeOptions, DeleteQueueOptions, ExchangeSpec, FieldTable, QueueSpec,
+        };
+        assert_err_not_found(conn.exchange_exists("admin-x"));
+        conn.declare_exchange(&ExchangeSpec::new("admin-x", ExchangeType::Direct))
+            .unwrap();
+        conn.exchange_exists("admin-x").unwrap();
+        conn.declare_queue(&QueueSpec::new("admin-q")).unwrap();
+        conn.bind("admin-q", "admin-x", "k", &FieldTable::new())
+            .unwrap();
+        let publisher = Publisher::builder(&conn)
+            .exchange("admin-x")
+            .routing_key("k")
+            .auto_declare(false)
+            .build()
+            .unwrap();
+        publisher.send(&1).unwrap();
+        assert_eq!(conn.queue_info("admin-q").unwrap().message_count, 1);
+        // Bound: the exchange is in use, the queue holds a message.
+        assert!(matches!(
+            conn.delete_exchange("admin-x", DeleteExchangeOptions::new().if_unused(true)),
+            Err(Error::PreconditionFailed(_))
+        ));
+        assert!(matches!(
+            conn.delete_queue("admin-q", DeleteQueueOptions::new().if_empty(true)),
+            Err(Error::PreconditionFailed(_))
+        ));
+        conn.unbind("admin-q", "admin-x", "k", &FieldTable::new())
+            .unwrap();
+        publisher.send(&2).unwrap(); // routed nowhere now
+        assert_eq!(conn.queue_info("admin-q").unwrap().message_count, 1);
+        conn.delete_exchange("admin-x", DeleteExchangeOptions::new().if_unused(true))
+            .unwrap();
+        assert_err_not_found(conn.exchange_exists("admin-x"));
+        assert_eq!(
+            conn.delete_queue("admin-q", DeleteQueueOptions::new())
+                .unwrap(),
+            1
+        );
+        assert_eq!(conn.urls(), std::slice::from_ref(conn.url()));
+    }
+);
+
+fn assert_err_not_found(result: carrot::Result<()>) {
+    assert!(
+        matches!(result, Err(Error::NotFound(_))),
+        "expected NotFound, got {result:?}"
+    );
+}
+
+embedded!(
+    the_consumer_and_messaging_twins_act_as_their_async_methods,
+    |conn| {
+        let mut consumer = Consumer::builder(&conn)
+            .queue_spec(carrot::QueueSpec::new("twins-q").durable(false))
+            .exchange_spec(carrot::ExchangeSpec::new("twins-x", ExchangeType::Fanout))
+            .exclusive(true)
+            .auto_delete(false)
+            .build()
+            .unwrap();
+        assert!(consumer.exclusive() && consumer.auto_delete() && !consumer.durable());
+        assert_eq!(consumer.exchange(), "twins-x");
+        assert_eq!(consumer.exchange_type(), ExchangeType::Fanout);
+        // consume() subscribes at once: the broker counts the consumer before any message.
+        assert_eq!(consumer.consumer_tag(), None);
+        consumer.consume().unwrap();
+        assert!(consumer.consumer_tag().is_some());
+        assert_eq!(conn.queue_info("twins-q").unwrap().consumer_count, 1);
+        // An undecodable body goes to the decode-error handler instead of failing wait().
+        let decode_errors = Arc::new(AtomicUsize::new(0));
+        let d = decode_errors.clone();
+        consumer.set_on_decode_error(move |m, _| {
+            d.fetch_add(1, Ordering::SeqCst);
+            m.ack().unwrap();
+        });
+        consumer.register_callback(|_, m| m.ack());
+        let publisher = Publisher::builder(&conn)
+            .exchange("twins-x")
+            .exchange_type(ExchangeType::Fanout)
+            .build()
+            .unwrap();
+        assert_eq!(publisher.exchange_type(), ExchangeType::Fanout);
+        assert!(publisher.durable());
+        publisher
+            .send_with(
+                "{not json",
+                carrot::SendOptions::new().content_type("application/json"),
+            )
+            .unwrap();
+        assert_eq!(consumer.wait(Some(1)).unwrap(), 1);
+        assert_eq!(decode_errors.load(Ordering::SeqCst), 1);
+        // begin_publish: the message goes now, its confirm is waited for later.
+        let message = publisher
+            .create_message(&7, &carrot::SendOptions::new())
+            .unwrap();
+        let pending = publisher
+            .begin_publish(message, &carrot::SendOptions::new())
+            .unwrap();
+        assert!(pending.is_ready()); // an embedded broker stored it already
+        pending.wait().unwrap();
+        assert_eq!(consumer.wait(Some(1)).unwrap(), 1);
+        consumer.cancel().unwrap();
+
+        let mut m = Messaging::builder(&conn)
+            .exchange(String::from("twins-m"))
+            .queue("twins-m")
+            .routing_key("twins-m")
+            .build()
+            .unwrap();
+        assert_eq!(
+            (m.exchange(), m.queue(), m.routing_key()),
+            ("twins-m", "twins-m", "twins-m")
+        );
+        m.send(&5).unwrap();
+        let message = m
+            .fetch_with(FetchOptions::new().auto_ack(true))
+            .unwrap()
+            .expect("a message");
+        assert!(message.acknowledged());
+        assert_eq!(message.decode::<i32>().unwrap(), 5);
+        assert_eq!(m.publisher().routing_key(), "twins-m");
+        assert_eq!(m.consumer().queue(), "twins-m");
+    }
+);
 
 /// The blocking facade on RabbitMQ: its runtime keeps the connection's I/O going between calls.
 #[test]
@@ -254,7 +382,7 @@ fn blocking_api_on_rabbitmq() {
         publisher.send(&n).unwrap();
     }
     let got: Vec<i64> = consumer
-        .iterqueue(None, false)
+        .iterqueue(carrot::IterQueueOptions::new())
         .map(|m| {
             let m = m.unwrap().unwrap();
             m.ack().unwrap();

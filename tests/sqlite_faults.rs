@@ -144,7 +144,9 @@ async fn child_consume(url: &str) -> carrot::Result<()> {
     let prefetch = number("PREFETCH") as usize;
     conn.declare_queue(&QueueSpec::new(&queue)).await?;
     let mut consumer = Consumer::builder(&conn).queue(&queue).build().await?;
-    consumer.qos(0, prefetch as u16, false).await?;
+    consumer
+        .qos(carrot::Qos::new().prefetch_count(prefetch as u16))
+        .await?;
     consumer.consume().await?;
     say("READY");
     let mut stop = stdin_closed();

@@ -87,7 +87,9 @@ async fn child_consume(url: &str) -> carrot::Result<()> {
         .queue(param("QUEUE"))
         .build()
         .await?;
-    consumer.qos(0, number("PREFETCH") as u16, false).await?;
+    consumer
+        .qos(carrot::Qos::new().prefetch_count(number("PREFETCH") as u16))
+        .await?;
     consumer.consume().await?;
     say("READY");
     let mut stop = stdin_closed();
@@ -144,7 +146,9 @@ async fn child_hold(url: &str) -> carrot::Result<()> {
         .await?;
     let prefetch = number("PREFETCH");
     let mut consumer = Consumer::builder(&conn).queue(&queue).build().await?;
-    consumer.qos(0, prefetch as u16, false).await?;
+    consumer
+        .qos(carrot::Qos::new().prefetch_count(prefetch as u16))
+        .await?;
     let mut held = Vec::new();
     while (held.len() as u64) < prefetch {
         let message = consumer

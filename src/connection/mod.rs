@@ -2,6 +2,7 @@
 //! recovery settings, state and events.
 
 mod builder;
+mod delete;
 mod options;
 mod state;
 
@@ -18,6 +19,7 @@ use crate::table::FieldTable;
 use crate::url::BrokerUrl;
 
 pub use builder::ConnectionBuilder;
+pub use delete::{DeleteExchangeOptions, DeleteQueueOptions};
 pub(crate) use options::ConnectionOptions;
 pub use options::{FailoverStrategy, Timeouts, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE};
 pub(crate) use state::StatusHub;
@@ -275,11 +277,12 @@ impl BrokerConnection {
         c.declare_exchange(&spec, true).await
     }
 
-    /// Deletes an exchange; with `if_unused`, only if no queue is bound to it.
-    pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
+    /// Deletes an exchange and its bindings; with
+    /// [`if_unused`](DeleteExchangeOptions::if_unused), only if no queue is bound to it.
+    pub async fn delete_exchange(&self, name: &str, options: DeleteExchangeOptions) -> Result<()> {
         crate::limits::check_name("exchange name", name)?;
         let (_held, c) = self.admin().await?;
-        c.delete_exchange(name, if_unused).await
+        c.delete_exchange(name, options.if_unused).await
     }
 
     /// Declares a queue; redeclaring with other settings is [`Error::PreconditionFailed`].
@@ -297,11 +300,14 @@ impl BrokerConnection {
         c.declare_queue(&spec, true).await
     }
 
-    /// Deletes a queue; returns how many messages it held.
-    pub async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
+    /// Deletes a queue; returns how many messages it held. With
+    /// [`if_unused`](DeleteQueueOptions::if_unused) or [`if_empty`](DeleteQueueOptions::if_empty),
+    /// only if it has no consumer or no message.
+    pub async fn delete_queue(&self, name: &str, options: DeleteQueueOptions) -> Result<u32> {
         crate::limits::check_name("queue name", name)?;
         let (_held, c) = self.admin().await?;
-        c.delete_queue(name, if_unused, if_empty).await
+        c.delete_queue(name, options.if_unused, options.if_empty)
+            .await
     }
 
     /// Binds a queue to an exchange.

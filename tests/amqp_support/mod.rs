@@ -136,7 +136,9 @@ pub async fn delete_queues(url: &str, queues: &[String]) {
             return;
         };
         for queue in queues {
-            let _ = conn.delete_queue(queue, false, false).await;
+            let _ = conn
+                .delete_queue(queue, carrot::DeleteQueueOptions::new())
+                .await;
         }
         let _ = conn.close().await;
     };

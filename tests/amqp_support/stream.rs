@@ -264,7 +264,9 @@ async fn consume(
         .auto_declare(false)
         .build()
         .await?;
-    consumer.qos(0, plan.prefetch, false).await?;
+    consumer
+        .qos(carrot::Qos::new().prefetch_count(plan.prefetch))
+        .await?;
     let mut seen: HashMap<u64, u32> = HashMap::new();
     let mut redelivered = 0;
     while (seen.len() as u64) < plan.total {

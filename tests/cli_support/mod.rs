@@ -202,10 +202,14 @@ impl Scope {
                     return;
                 };
                 for queue in queues {
-                    let _ = conn.delete_queue(&queue, false, false).await;
+                    let _ = conn
+                        .delete_queue(&queue, carrot::DeleteQueueOptions::new())
+                        .await;
                 }
                 for exchange in exchanges {
-                    let _ = conn.delete_exchange(&exchange, false).await;
+                    let _ = conn
+                        .delete_exchange(&exchange, carrot::DeleteExchangeOptions::new())
+                        .await;
                 }
                 let _ = conn.close().await;
             });

@@ -21,7 +21,9 @@ conformance!(
         // Let it take the message and start waiting for the next.
         tokio::time::sleep(QUIET).await;
         let admin = t.connect().await?;
-        admin.delete_queue(&t.name("q"), false, false).await?;
+        admin
+            .delete_queue(&t.name("q"), carrot::DeleteQueueOptions::new())
+            .await?;
         let (mut consumer, outcome) = within("wait ends", waiting).await?;
         assert_err!(
             outcome,

@@ -337,7 +337,7 @@ conformance!(
     |t| async move {
         let conn = t.connect().await?;
         let mut consumer = t.consumer(&conn).build().await?;
-        consumer.qos(0, 2, false).await?;
+        consumer.qos(carrot::Qos::new().prefetch_count(2)).await?;
         let publisher = t.publisher(&conn).build().await?;
         for i in 1..=5 {
             publisher.send(&i).await?;
@@ -366,7 +366,9 @@ conformance!(
         let mut consumer = t.consumer(&conn).build().await?;
         // Consuming already: a channel-wide limit applies to existing consumers too.
         consumer.consume().await?;
-        consumer.qos(0, 1, true).await?;
+        consumer
+            .qos(carrot::Qos::new().prefetch_count(1).apply_global(true))
+            .await?;
         let publisher = t.publisher(&conn).build().await?;
         for i in 1..=3 {
             publisher.send(&i).await?;
@@ -387,7 +389,7 @@ conformance!(
 conformance!(qos_prefetch_is_ignored_with_no_ack, |t| async move {
     let conn = t.connect().await?;
     let mut consumer = t.consumer(&conn).no_ack(true).build().await?;
-    consumer.qos(0, 1, false).await?;
+    consumer.qos(carrot::Qos::new().prefetch_count(1)).await?;
     let publisher = t.publisher(&conn).build().await?;
     for i in 1..=3 {
         publisher.send(&i).await?;
@@ -516,7 +518,7 @@ conformance!(immediate_needs_a_ready_consumer, |t| async move {
     // Returned, not queued.
     assert_eq!(conn.queue_info(&t.name("q")).await?.message_count, 0);
 
-    consumer.qos(0, 1, false).await?;
+    consumer.qos(carrot::Qos::new().prefetch_count(1)).await?;
     consumer.consume().await?;
     publisher.send_with(&2, immediate()).await?;
     let message = next(&mut consumer).await;

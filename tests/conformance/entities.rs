@@ -158,7 +158,8 @@ conformance!(
         conn.declare_queue(&QueueSpec::new(t.name("q"))).await?;
         conn.bind(&t.name("q"), &exchange, "", &FieldTable::new())
             .await?;
-        conn.delete_queue(&t.name("q"), false, false).await?;
+        conn.delete_queue(&t.name("q"), carrot::DeleteQueueOptions::new())
+            .await?;
         assert_err!(conn.exchange_exists(&exchange).await, Error::NotFound(_));
         Ok(())
     }
@@ -365,7 +366,8 @@ conformance!(reserved_amq_names_are_refused, |t| async move {
         Error::AccessRefused(_)
     );
     assert_err!(
-        conn.delete_exchange("amq.direct", false).await,
+        conn.delete_exchange("amq.direct", carrot::DeleteExchangeOptions::new())
+            .await,
         Error::AccessRefused(_)
     );
     conn.exchange_exists("amq.direct").await?;
@@ -459,16 +461,22 @@ conformance!(delete_queue_if_unused_and_if_empty, |t| async move {
     publisher.send(&2).await?;
     consumer.consume().await?;
     assert_err!(
-        conn.delete_queue(&queue, true, false).await,
+        conn.delete_queue(&queue, carrot::DeleteQueueOptions::new().if_unused(true))
+            .await,
         Error::PreconditionFailed(_)
     );
     // Closing the consumer puts the messages it was given back.
     consumer.close().await?;
     assert_err!(
-        conn.delete_queue(&queue, false, true).await,
+        conn.delete_queue(&queue, carrot::DeleteQueueOptions::new().if_empty(true))
+            .await,
         Error::PreconditionFailed(_)
     );
-    assert_eq!(conn.delete_queue(&queue, true, false).await?, 2);
+    assert_eq!(
+        conn.delete_queue(&queue, carrot::DeleteQueueOptions::new().if_unused(true))
+            .await?,
+        2
+    );
     assert_err!(conn.queue_info(&queue).await, Error::NotFound(_));
     Ok(())
 });
@@ -477,10 +485,15 @@ conformance!(delete_exchange_if_unused, |t| async move {
     let conn = t.connect().await?;
     let _consumer = t.consumer(&conn).build().await?;
     assert_err!(
-        conn.delete_exchange(&t.name("ex"), true).await,
+        conn.delete_exchange(
+            &t.name("ex"),
+            carrot::DeleteExchangeOptions::new().if_unused(true)
+        )
+        .await,
         Error::PreconditionFailed(_)
     );
-    conn.delete_exchange(&t.name("ex"), false).await?;
+    conn.delete_exchange(&t.name("ex"), carrot::DeleteExchangeOptions::new())
+        .await?;
     assert_err!(
         conn.exchange_exists(&t.name("ex")).await,
         Error::NotFound(_)

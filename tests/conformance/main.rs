@@ -17,6 +17,8 @@
 //! - `bad_input.rs`: long names and header keys, oversized messages, undecodable bodies.
 //! - `confirms.rs`: confirms awaited later (`begin_send`, `send_batch`).
 //! - `consumer_end.rs`: what ends a consumer, and that only cancelling ends it normally.
+//! - `builder_specs.rs`: builders given `QueueSpec` / `ExchangeSpec` declare exactly them,
+//!   keywords set one entity each, settings read back, an exclusive queue is auto-delete.
 //!
 //! # Adding a backend
 //! One line in [`support::backends`]. Scenarios only use the public API, name every exchange
@@ -27,6 +29,7 @@
 mod support;
 
 mod bad_input;
+mod builder_specs;
 mod confirms;
 mod consumer_end;
 mod delivery;

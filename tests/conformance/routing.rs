@@ -437,7 +437,7 @@ conformance!(default_exchange_routes_by_queue_name, |t| async move {
         .routing_key(&queue)
         .build()
         .await?;
-    assert_eq!(publisher.exchange().name, "");
+    assert_eq!(publisher.exchange(), "");
     publisher.send(&1).await?;
     publisher
         .send_with(&2, SendOptions::new().routing_key(t.name("no-such-queue")))

@@ -256,8 +256,12 @@ async fn clean_up(url: &str, names: &Mutex<BTreeSet<String>>) {
     };
     for name in names {
         // Names also serve as routing keys: what is neither a queue nor an exchange is NotFound.
-        let _ = conn.delete_queue(&name, false, false).await;
-        let _ = conn.delete_exchange(&name, false).await;
+        let _ = conn
+            .delete_queue(&name, carrot::DeleteQueueOptions::new())
+            .await;
+        let _ = conn
+            .delete_exchange(&name, carrot::DeleteExchangeOptions::new())
+            .await;
     }
     let _ = conn.close().await;
 }

@@ -81,7 +81,9 @@ pub(crate) async fn run(conn: &BrokerConnection, args: BenchArgs) -> Result<(), 
         .await?;
     let outcome = measure(conn, &queue, &args).await;
     // The queue goes whatever happened, so that a failed run leaves nothing behind.
-    let deleted = conn.delete_queue(&queue, false, false).await;
+    let deleted = conn
+        .delete_queue(&queue, carrot::DeleteQueueOptions::new())
+        .await;
     let outcome = outcome?;
     deleted?;
     report(conn, &args, &outcome);
@@ -105,7 +107,9 @@ async fn measure(
             .auto_declare(false)
             .build()
             .await?;
-        consumer.qos(0, args.prefetch, false).await?;
+        consumer
+            .qos(carrot::Qos::new().prefetch_count(args.prefetch))
+            .await?;
         consumer.consume().await?;
         consumers.push(consumer);
     }

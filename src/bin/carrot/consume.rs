@@ -100,9 +100,13 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
     let mut consumer = builder.build().await?;
     if limited_no_ack {
         let window = args.limit.unwrap_or(1).min(u64::from(u16::MAX)) as u16;
-        consumer.qos(0, window, false).await?;
+        consumer
+            .qos(carrot::Qos::new().prefetch_count(window))
+            .await?;
     } else if !args.no_ack {
-        consumer.qos(0, args.prefetch, false).await?;
+        consumer
+            .qos(carrot::Qos::new().prefetch_count(args.prefetch))
+            .await?;
     }
     consumer.consume().await?;
     let mut out = std::io::stdout().lock();

@@ -200,12 +200,27 @@ fn queue_spec(q: QueueArgs) -> QueueSpec {
 
 pub(crate) async fn delete(conn: &BrokerConnection, what: Delete) -> Result<(), Failure> {
     match what {
-        Delete::Exchange { name, if_unused } => conn.delete_exchange(&name, if_unused).await?,
+        Delete::Exchange { name, if_unused } => {
+            conn.delete_exchange(
+                &name,
+                carrot::DeleteExchangeOptions::new().if_unused(if_unused),
+            )
+            .await?
+        }
         Delete::Queue {
             name,
             if_unused,
             if_empty,
-        } => println!("{}", conn.delete_queue(&name, if_unused, if_empty).await?),
+        } => println!(
+            "{}",
+            conn.delete_queue(
+                &name,
+                carrot::DeleteQueueOptions::new()
+                    .if_unused(if_unused)
+                    .if_empty(if_empty)
+            )
+            .await?
+        ),
         Delete::Binding(b) => {
             conn.unbind(
                 &b.queue,

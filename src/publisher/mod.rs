@@ -1,107 +1,23 @@
 //! `Publisher`: sends messages to an exchange.
 
-use std::future::Future;
-use std::pin::Pin;
+mod builder;
+mod confirm;
+mod options;
+
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use serde::Serialize;
 
-use crate::backend::{Channel, Confirmation, PublishFlags, Published};
+use crate::backend::{Channel, PublishFlags, Published};
 use crate::connection::BrokerConnection;
 use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType};
 use crate::error::{Error, Result};
 use crate::properties::Properties;
 use crate::serialization::Registry;
-use crate::table::FieldTable;
 
-/// A message ready to publish: a body and its properties (see [`Publisher::create_message`]).
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct OutgoingMessage {
-    /// The serialized body.
-    pub body: Vec<u8>,
-    /// Its properties (content type, encoding, delivery mode, priority, headers, ...).
-    pub properties: Properties,
-}
-
-impl OutgoingMessage {
-    /// A message of this body and these properties, sent as they are.
-    pub fn new(body: impl Into<Vec<u8>>, properties: Properties) -> Self {
-        OutgoingMessage {
-            body: body.into(),
-            properties,
-        }
-    }
-}
-
-/// Per-message options of [`Publisher::send_with`]; unset options take the publisher's defaults.
-///
-/// ```
-/// use carrot::{DeliveryMode, SendOptions};
-/// let options = SendOptions::new().routing_key("feed.import").priority(5).delivery_mode(DeliveryMode::Transient);
-/// ```
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct SendOptions {
-    /// Routing key (default: the publisher's).
-    pub routing_key: Option<String>,
-    /// Delivery mode (default: the publisher's).
-    pub delivery_mode: Option<DeliveryMode>,
-    /// Fail with [`Error::Unroutable`] when no queue takes the message.
-    pub mandatory: bool,
-    /// Fail with [`Error::Unroutable`] when no consumer can take the message now.
-    pub immediate: bool,
-    /// Priority (the seed's 0..9; queues honour up to their max priority).
-    pub priority: Option<u8>,
-    /// A content type: the data is then sent as it is (a string or bytes), not serialized.
-    pub content_type: Option<String>,
-    /// The content encoding to go with `content_type`.
-    pub content_encoding: Option<String>,
-    /// Serializer (default: the publisher's).
-    pub serializer: Option<String>,
-    /// Exchange to publish to instead of the publisher's (it must exist).
-    pub exchange: Option<String>,
-    /// Application headers.
-    pub headers: Option<FieldTable>,
-}
-
-macro_rules! setters {
-    ($($field:ident: $ty:ty => $doc:literal;)*) => {$(
-        #[doc = $doc]
-        pub fn $field(mut self, value: impl Into<$ty>) -> Self {
-            self.$field = Some(value.into());
-            self
-        }
-    )*};
-}
-
-impl SendOptions {
-    /// No overrides.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    setters! {
-        routing_key: String => "Sets the routing key.";
-        delivery_mode: DeliveryMode => "Sets the delivery mode.";
-        priority: u8 => "Sets the priority.";
-        content_type: String => "Sends the data as it is, with this content type.";
-        content_encoding: String => "Sets the content encoding.";
-        serializer: String => "Sets the serializer.";
-        exchange: String => "Publishes to this exchange instead.";
-        headers: FieldTable => "Sets the application headers.";
-    }
-    /// Sets `mandatory`.
-    pub fn mandatory(mut self, mandatory: bool) -> Self {
-        self.mandatory = mandatory;
-        self
-    }
-    /// Sets `immediate`.
-    pub fn immediate(mut self, immediate: bool) -> Self {
-        self.immediate = immediate;
-        self
-    }
-}
+pub use builder::PublisherBuilder;
+pub use confirm::PendingConfirm;
+pub use options::{OutgoingMessage, SendOptions};
 
 /// Sends messages to one exchange, with default routing key, delivery mode and serializer.
 ///
@@ -128,151 +44,8 @@ pub struct Publisher {
     serializer: String,
     registry: Registry,
     confirm_publish: bool,
-    max_message_size: usize,
-}
-
-/// The broker's answer to one message, to await now or later: `Ok(())` once the broker has
-/// taken responsibility for it (publisher confirms), [`Error::Nacked`] if it refused,
-/// [`Error::Unroutable`] if a mandatory message found no queue, [`Error::Timeout`] or
-/// [`Error::Blocked`] if no answer came within the send timeout. Without confirms (and on the
-/// embedded brokers, which store a message before `begin_send` returns) it is ready at once.
-///
-/// Awaiting many at once keeps many confirms in flight: one publisher is then no longer
-/// bound by the broker's round trip (see [`Publisher::begin_send`]). A confirm lost with a
-/// connection is not lost for the message: it is sent again on the recovered connection.
-#[must_use = "await it: it says whether the broker took the message"]
-pub struct PendingConfirm {
-    confirmation: Option<Confirmation>,
-}
-
-impl std::fmt::Debug for PendingConfirm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingConfirm")
-            .field("confirmation", &self.confirmation)
-            .finish()
-    }
-}
-
-impl PendingConfirm {
-    /// Waits for the broker's answer (the same as awaiting it).
-    pub async fn wait(self) -> Result<()> {
-        self.await
-    }
-
-    /// Whether the answer is known without waiting (no confirms, or the memory broker; on
-    /// sqlite:// a confirmed message is confirmed by its commit).
-    pub fn is_ready(&self) -> bool {
-        matches!(self.confirmation, Some(Confirmation::Done) | None)
-    }
-}
-
-impl Future for PendingConfirm {
-    type Output = Result<()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        match &mut self.confirmation {
-            None | Some(Confirmation::Done) => {
-                self.confirmation = None;
-                Poll::Ready(Ok(()))
-            }
-            Some(Confirmation::Pending(pending)) => {
-                let outcome = std::task::ready!(pending.as_mut().poll(cx));
-                self.confirmation = None;
-                Poll::Ready(outcome)
-            }
-        }
-    }
-}
-
-/// Builds a [`Publisher`]; every setting of the seed, with its default.
-#[derive(Debug)]
-#[must_use = "call build().await to create the publisher"]
-pub struct PublisherBuilder {
-    connection: BrokerConnection,
-    exchange: ExchangeSpec,
-    routing_key: String,
-    delivery_mode: DeliveryMode,
     auto_declare: bool,
-    serializer: String,
-    confirm_publish: bool,
-}
-
-impl PublisherBuilder {
-    /// The exchange to send to (default: the default exchange `""`, which routes by queue name).
-    pub fn exchange(mut self, name: impl Into<String>) -> Self {
-        self.exchange.name = name.into();
-        self
-    }
-    /// The exchange type (default direct).
-    pub fn exchange_type(mut self, kind: ExchangeType) -> Self {
-        self.exchange.kind = kind;
-        self
-    }
-    /// The default routing key.
-    pub fn routing_key(mut self, key: impl Into<String>) -> Self {
-        self.routing_key = key.into();
-        self
-    }
-    /// The default delivery mode (default persistent).
-    pub fn delivery_mode(mut self, mode: DeliveryMode) -> Self {
-        self.delivery_mode = mode;
-        self
-    }
-    /// Whether the exchange survives a broker restart (default true).
-    pub fn durable(mut self, durable: bool) -> Self {
-        self.exchange.durable = durable;
-        self
-    }
-    /// Whether the exchange is deleted when its last queue unbinds (default false).
-    pub fn auto_delete(mut self, auto_delete: bool) -> Self {
-        self.exchange.auto_delete = auto_delete;
-        self
-    }
-    /// Exchange arguments.
-    pub fn exchange_arguments(mut self, arguments: FieldTable) -> Self {
-        self.exchange.arguments = arguments;
-        self
-    }
-    /// Whether `build` declares the exchange (default true).
-    pub fn auto_declare(mut self, auto_declare: bool) -> Self {
-        self.auto_declare = auto_declare;
-        self
-    }
-    /// The default serializer (default `json`).
-    pub fn serializer(mut self, name: impl Into<String>) -> Self {
-        self.serializer = name.into();
-        self
-    }
-    /// Publisher confirms: `send` returns only once the broker has taken responsibility for
-    /// the message (default: the URL's `confirm_publish` option, else false). Mandatory
-    /// messages are always confirmed, so that an unroutable one is an error.
-    pub fn confirm_publish(mut self, confirm: bool) -> Self {
-        self.confirm_publish = confirm;
-        self
-    }
-
-    /// Opens a channel and, with auto_declare, declares the exchange.
-    pub async fn build(self) -> Result<Publisher> {
-        let registry = self.connection.registry();
-        registry.check(&self.serializer)?;
-        let channel = self.connection.channel().await?;
-        let publisher = Publisher {
-            _connection: self.connection.clone(),
-            channel,
-            exchange_name: self.exchange.name.as_str().into(),
-            exchange: self.exchange,
-            routing_key: self.routing_key.into(),
-            delivery_mode: self.delivery_mode,
-            serializer: self.serializer,
-            registry,
-            confirm_publish: self.confirm_publish,
-            max_message_size: self.connection.max_message_size(),
-        };
-        if self.auto_declare {
-            publisher.declare().await?;
-        }
-        Ok(publisher)
-    }
+    max_message_size: usize,
 }
 
 impl Publisher {
@@ -289,9 +62,29 @@ impl Publisher {
         }
     }
 
-    /// The exchange this publisher sends to.
-    pub fn exchange(&self) -> &ExchangeSpec {
+    /// The name of the exchange this publisher sends to (empty: the default exchange).
+    pub fn exchange(&self) -> &str {
+        &self.exchange.name
+    }
+
+    /// The declaration of the exchange this publisher sends to.
+    pub fn exchange_spec(&self) -> &ExchangeSpec {
         &self.exchange
+    }
+
+    /// The exchange's type.
+    pub fn exchange_type(&self) -> ExchangeType {
+        self.exchange.kind
+    }
+
+    /// Whether the **exchange** is durable.
+    pub fn durable(&self) -> bool {
+        self.exchange.durable
+    }
+
+    /// Whether the **exchange** is auto-delete.
+    pub fn auto_delete(&self) -> bool {
+        self.exchange.auto_delete
     }
 
     /// The default routing key.
@@ -299,9 +92,24 @@ impl Publisher {
         &self.routing_key
     }
 
+    /// The default delivery mode.
+    pub fn delivery_mode(&self) -> DeliveryMode {
+        self.delivery_mode
+    }
+
     /// The default serializer.
     pub fn serializer(&self) -> &str {
         &self.serializer
+    }
+
+    /// Whether sends wait for the broker's confirm.
+    pub fn confirm_publish(&self) -> bool {
+        self.confirm_publish
+    }
+
+    /// Whether `build` declared the exchange.
+    pub fn auto_declare(&self) -> bool {
+        self.auto_declare
     }
 
     /// Declares the exchange (nothing to do for the default exchange).

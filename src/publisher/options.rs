@@ -1,0 +1,93 @@
+//! What a publisher sends: an [`OutgoingMessage`], with per-message [`SendOptions`].
+
+use crate::entity::DeliveryMode;
+use crate::properties::Properties;
+use crate::table::FieldTable;
+
+/// A message ready to publish: a body and its properties (see [`Publisher::create_message`](crate::Publisher::create_message)).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct OutgoingMessage {
+    /// The serialized body.
+    pub body: Vec<u8>,
+    /// Its properties (content type, encoding, delivery mode, priority, headers, ...).
+    pub properties: Properties,
+}
+
+impl OutgoingMessage {
+    /// A message of this body and these properties, sent as they are.
+    pub fn new(body: impl Into<Vec<u8>>, properties: Properties) -> Self {
+        OutgoingMessage {
+            body: body.into(),
+            properties,
+        }
+    }
+}
+
+/// Per-message options of [`Publisher::send_with`](crate::Publisher::send_with); unset options take the publisher's defaults.
+///
+/// ```
+/// use carrot::{DeliveryMode, SendOptions};
+/// let options = SendOptions::new().routing_key("feed.import").priority(5).delivery_mode(DeliveryMode::Transient);
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SendOptions {
+    /// Routing key (default: the publisher's).
+    pub routing_key: Option<String>,
+    /// Delivery mode (default: the publisher's).
+    pub delivery_mode: Option<DeliveryMode>,
+    /// Fail with [`Error::Unroutable`](crate::Error::Unroutable) when no queue takes the message.
+    pub mandatory: bool,
+    /// Fail with [`Error::Unroutable`](crate::Error::Unroutable) when no consumer can take the message now.
+    pub immediate: bool,
+    /// Priority (the seed's 0..9; queues honour up to their max priority).
+    pub priority: Option<u8>,
+    /// A content type: the data is then sent as it is (a string or bytes), not serialized.
+    pub content_type: Option<String>,
+    /// The content encoding to go with `content_type`.
+    pub content_encoding: Option<String>,
+    /// Serializer (default: the publisher's).
+    pub serializer: Option<String>,
+    /// Exchange to publish to instead of the publisher's (it must exist).
+    pub exchange: Option<String>,
+    /// Application headers.
+    pub headers: Option<FieldTable>,
+}
+
+macro_rules! setters {
+    ($($field:ident: $ty:ty => $doc:literal;)*) => {$(
+        #[doc = $doc]
+        pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
+    )*};
+}
+
+impl SendOptions {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    setters! {
+        routing_key: String => "Sets the routing key.";
+        delivery_mode: DeliveryMode => "Sets the delivery mode.";
+        priority: u8 => "Sets the priority.";
+        content_type: String => "Sends the data as it is, with this content type.";
+        content_encoding: String => "Sets the content encoding.";
+        serializer: String => "Sets the serializer.";
+        exchange: String => "Publishes to this exchange instead.";
+        headers: FieldTable => "Sets the application headers.";
+    }
+    /// Sets `mandatory`.
+    pub fn mandatory(mut self, mandatory: bool) -> Self {
+        self.mandatory = mandatory;
+        self
+    }
+    /// Sets `immediate`.
+    pub fn immediate(mut self, immediate: bool) -> Self {
+        self.immediate = immediate;
+        self
+    }
+}
