@@ -23,6 +23,9 @@ pub(super) enum Job {
     Shutdown,
 }
 
+/// How long a synchronous caller (`ack`) polls for its commit before it sleeps.
+const QUICK_COMMIT: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// At most this many operations share one transaction, so that none waits too long.
 const BATCH: usize = 512;
 
@@ -114,6 +117,18 @@ impl Engine {
         self.submit(op, move |r| {
             let _ = tx.send(r);
         })?;
+        // A commit usually comes within tens of microseconds: poll for it that long first.
+        // Only a longer wait is worth what follows (handing this worker's other tasks to a new
+        // worker thread costs about as much as a commit).
+        let start = Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(result) => return result,
+                Err(mpsc::TryRecvError::Disconnected) => return Err(stopped()),
+                Err(mpsc::TryRecvError::Empty) if start.elapsed() >= QUICK_COMMIT => break,
+                Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
         // On a multi-threaded tokio runtime, let its other tasks move to another worker while
         // this one waits for the commit (otherwise a few consumers acknowledging at once would
         // stall every task of the runtime).
@@ -162,7 +177,11 @@ fn run(mut broker: Broker, rx: mpsc::Receiver<Job>) {
             Job::Wake => wake = true,
             Job::Shutdown => stop = true,
         };
-        match rx.recv_timeout(timeout) {
+        let first = match poll_briefly(&rx) {
+            Some(job) => Ok(job),
+            None => rx.recv_timeout(timeout),
+        };
+        match first {
             Ok(job) => take(job, &mut works),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => take(Job::Shutdown, &mut works),
@@ -182,4 +201,18 @@ fn run(mut broker: Broker, rx: mpsc::Receiver<Job>) {
         }
     }
     broker.shut_down();
+}
+
+/// Waits up to [`QUICK_COMMIT`] for a job without sleeping (a caller answered by the last
+/// commit usually sends the next within microseconds; sleeping and being woken costs more).
+fn poll_briefly(rx: &mpsc::Receiver<Job>) -> Option<Job> {
+    let start = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if start.elapsed() >= QUICK_COMMIT => return None,
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
 }
