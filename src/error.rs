@@ -257,7 +257,7 @@ impl Error {
 
     pub(crate) fn invalid_url(url: &str, reason: impl fmt::Display) -> Self {
         Error::InvalidUrl {
-            url: crate::url::redact(url),
+            url: crate::redact::redact(url),
             reason: reason.to_string(),
         }
     }

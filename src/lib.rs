@@ -108,6 +108,7 @@ mod message;
 mod messaging;
 mod properties;
 mod publisher;
+mod redact;
 mod retry;
 mod routing;
 pub mod serialization;
