@@ -128,7 +128,7 @@ pub use consumer::{
 };
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
 pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Cause, Error, Result};
 pub use message::{Message, MessageState};
 pub use messaging::{Messaging, MessagingBuilder};
 pub use properties::Properties;

@@ -95,7 +95,7 @@ fn queue_frame<F: Future<Output = lapin::Result<()>>>(future: F) -> Result<()> {
 }
 
 pub(super) fn closed_by_application() -> Error {
-    Error::ChannelClosed("the publisher or consumer was closed; build a new one".into())
+    Error::channel_closed("the publisher or consumer was closed; build a new one")
 }
 
 pub(super) fn kind(kind: ExchangeType) -> ExchangeKind {
@@ -274,7 +274,7 @@ impl AmqpChannel {
                 Some(value) => return Ok((value, handle.generation)),
                 None => {
                     attempts.failed(
-                        Error::ConnectionClosed(format!("{what}: the connection was lost")),
+                        Error::connection_closed(format!("{what}: the connection was lost")),
                         false,
                     )?;
                 }
@@ -321,8 +321,8 @@ impl AmqpChannel {
             Some(channel) if tag >> GENERATION_SHIFT == current.generation => {
                 Ok((channel.clone(), tag & ((1 << GENERATION_SHIFT) - 1)))
             }
-            _ => Err(Error::ChannelClosed(
-                "the message was delivered before its channel was closed by the broker or its connection was lost; the broker requeued it and will deliver it again (acknowledge that delivery instead)".into(),
+            _ => Err(Error::channel_closed(
+                "the message was delivered before its channel was closed by the broker or its connection was lost; the broker requeued it and will deliver it again (acknowledge that delivery instead)",
             )),
         }
     }

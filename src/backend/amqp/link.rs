@@ -26,7 +26,7 @@ use super::topology::{self, Topology};
 use crate::connection::{
     ConnectionEvent, ConnectionOptions, ConnectionState, FailoverStrategy, StatusHub,
 };
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::retry::{self, RetryPolicy};
 
 /// Where the link stands.
@@ -94,17 +94,16 @@ impl Link {
         let n = endpoints.len();
         let what = format!("connecting to {}", shown(&endpoints));
         let order = Order::new(options.failover, n, 0);
-        let (connection, events, index) =
-            retry::retry(&policy, what, n, Error::is_connection_error, |attempt| {
-                let i = order.pick(attempt);
-                let endpoint = &endpoints[i];
-                let options = &options;
-                async move {
-                    let (c, e) = connect::open(endpoint, options).await?;
-                    Ok((c, e, i))
-                }
-            })
-            .await?;
+        let (connection, events, index) = retry::retry(&policy, what, n, |attempt| {
+            let i = order.pick(attempt);
+            let endpoint = &endpoints[i];
+            let options = &options;
+            async move {
+                let (c, e) = connect::open(endpoint, options).await?;
+                Ok((c, e, i))
+            }
+        })
+        .await?;
         let (up, _) = watch::channel(Up::Connected {
             connection: connection.clone(),
             epoch: 0,
@@ -160,15 +159,14 @@ impl Link {
                 Up::Connected { connection, epoch } => return Ok((connection, epoch)),
                 Up::Failed(cause) => return Err(failed(&cause)),
                 Up::Closed => {
-                    return Err(Error::ConnectionClosed(
-                        "the connection was closed by the application; open a new BrokerConnection"
-                            .into(),
+                    return Err(Error::connection_closed(
+                        "the connection was closed by the application; open a new BrokerConnection",
                     ))
                 }
                 Up::Recovering => {}
             }
             if up.changed().await.is_err() {
-                return Err(Error::ConnectionClosed("the connection is gone".into()));
+                return Err(Error::connection_closed("the connection is gone"));
             }
         }
     }
@@ -206,7 +204,7 @@ impl Link {
                 *up = if self.options.recovery {
                     Up::Recovering
                 } else {
-                    Up::Failed(Arc::new(Error::ConnectionClosed(format!(
+                    Up::Failed(Arc::new(Error::connection_closed(format!(
                         "{cause}: the connection to RabbitMQ was lost and recovery is off; open a new BrokerConnection"
                     ))))
                 };
@@ -344,8 +342,7 @@ impl Link {
         );
         let what = format!("recovering the connection to {}", shown(&self.endpoints));
         let attempts = std::sync::atomic::AtomicU32::new(0);
-        let retryable = |e: &Error| e.is_connection_error();
-        let result = retry::retry(&self.options.policy, what, n, retryable, |attempt| {
+        let result = retry::retry(&self.options.policy, what, n, |attempt| {
             attempts.store(attempt + 1, Ordering::Relaxed);
             let i = order.pick(attempt);
             async move {
@@ -375,22 +372,19 @@ impl Link {
 
 /// The connection a failed recovery leaves: every call fails with the policy's error.
 fn failed(cause: &Arc<Error>) -> Error {
-    match &**cause {
-        Error::RetriesExhausted {
-            what,
-            attempts,
-            elapsed,
-            last,
-        } => Error::RetriesExhausted {
-            what: what.clone(),
-            attempts: *attempts,
-            elapsed: *elapsed,
-            last: last.clone(),
+    let same = matches!(
+        **cause,
+        Error::RetriesExhausted { .. } | Error::ConnectionClosed { .. }
+    );
+    match cause.duplicate() {
+        Some(error) if same => error,
+        _ => Error::ConnectionClosed {
+            reply_code: None,
+            reply_text: format!(
+                "the connection to RabbitMQ was lost and could not be recovered: {cause}"
+            ),
+            source: Some(Cause::new(cause.clone())),
         },
-        Error::ConnectionClosed(text) => Error::ConnectionClosed(text.clone()),
-        other => Error::ConnectionClosed(format!(
-            "the connection to RabbitMQ was lost and could not be recovered: {other}"
-        )),
     }
 }
 

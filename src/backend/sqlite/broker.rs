@@ -143,7 +143,7 @@ pub(super) fn now_ms() -> i64 {
 /// Why a transaction failed, as the operations in it report it (`Error::Storage` of this).
 fn reason(e: &Error) -> String {
     match e {
-        Error::Storage(reason) => reason.clone(),
+        Error::Storage { reason, .. } => reason.clone(),
         other => other.to_string(),
     }
 }
@@ -177,7 +177,7 @@ impl Broker {
 
     /// A SQLite failure as a carrot error.
     pub(super) fn fail(&self, e: rusqlite::Error) -> Error {
-        storage_error(&self.path, &e)
+        storage_error(&self.path, e)
     }
 
     /// Runs a statement (cached) and returns the number of rows it changed.
@@ -402,7 +402,7 @@ impl Broker {
             None => None,
             Some((kind, durable, auto_delete, arguments)) => {
                 let kind = kind.parse().map_err(|_| {
-                    Error::Storage(format!(
+                    Error::storage(format!(
                         "exchange '{name}' has an unknown type {kind:?} in the database"
                     ))
                 })?;
@@ -472,9 +472,7 @@ impl Broker {
             .get(&channel)
             .map(|c| c.connection)
             .ok_or_else(|| {
-                Error::ChannelClosed(
-                    "the channel was closed (by close(), or by a broker restart)".into(),
-                )
+                Error::channel_closed("the channel was closed (by close(), or by a broker restart)")
             })
     }
 }

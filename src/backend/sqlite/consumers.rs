@@ -28,8 +28,8 @@ impl Broker {
 
     pub(super) fn open_channel(&mut self, connection: i64) -> Result<u64> {
         if !self.connections.contains(&connection) {
-            return Err(Error::ConnectionClosed(
-                "the connection was closed (by close(), or by a broker restart)".into(),
+            return Err(Error::connection_closed(
+                "the connection was closed (by close(), or by a broker restart)",
             ));
         }
         self.next_channel += 1;
@@ -164,7 +164,7 @@ impl Broker {
         let ch = self
             .channels
             .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
+            .ok_or_else(|| Error::channel_closed("the channel was closed"))?;
         let tag: Arc<str> = if tag.is_empty() {
             ch.consumer_tags += 1;
             format!("amq.ctag-{connection}-{channel}-{}", ch.consumer_tags).into()
@@ -257,7 +257,7 @@ impl Broker {
         let ch = self
             .channels
             .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
+            .ok_or_else(|| Error::channel_closed("the channel was closed"))?;
         let settled: Vec<Unacked> = if multiple {
             let later = if tag == 0 {
                 Default::default()
@@ -320,7 +320,7 @@ impl Broker {
         let ch = self
             .channels
             .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
+            .ok_or_else(|| Error::channel_closed("the channel was closed"))?;
         if global {
             ch.channel_prefetch = prefetch_count;
         } else {
@@ -333,7 +333,7 @@ impl Broker {
     pub(super) fn flow(&mut self, channel: u64, active: bool) -> Result<()> {
         self.channels
             .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?
+            .ok_or_else(|| Error::channel_closed("the channel was closed"))?
             .flow = active;
         if active {
             self.dirty_channel(channel);

@@ -300,7 +300,7 @@ impl Broker {
         let ch = self
             .channels
             .get_mut(&channel)
-            .ok_or_else(|| Error::ChannelClosed("the channel was closed".into()))?;
+            .ok_or_else(|| Error::channel_closed("the channel was closed"))?;
         let tag = ch.next_tag;
         ch.next_tag += 1;
         if !no_ack {

@@ -74,7 +74,7 @@ pub(super) struct State {
 }
 
 fn closed() -> Error {
-    Error::ChannelClosed("the channel was closed (by close(), or by a broker restart)".into())
+    Error::channel_closed("the channel was closed (by close(), or by a broker restart)")
 }
 
 impl State {
@@ -156,9 +156,8 @@ impl State {
 
     pub(super) fn open_channel(&mut self, connection: u64) -> Result<u64> {
         if !self.connections.contains(&connection) {
-            return Err(Error::ConnectionClosed(
-                "the connection was closed (by close(), or by a broker restart): open a new one"
-                    .into(),
+            return Err(Error::connection_closed(
+                "the connection was closed (by close(), or by a broker restart): open a new one",
             ));
         }
         let id = self.id();
