@@ -93,6 +93,7 @@
 //! - `payload` decodes once, also falsy values;
 //! - pickle is never decoded unless a consumer's accept list names it.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::unwrap_in_result)]
 

@@ -7,6 +7,10 @@
 //! [`ConnectionBuilder::retry_on_connect`](crate::ConnectionBuilder::retry_on_connect) asks for
 //! the policy there too.
 
+// Only the amqp backend retries (the embedded brokers never lose their connection): without
+// it, the attempt counting below is compiled but unused.
+#![cfg_attr(not(feature = "amqp"), allow(dead_code))]
+
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
