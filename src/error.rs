@@ -5,71 +5,19 @@
 //! [`Error::is_timeout`], [`Error::is_retryable`], [`Error::reply_code`]) say what kind of
 //! failure it is without matching on variants or texts.
 
-use std::fmt;
+mod cause;
+mod constructors;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redact::redact;
+pub use cause::Cause;
 
 /// The result type of every fallible carrot operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A boxed error kept as the cause of a carrot error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// The underlying error of a carrot error: what lapin, SQLite, the operating system or tokio
-/// reported. Shared (cloning it is cheap), so that one failure can be reported to every caller
-/// it concerns.
-///
-/// [`Error::source`](std::error::Error::source) gives the underlying error itself, so it can be
-/// downcast to its type:
-///
-/// ```
-/// use std::error::Error as _;
-///
-/// # async fn demo() {
-/// // Nothing listens on port 1 of the loopback interface.
-/// let error = carrot::BrokerConnection::connect("amqp://guest:guest@127.0.0.1:1//").await.unwrap_err();
-/// let mut cause = error.source();
-/// while let Some(e) = cause {
-///     if let Some(io) = e.downcast_ref::<std::io::Error>() {
-///         assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
-///     }
-///     cause = e.source();
-/// }
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
-
-impl Cause {
-    /// Keeps `error` as a cause.
-    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Cause(Arc::new(error))
-    }
-}
-
-impl fmt::Debug for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
-    }
-}
-
-/// The error itself (`Cause` does not implement `Error`: `Error::source` hands out what it
-/// holds, so that it downcasts to its own type).
-impl std::ops::Deref for Cause {
-    type Target = dyn std::error::Error + Send + Sync + 'static;
-
-    fn deref(&self) -> &Self::Target {
-        &*self.0
-    }
-}
 
 /// Every error carrot reports.
 ///
@@ -425,114 +373,6 @@ impl Error {
             Error::RetriesExhausted { last, .. } => last.is_retryable(),
             _ => false,
         }
-    }
-
-    pub(crate) fn invalid_url(url: &str, reason: impl fmt::Display) -> Self {
-        Error::InvalidUrl {
-            url: redact(url),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// A channel closed on this side (by the application or by carrot), with what happened.
-    pub(crate) fn channel_closed(reply_text: impl Into<String>) -> Self {
-        Error::ChannelClosed {
-            reply_code: None,
-            reply_text: reply_text.into(),
-            source: None,
-        }
-    }
-
-    /// A connection lost or closed on this side, with what happened.
-    pub(crate) fn connection_closed(reply_text: impl Into<String>) -> Self {
-        Error::ConnectionClosed {
-            reply_code: None,
-            reply_text: reply_text.into(),
-            source: None,
-        }
-    }
-
-    /// A storage failure that no other error caused (an unreadable row, a file of another
-    /// application, ...).
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    pub(crate) fn storage(reason: impl Into<String>) -> Self {
-        Error::Storage {
-            reason: reason.into(),
-            source: None,
-        }
-    }
-
-    /// A storage failure caused by `source` (a SQLite error).
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    pub(crate) fn storage_caused(
-        reason: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Error::Storage {
-            reason: reason.into(),
-            source: Some(Cause::new(source)),
-        }
-    }
-
-    /// A task that did not finish (`task` says what it was doing).
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    pub(crate) fn task_failed(task: impl Into<String>, error: tokio::task::JoinError) -> Self {
-        Error::TaskFailed {
-            task: task.into(),
-            panicked: error.is_panic(),
-            source: Cause::new(error),
-        }
-    }
-
-    /// The same error for another caller, when it can be copied (every variant but `Io`,
-    /// `Encode`, `Decode` and `TaskFailed`, whose causes cannot be); `None` otherwise.
-    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
-    pub(crate) fn duplicate(&self) -> Option<Self> {
-        Some(match self {
-            Error::ConnectFailed {
-                url,
-                reason,
-                source,
-            } => Error::ConnectFailed {
-                url: url.clone(),
-                reason: reason.clone(),
-                source: source.clone(),
-            },
-            Error::ConnectionClosed {
-                reply_code,
-                reply_text,
-                source,
-            } => Error::ConnectionClosed {
-                reply_code: *reply_code,
-                reply_text: reply_text.clone(),
-                source: source.clone(),
-            },
-            Error::ChannelClosed {
-                reply_code,
-                reply_text,
-                source,
-            } => Error::ChannelClosed {
-                reply_code: *reply_code,
-                reply_text: reply_text.clone(),
-                source: source.clone(),
-            },
-            Error::Storage { reason, source } => Error::Storage {
-                reason: reason.clone(),
-                source: source.clone(),
-            },
-            Error::RetriesExhausted {
-                what,
-                attempts,
-                elapsed,
-                last,
-            } => Error::RetriesExhausted {
-                what: what.clone(),
-                attempts: *attempts,
-                elapsed: *elapsed,
-                last: last.clone(),
-            },
-            _ => return None,
-        })
     }
 }
 
