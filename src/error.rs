@@ -334,11 +334,13 @@ impl Error {
     }
 
     /// Whether doing the same thing again, later, can succeed: the connection was lost or
-    /// could not be made, the broker did not answer in time, blocked publishing or refused
-    /// responsibility for a message (`basic.nack`), or its storage was locked by another
-    /// program. Refusals of what was asked (403, 404, 405, 406, an unroutable message), bad
-    /// input, a closed publisher or consumer and a broker that closed the connection because of
-    /// what the client sent (5xx) are not: retrying them fails the same way.
+    /// could not be made (then on the recovered connection, or on a new one: a connection
+    /// that is closed stays so), the broker did not answer in time, blocked publishing or
+    /// refused responsibility for a message (`basic.nack`), or its storage was locked by
+    /// another program. Refusals of what was asked (403, 404, 405, 406, an unroutable
+    /// message), bad input, a closed publisher or consumer, a task that panicked and a broker
+    /// that closed the connection because of what the client sent (5xx) are not: retrying
+    /// them fails the same way.
     ///
     /// For [`Error::RetriesExhausted`], whether its last error is: the policy gave up, but
     /// trying again later (the broker back) may still succeed.
