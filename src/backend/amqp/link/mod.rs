@@ -192,21 +192,26 @@ impl Link {
         };
         let loss = down || convert::is_connection_loss(error);
         if loss {
-            self.report_lost(epoch, error.to_string());
+            self.report_lost(epoch, error.to_string(), Some(Cause::new(error.clone())));
         }
         loss && self.options.recovery && !convert::is_client_fault(error)
     }
 
-    /// Marks the connection of `epoch` lost (once) and wakes the supervisor.
-    fn report_lost(&self, epoch: u64, cause: String) {
+    /// Marks the connection of `epoch` lost (once) and wakes the supervisor; with recovery
+    /// off, `source` is the cause of the error every later call gets.
+    fn report_lost(&self, epoch: u64, cause: String, source: Option<Cause>) {
         let marked = self.up.send_if_modified(|up| match up {
             Up::Connected { epoch: e, .. } if *e == epoch => {
                 *up = if self.options.recovery {
                     Up::Recovering
                 } else {
-                    Up::Failed(Arc::new(Error::connection_closed(format!(
-                        "{cause}: the connection to RabbitMQ was lost and recovery is off; open a new BrokerConnection"
-                    ))))
+                    Up::Failed(Arc::new(Error::ConnectionClosed {
+                        reply_code: None,
+                        reply_text: format!(
+                            "{cause}: the connection to RabbitMQ was lost and recovery is off; open a new BrokerConnection"
+                        ),
+                        source: source.clone(),
+                    }))
                 };
                 true
             }

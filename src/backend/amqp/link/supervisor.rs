@@ -36,7 +36,7 @@ pub(super) async fn supervise(
             return;
         };
         let Some(strong) = link.upgrade() else { return };
-        strong.report_lost(epoch, cause);
+        strong.report_lost(epoch, cause, None);
         // A connection marked lost by a false alarm must not live on beside the new one.
         let old = connection.clone();
         let limit = strong.options.timeouts.get_operation();
