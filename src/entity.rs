@@ -168,15 +168,6 @@ impl ExchangeSpec {
         self.arguments.insert(key.into(), value.into());
         self
     }
-
-    /// Checks that a redeclaration matches this existing exchange, as RabbitMQ does.
-    pub(crate) fn check_equivalent(&self, new: &ExchangeSpec) -> Result<()> {
-        let what = format!("exchange '{}'", self.name);
-        inequivalent(&what, "type", self.kind.as_str(), new.kind.as_str())?;
-        inequivalent(&what, "durable", self.durable, new.durable)?;
-        inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
-        equivalent_arguments(&what, &self.arguments, &new.arguments)
-    }
 }
 
 /// A queue declaration.
@@ -185,9 +176,13 @@ impl ExchangeSpec {
 pub struct QueueSpec {
     /// The queue's name.
     pub name: String,
-    /// Survives a broker restart (default true).
+    /// Survives a broker restart (default true). An exclusive queue never does, whatever this
+    /// says (RabbitMQ ignores `durable` for it, and so redeclaring it with another `durable`
+    /// is not refused).
     pub durable: bool,
     /// Only the declaring connection may use it; deleted when that connection closes.
+    /// Redeclaring a queue with another `exclusive` than it has is refused with 405
+    /// ([`Error::ResourceLocked`]).
     pub exclusive: bool,
     /// Deleted when its last consumer is cancelled.
     pub auto_delete: bool,
@@ -281,40 +276,4 @@ impl QueueSpec {
             ))),
         }
     }
-
-    /// Checks that a redeclaration matches this existing queue, as RabbitMQ does.
-    pub(crate) fn check_equivalent(&self, new: &QueueSpec) -> Result<()> {
-        let what = format!("queue '{}'", self.name);
-        inequivalent(&what, "durable", self.durable, new.durable)?;
-        inequivalent(&what, "exclusive", self.exclusive, new.exclusive)?;
-        inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
-        equivalent_arguments(&what, &self.arguments, &new.arguments)
-    }
-}
-
-fn inequivalent<T: PartialEq + fmt::Display>(
-    what: &str,
-    arg: &str,
-    current: T,
-    received: T,
-) -> Result<()> {
-    if current == received {
-        Ok(())
-    } else {
-        Err(Error::PreconditionFailed(format!(
-            "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
-        )))
-    }
-}
-
-fn equivalent_arguments(what: &str, current: &FieldTable, received: &FieldTable) -> Result<()> {
-    for key in current.keys().chain(received.keys()) {
-        let (c, r) = (current.get(key), received.get(key));
-        if c != r {
-            return Err(Error::PreconditionFailed(format!(
-                "inequivalent arg '{key}' for {what}: received {r:?} but current is {c:?}"
-            )));
-        }
-    }
-    Ok(())
 }

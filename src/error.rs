@@ -1,8 +1,17 @@
 //! One error type for the whole crate, with variants grouped by what the caller can do.
+//!
+//! An error made from another one (a lapin, rusqlite, I/O or task error) keeps it as its
+//! [`source`](std::error::Error::source), and the predicates ([`Error::is_connection_error`],
+//! [`Error::is_timeout`], [`Error::is_retryable`], [`Error::reply_code`]) say what kind of
+//! failure it is without matching on variants or texts.
 
-use std::fmt;
+mod cause;
+mod constructors;
+
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use cause::Cause;
 
 /// The result type of every fallible carrot operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,13 +43,17 @@ pub enum Error {
         hint: String,
     },
 
-    /// The broker could not be reached, refused the credentials or failed the TLS handshake.
+    /// The broker could not be reached, or the connection failed before the AMQP handshake
+    /// ended (TLS, a server that is not a broker, no answer in time).
     #[error("could not connect to {url}: {reason}")]
     ConnectFailed {
         /// The URL, password redacted.
         url: String,
         /// What went wrong, and what to check.
         reason: String,
+        /// The error of the client library (lapin), down to the I/O error, if there was one.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// An argument is out of range or inconsistent (for example a priority above 255).
@@ -139,18 +152,59 @@ pub enum Error {
     #[error("no callbacks registered: call register_callback before wait, iterconsume or receive")]
     NoCallbacks,
 
-    /// The channel is closed (the publisher or consumer was closed, or the broker closed it).
-    #[error("channel closed: {0}")]
-    ChannelClosed(String),
+    /// The channel is closed: the publisher or consumer was closed, or the broker closed the
+    /// channel (then `reply_code` says why). The refusals 403, 404, 405 and 406 have variants
+    /// of their own.
+    #[error("channel closed{}: {reply_text}", code_of(*reply_code))]
+    ChannelClosed {
+        /// The broker's AMQP reply code when the broker closed the channel (such as 311
+        /// CONTENT_TOO_LARGE or 504 CHANNEL_ERROR); `None` when carrot or the application
+        /// closed it.
+        reply_code: Option<u16>,
+        /// The broker's reply text, or what happened and what to do.
+        reply_text: String,
+        /// The error of the client library, if there was one.
+        #[source]
+        source: Option<Cause>,
+    },
 
-    /// The connection is closed or was lost.
-    #[error("connection closed: {0}")]
-    ConnectionClosed(String),
+    /// The connection is closed or was lost: the broker closed it (then `reply_code` says
+    /// why, such as 320 CONNECTION_FORCED), the network failed, or the application closed it.
+    #[error("connection closed{}: {reply_text}", code_of(*reply_code))]
+    ConnectionClosed {
+        /// The broker's AMQP reply code when the broker closed the connection; `None` when it
+        /// was lost or closed on this side.
+        reply_code: Option<u16>,
+        /// The broker's reply text, or what happened and what to do.
+        reply_text: String,
+        /// The error of the client library (lapin), down to the I/O error, if there was one.
+        #[source]
+        source: Option<Cause>,
+    },
 
     /// The broker's storage failed: a `sqlite://` file that is corrupt, read-only, locked by
     /// another program, not a carrot broker, or on a full disk. The message says which.
-    #[error("broker storage: {0}")]
-    Storage(String),
+    #[error("broker storage: {reason}")]
+    Storage {
+        /// What failed, and what to do about it.
+        reason: String,
+        /// The SQLite error, if there was one.
+        #[source]
+        source: Option<Cause>,
+    },
+
+    /// A task carrot ran for the operation did not finish: it panicked (a bug, in carrot or in
+    /// a callback) or was cancelled because its tokio runtime is shutting down.
+    #[error("{task} did not finish: {}", if *panicked { "it panicked; this is a bug, please report it with the panic message" } else { "it was cancelled: its tokio runtime is shutting down" })]
+    TaskFailed {
+        /// What the task was doing.
+        task: String,
+        /// Whether it panicked (otherwise it was cancelled).
+        panicked: bool,
+        /// The task's `JoinError`, with the panic message.
+        #[source]
+        source: Cause,
+    },
 
     /// An I/O error.
     #[error("I/O error: {0}")]
@@ -229,8 +283,20 @@ pub enum Error {
     },
 }
 
+/// ` (CODE)` after "channel closed" when the broker gave a reply code.
+fn code_of(reply_code: Option<u16>) -> String {
+    reply_code.map_or_else(String::new, |code| format!(" ({code})"))
+}
+
+/// Whether an AMQP reply code says that the client sent something wrong (a frame or a method
+/// the broker refused, 501-506, 530, 540, 541): sending it again would fail the same way.
+pub(crate) fn is_client_fault_code(code: u16) -> bool {
+    matches!(code, 501..=506 | 530 | 540 | 541)
+}
+
 impl Error {
-    /// The AMQP reply code of a broker refusal, when the error is one.
+    /// The AMQP reply code of a broker refusal, or of a channel or connection the broker
+    /// closed, when the error is one.
     pub fn reply_code(&self) -> Option<u16> {
         match self {
             Error::PreconditionFailed(_) => Some(406),
@@ -238,7 +304,8 @@ impl Error {
             Error::NotFound(_) => Some(404),
             Error::AccessRefused(_) => Some(403),
             Error::Unroutable { reply_code, .. } => Some(*reply_code),
-            Error::ChannelClosed(_) | Error::ConnectionClosed(_) => Some(320),
+            Error::ChannelClosed { reply_code, .. }
+            | Error::ConnectionClosed { reply_code, .. } => *reply_code,
             Error::RetriesExhausted { last, .. } => last.reply_code(),
             _ => None,
         }
@@ -246,19 +313,84 @@ impl Error {
 
     /// Whether the error says the connection to the broker was lost or could not be made (as
     /// opposed to a refusal of what was asked): the errors a [`RetryPolicy`](crate::RetryPolicy)
-    /// retries.
+    /// retries (those that [`is_retryable`](Self::is_retryable) too).
     pub fn is_connection_error(&self) -> bool {
         match self {
-            Error::ConnectFailed { .. } | Error::ConnectionClosed(_) | Error::Io(_) => true,
+            Error::ConnectFailed { .. } | Error::ConnectionClosed { .. } | Error::Io(_) => true,
             Error::RetriesExhausted { last, .. } => last.is_connection_error(),
             _ => false,
         }
     }
 
-    pub(crate) fn invalid_url(url: &str, reason: impl fmt::Display) -> Self {
-        Error::InvalidUrl {
-            url: crate::url::redact(url),
-            reason: reason.to_string(),
+    /// Whether the broker did not answer in time ([`Error::Timeout`], or an I/O time-out). What
+    /// was asked may or may not have been done.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
+            Error::RetriesExhausted { last, .. } => last.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// Whether doing the same thing again, later, can succeed: the connection was lost or
+    /// could not be made (then on the recovered connection, or on a new one: a connection
+    /// that is closed stays so), the broker did not answer in time, blocked publishing or
+    /// refused responsibility for a message (`basic.nack`), or its storage was locked by
+    /// another program. Refusals of what was asked (403, 404, 405, 406, an unroutable
+    /// message), bad input, a closed publisher or consumer, a task that panicked and a broker
+    /// that closed the connection because of what the client sent (5xx) are not: retrying
+    /// them fails the same way.
+    ///
+    /// For [`Error::RetriesExhausted`], whether its last error is: the policy gave up, but
+    /// trying again later (the broker back) may still succeed.
+    ///
+    /// ```
+    /// use carrot::Error;
+    ///
+    /// assert!(!Error::NotFound("no queue 'q' in vhost '/'".into()).is_retryable());
+    /// assert!(Error::Nacked { exchange: "ex".into(), routing_key: "k".into() }.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::ConnectFailed { .. }
+            | Error::Timeout { .. }
+            | Error::Blocked { .. }
+            | Error::Nacked { .. } => true,
+            Error::ConnectionClosed { reply_code, .. } => {
+                !reply_code.is_some_and(is_client_fault_code)
+            }
+            Error::Io(io) => !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::Unsupported
+            ),
+            Error::Storage {
+                source: Some(cause),
+                ..
+            } => storage_busy(cause),
+            Error::RetriesExhausted { last, .. } => last.is_retryable(),
+            _ => false,
         }
     }
 }
+
+/// Whether a storage failure is SQLite's "busy" or "locked": another program held the file
+/// for too long, and it may let go.
+fn storage_busy(cause: &Cause) -> bool {
+    #[cfg(feature = "sqlite")]
+    {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        if let Some(e) = cause.downcast_ref::<rusqlite::Error>() {
+            return matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked));
+        }
+    }
+    let _ = cause;
+    false
+}
+
+#[cfg(test)]
+mod tests;

@@ -122,6 +122,7 @@
 //! - `payload` decodes once, also falsy values;
 //! - pickle is never decoded unless a consumer's accept list names it.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::unwrap_in_result)]
 
@@ -137,6 +138,7 @@ mod message;
 mod messaging;
 mod properties;
 mod publisher;
+mod redact;
 mod retry;
 mod routing;
 pub mod serialization;
@@ -158,7 +160,7 @@ pub use consumer::{
 };
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
 pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Cause, Error, Result};
 pub use message::{Message, MessageState};
 pub use messaging::{Messaging, MessagingBuilder};
 pub use properties::Properties;

@@ -7,6 +7,10 @@
 //! [`ConnectionBuilder::retry_on_connect`](crate::ConnectionBuilder::retry_on_connect) asks for
 //! the policy there too.
 
+// Only the amqp backend retries (the embedded brokers never lose their connection): without
+// it, the attempt counting below is compiled but unused.
+#![cfg_attr(not(feature = "amqp"), allow(dead_code))]
+
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +23,10 @@ use crate::error::{Error, Result};
 pub type RetryCallback = Arc<dyn Fn(&Error, Duration) + Send + Sync>;
 
 /// How long and how often carrot retries when the broker cannot be reached.
+///
+/// It retries the errors that say the connection was lost or could not be made and that a
+/// retry can cure ([`Error::is_connection_error`] and [`Error::is_retryable`]); any other error
+/// is returned at once.
 ///
 /// The sleep before retry *n* (from 0) is `interval_start + n * interval_step`, at most
 /// `interval_max`. With several failover URLs, carrot tries the next URL at once and sleeps
@@ -247,13 +255,20 @@ impl Attempts {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails with an error `retryable` refuses, or the policy
-/// gives up; `cycle` attempts make a full pass (over failover URLs), after which it sleeps.
+/// Whether a policy retries after `error`: the connection was lost or could not be made, and
+/// trying again can help ([`Error::is_connection_error`] and [`Error::is_retryable`]; a broker
+/// that closed the connection because of what the client sent is not retried).
+pub(crate) fn retries(error: &Error) -> bool {
+    error.is_connection_error() && error.is_retryable()
+}
+
+/// Runs `attempt` until it succeeds, fails with an error the policy does not retry
+/// ([`retries`]), or the policy gives up; `cycle` attempts make a full pass (over failover
+/// URLs), after which it sleeps.
 pub(crate) async fn retry<T, F, Fut>(
     policy: &RetryPolicy,
     what: impl Into<String>,
     cycle: usize,
-    retryable: impl Fn(&Error) -> bool,
     mut attempt: F,
 ) -> Result<T>
 where
@@ -264,7 +279,7 @@ where
     loop {
         let error = match attempt(attempts.count()).await {
             Ok(value) => return Ok(value),
-            Err(error) if !retryable(&error) => return Err(error),
+            Err(error) if !retries(&error) => return Err(error),
             Err(error) => error,
         };
         let pause = (attempts.count() as usize + 1).is_multiple_of(cycle.max(1));
@@ -288,7 +303,7 @@ mod tests {
     }
 
     fn lost() -> Error {
-        Error::ConnectionClosed("lost".into())
+        Error::connection_closed("lost")
     }
 
     #[tokio::test]
@@ -299,12 +314,11 @@ mod tests {
             seen.fetch_add(1, Ordering::Relaxed);
         });
         let calls = AtomicU32::new(0);
-        let result: Result<()> =
-            retry(&policy, "connecting", 1, Error::is_connection_error, |_| {
-                calls.fetch_add(1, Ordering::Relaxed);
-                async { Err(lost()) }
-            })
-            .await;
+        let result: Result<()> = retry(&policy, "connecting", 1, |_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err(lost()) }
+        })
+        .await;
         assert_eq!(
             calls.load(Ordering::Relaxed),
             4,
@@ -324,7 +338,8 @@ mod tests {
             }) => {
                 assert_eq!(attempts, 4);
                 assert_eq!(what, "connecting");
-                assert!(matches!(*last, Error::ConnectionClosed(_)));
+                assert!(matches!(*last, Error::ConnectionClosed { .. }));
+                assert!(last.is_retryable(), "a lost connection may come back");
             }
             other => panic!("{other:?}"),
         }
@@ -333,12 +348,39 @@ mod tests {
     #[tokio::test]
     async fn an_error_that_is_not_retryable_ends_at_once() {
         let calls = AtomicU32::new(0);
-        let result: Result<()> = retry(&fast(), "x", 1, Error::is_connection_error, |_| {
+        let result: Result<()> = retry(&fast(), "x", 1, |_| {
             calls.fetch_add(1, Ordering::Relaxed);
             async { Err(Error::NotFound("q".into())) }
         })
         .await;
         assert!(matches!(result, Err(Error::NotFound(_))));
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_for_what_the_client_sent_is_not_retried() {
+        let calls = AtomicU32::new(0);
+        let result: Result<()> = retry(&fast(), "x", 1, |_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async {
+                Err(Error::ConnectionClosed {
+                    reply_code: Some(503),
+                    reply_text: "COMMAND_INVALID".into(),
+                    source: None,
+                })
+            }
+        })
+        .await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::ConnectionClosed {
+                    reply_code: Some(503),
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
         assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 
@@ -351,19 +393,13 @@ mod tests {
             .interval_step(Duration::from_millis(5))
             .max_retries(Some(5))
             .on_retry(move |_, d| seen.lock().unwrap().push(d));
-        let result = retry(
-            &policy,
-            "x",
-            3,
-            Error::is_connection_error,
-            |n| async move {
-                if n == 5 {
-                    Ok(n)
-                } else {
-                    Err(lost())
-                }
-            },
-        )
+        let result = retry(&policy, "x", 3, |n| async move {
+            if n == 5 {
+                Ok(n)
+            } else {
+                Err(lost())
+            }
+        })
         .await;
         assert_eq!(result.unwrap(), 5);
         let ms: Vec<u128> = sleeps
@@ -382,10 +418,7 @@ mod tests {
             .interval_step(Duration::ZERO)
             .timeout(Some(Duration::from_millis(100)));
         let started = Instant::now();
-        let result: Result<()> = retry(&policy, "x", 1, Error::is_connection_error, |_| async {
-            Err(lost())
-        })
-        .await;
+        let result: Result<()> = retry(&policy, "x", 1, |_| async { Err(lost()) }).await;
         assert!(
             matches!(result, Err(Error::RetriesExhausted { .. })),
             "{result:?}"

@@ -57,7 +57,7 @@ async fn connect_error(url: &str, timeouts: Timeouts) -> Error {
 
 fn connect_failed(error: &Error) -> &str {
     match error {
-        Error::ConnectFailed { url, reason } => {
+        Error::ConnectFailed { url, reason, .. } => {
             assert!(url.contains("127.0.0.1:") && url.contains("***"), "{url}");
             reason
         }

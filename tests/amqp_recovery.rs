@@ -154,7 +154,9 @@ async fn recovery_declares_again_what_the_connection_declared_and_resumes_its_co
             eprintln!("{recovered:?}");
             assert_eq!(conn.state(), ConnectionState::Connected);
             match held.ack() {
-                Err(Error::ChannelClosed(text)) => {
+                Err(Error::ChannelClosed {
+                    reply_text: text, ..
+                }) => {
                     assert!(text.contains("requeued"), "{text}")
                 }
                 other => panic!("acking a delivery of the lost connection: {other:?}"),

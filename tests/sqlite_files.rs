@@ -16,7 +16,9 @@ fn scratch(name: &str) -> PathBuf {
 
 async fn storage_error(path: &std::path::Path) -> String {
     match BrokerConnection::connect(&format!("sqlite://{}", path.display())).await {
-        Err(Error::Storage(message)) => message,
+        Err(Error::Storage {
+            reason: message, ..
+        }) => message,
         other => panic!("{}: expected Error::Storage, got {other:?}", path.display()),
     }
 }

@@ -57,6 +57,7 @@ pub(crate) enum Confirmation {
     /// The broker has the message.
     Done,
     /// Resolves when the broker confirms the message, or with why not.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     Pending(Pin<Box<dyn Future<Output = Result<()>> + Send>>),
 }
 
@@ -87,29 +88,70 @@ pub(crate) struct PublishFlags {
     pub(crate) mandatory: bool,
     pub(crate) immediate: bool,
     /// Wait until the broker has taken responsibility for the message (publisher confirms).
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     pub(crate) confirm: bool,
 }
 
 /// An open connection to a broker.
+///
+/// Errors common to every method: [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)
+/// once the connection is closed or lost (RabbitMQ with recovery on waits for the recovery
+/// first, under the retry policy, and then reports
+/// [`Error::RetriesExhausted`](crate::Error::RetriesExhausted) if it gives up), and
+/// [`Error::Timeout`](crate::Error::Timeout) when RabbitMQ does not answer within the
+/// operation timeout.
 #[async_trait]
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
-    /// Opens a channel.
+    /// Opens a new channel on the connection (RabbitMQ: `channel.open` now, so that a broker
+    /// that refuses one says so here).
     async fn channel(&self) -> Result<Arc<dyn Channel>>;
-    /// Closes the connection and every channel on it.
+    /// Closes the connection and every channel on it: their consumers end and their
+    /// unacknowledged deliveries go back to their queues; the exclusive queues of the
+    /// connection are deleted. Closing a closed connection does nothing.
     async fn close(&self) -> Result<()>;
-    /// Which of the connection's URLs it is connected to now (failover).
+    /// The index, in the URLs the connection was opened with, of the one it is connected to
+    /// now (it changes with a failover); 0 for the embedded brokers.
     fn current_url(&self) -> usize {
         0
     }
 }
 
 /// A channel: the unit that owns consumers, unacknowledged deliveries, qos and flow.
+///
+/// Refusals follow RabbitMQ's (see `rules`): 404 [`Error::NotFound`](crate::Error::NotFound),
+/// 405 [`Error::ResourceLocked`](crate::Error::ResourceLocked) (a queue exclusive to another
+/// connection), 406 [`Error::PreconditionFailed`](crate::Error::PreconditionFailed), 403
+/// [`Error::AccessRefused`](crate::Error::AccessRefused). On RabbitMQ a refusal closes the
+/// channel and the next call opens a new one transparently. Every method fails with
+/// [`Error::ChannelClosed`](crate::Error::ChannelClosed) once the channel was closed by
+/// [`close`](Channel::close) or [`shutdown`](Channel::shutdown), and with the connection errors
+/// of [`Transport`].
 #[async_trait]
 pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
+    /// `exchange.declare`. With `passive`, only checks that the exchange exists (404
+    /// otherwise; its settings are not compared, and the empty name, the default exchange,
+    /// always exists); otherwise creates it, or checks that the existing one has the same
+    /// type, `durable`, `auto_delete` and arguments (406 otherwise). A new name starting with
+    /// `amq.` and the default exchange are refused (403).
     async fn declare_exchange(&self, spec: &ExchangeSpec, passive: bool) -> Result<()>;
+    /// `exchange.delete`, with its bindings. A missing exchange is 404 (RabbitMQ itself would
+    /// answer OK: carrot checks first); with `if_unused`, an exchange that still has bindings
+    /// is 406; the default and `amq.` exchanges are 403.
     async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()>;
+    /// `queue.declare`: the queue's name (chosen by the broker, `amq.gen-...`, for an empty
+    /// one), its ready messages and its consumers. With `passive`, only looks the queue up
+    /// (404 if missing, 405 if exclusive to another connection); otherwise creates it, or
+    /// checks that the existing one is equivalent (405 for another `exclusive`, then 406 for
+    /// another `durable`, ignored for an exclusive queue, `auto_delete` or arguments).
     async fn declare_queue(&self, spec: &QueueSpec, passive: bool) -> Result<QueueInfo>;
+    /// `queue.delete`: how many messages it held. 404 for a missing queue (RabbitMQ itself
+    /// would answer 0: carrot checks first); 406 with `if_unused` for a queue that has
+    /// consumers, with `if_empty` for one that has messages. Its consumers are cancelled
+    /// (their streams end with [`Error::ConsumerCancelled`](crate::Error::ConsumerCancelled)).
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32>;
+    /// `queue.bind`: routes what `exchange` receives with a matching key (or, for a headers
+    /// exchange, matching `arguments`) to `queue`. Binding twice is binding once; 404 if
+    /// either is missing, 403 for the default exchange.
     async fn bind(
         &self,
         queue: &str,
@@ -117,6 +159,9 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()>;
+    /// `queue.unbind`: removes the binding made with the same key and arguments; a binding
+    /// that does not exist is not an error (as on RabbitMQ); 404 if the queue or exchange is
+    /// missing.
     async fn unbind(
         &self,
         queue: &str,
@@ -124,10 +169,27 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()>;
-    /// Publishes; with `flags.confirm` the returned confirmation resolves once the broker has
-    /// taken responsibility for the message.
+    /// `basic.publish`. Returns [`Confirmation::Done`] once the broker has routed the message
+    /// (embedded brokers, or RabbitMQ without `flags.confirm`), or [`Confirmation::Pending`],
+    /// which resolves when RabbitMQ confirms it: `Ok`, [`Error::Nacked`](crate::Error::Nacked)
+    /// if it refused it, [`Error::Unroutable`](crate::Error::Unroutable) for a returned
+    /// `mandatory` or `immediate` message. A missing exchange is 404; `immediate` where it is
+    /// not implemented is [`Error::Unsupported`](crate::Error::Unsupported); a send while
+    /// RabbitMQ blocks publishing waits, at most the send timeout
+    /// ([`Error::Blocked`](crate::Error::Blocked)).
     async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation>;
+    /// `basic.get`: the next ready message of `queue`, `None` if it has none. With `no_ack`
+    /// the message counts as acknowledged at once; otherwise it stays unacknowledged on this
+    /// channel until [`ack`](Channel::ack) or [`reject`](Channel::reject). 404 / 405 for a
+    /// missing queue or one exclusive to another connection.
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>>;
+    /// `basic.consume`: the consumer's tag (the broker's `amq.ctag-...` when `consumer_tag` is
+    /// empty) and the stream of its deliveries, bounded by qos and paused by flow. The stream
+    /// ends after [`cancel`](Channel::cancel) or when the channel closes, and yields
+    /// [`Error::ConsumerCancelled`](crate::Error::ConsumerCancelled) when the broker cancels
+    /// the consumer (its queue deleted). With `exclusive`, refused (403) if the queue has other
+    /// consumers, and other consumers are refused while it lasts; a tag already used on the
+    /// channel is 406.
     async fn consume(
         &self,
         queue: &str,
@@ -135,19 +197,38 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
         no_ack: bool,
         exclusive: bool,
     ) -> Result<(Arc<str>, DeliveryStream)>;
+    /// `basic.cancel`: ends the consumer's stream; its unacknowledged deliveries stay so (they
+    /// are acknowledged or rejected as before, or go back when the channel closes). An unknown
+    /// tag is not an error.
     async fn cancel(&self, consumer_tag: &str) -> Result<()>;
     /// Whether a delivery came before its channel was replaced (a recovery, a channel error):
     /// the broker has requeued it, so it cannot be acknowledged and will come again.
     fn is_stale(&self, _delivery_tag: u64) -> bool {
         false
     }
-    /// Acknowledges without waiting for the broker (acks are pipelined).
+    /// `basic.ack` of the delivery `delivery_tag` of this channel (with `multiple`, of every
+    /// unacknowledged one up to it), without waiting for the broker (acks are pipelined). A
+    /// tag the channel does not have is 406 (RabbitMQ closes the channel: the error comes with
+    /// the next call); a delivery of a channel since replaced is
+    /// [`Error::ChannelClosed`](crate::Error::ChannelClosed) (see [`is_stale`](Channel::is_stale)).
     fn ack(&self, delivery_tag: u64, multiple: bool) -> Result<()>;
-    /// Rejects without waiting for the broker.
+    /// `basic.reject` (`basic.nack` on RabbitMQ) of one delivery, without waiting for the
+    /// broker: back to its queue with `requeue` (marked redelivered), otherwise dropped or
+    /// dead-lettered. Errors as for [`ack`](Channel::ack).
     fn reject(&self, delivery_tag: u64, requeue: bool) -> Result<()>;
+    /// `basic.qos`: at most `prefetch_count` unacknowledged deliveries (0: no limit) per
+    /// consumer started afterwards, or with `global` for the whole channel. A
+    /// `prefetch_size` other than 0 is [`Error::Unsupported`](crate::Error::Unsupported), as
+    /// RabbitMQ does not implement it.
     async fn qos(&self, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()>;
+    /// `channel.flow`: `false` pauses deliveries to the channel's consumers, `true` resumes
+    /// them (on RabbitMQ, which refuses it from clients, the pause is done on this side).
     async fn flow(&self, active: bool) -> Result<()>;
+    /// `queue.purge`: drops the queue's ready messages (not the unacknowledged ones) and
+    /// returns how many. 404 / 405 as for [`get`](Channel::get).
     async fn purge(&self, queue: &str) -> Result<u32>;
+    /// `channel.close`: ends the channel's consumers and sends its unacknowledged deliveries
+    /// back to their queues, marked redelivered. Closing a closed channel does nothing.
     async fn close(&self) -> Result<()>;
     /// Closes without waiting, for `Drop`: unacknowledged deliveries go back to their queues.
     fn shutdown(&self);

@@ -2,8 +2,11 @@
 //! refusals (codes and texts), shared by the embedded brokers (memory, SQLite) so that they
 //! refuse the same things with the same words.
 
+use std::fmt;
+
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
+use crate::table::FieldTable;
 
 const VHOST: &str = "in vhost '/'";
 
@@ -17,14 +20,81 @@ pub(crate) fn no_queue(name: &str) -> Error {
     Error::NotFound(format!("no queue '{name}' {VHOST}"))
 }
 
+/// 405 for a queue that is exclusive to another connection, or redeclared with another
+/// `exclusive` than it has.
+fn locked(name: &str) -> Error {
+    Error::ResourceLocked(format!(
+        "cannot obtain exclusive access to locked queue '{name}' {VHOST}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+    ))
+}
+
 /// 405 unless `connection` may use a queue whose exclusive owner is `owner`.
 pub(crate) fn check_owner<C: PartialEq>(name: &str, owner: Option<C>, connection: C) -> Result<()> {
     match owner {
-        Some(owner) if owner != connection => Err(Error::ResourceLocked(format!(
-            "cannot obtain exclusive access to locked queue '{name}' {VHOST}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
-        ))),
+        Some(owner) if owner != connection => Err(locked(name)),
         _ => Ok(()),
     }
+}
+
+// The equivalence checks live here rather than in `entity`, beside the other refusals.
+impl ExchangeSpec {
+    /// Checks that a redeclaration matches this existing exchange, as RabbitMQ does.
+    pub(crate) fn check_equivalent(&self, new: &ExchangeSpec) -> Result<()> {
+        let what = format!("exchange '{}'", self.name);
+        inequivalent(&what, "type", self.kind.as_str(), new.kind.as_str())?;
+        inequivalent(&what, "durable", self.durable, new.durable)?;
+        inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
+        equivalent_arguments(&what, &self.arguments, &new.arguments)
+    }
+}
+
+impl QueueSpec {
+    /// Checks that a redeclaration, on a connection that may use this existing queue, matches
+    /// it, as RabbitMQ does (`rabbit_amqqueue:assert_equivalence`): `exclusive` first, and
+    /// strictly (405), then `durable` as RabbitMQ stores it (an exclusive queue is never
+    /// durable), `auto_delete` and the arguments (406).
+    pub(crate) fn check_equivalent(&self, new: &QueueSpec) -> Result<()> {
+        if self.exclusive != new.exclusive {
+            return Err(locked(&self.name));
+        }
+        let what = format!("queue '{}'", self.name);
+        inequivalent(&what, "durable", self.is_durable(), new.is_durable())?;
+        inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
+        equivalent_arguments(&what, &self.arguments, &new.arguments)
+    }
+
+    /// Whether the queue survives a restart: RabbitMQ declares a queue
+    /// `durable andalso not exclusive` (`rabbit_channel`), so an exclusive queue never is.
+    fn is_durable(&self) -> bool {
+        self.durable && !self.exclusive
+    }
+}
+
+fn inequivalent<T: PartialEq + fmt::Display>(
+    what: &str,
+    arg: &str,
+    current: T,
+    received: T,
+) -> Result<()> {
+    if current == received {
+        Ok(())
+    } else {
+        Err(Error::PreconditionFailed(format!(
+            "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+        )))
+    }
+}
+
+fn equivalent_arguments(what: &str, current: &FieldTable, received: &FieldTable) -> Result<()> {
+    for key in current.keys().chain(received.keys()) {
+        let (c, r) = (current.get(key), received.get(key));
+        if c != r {
+            return Err(Error::PreconditionFailed(format!(
+                "inequivalent arg '{key}' for {what}: received {r:?} but current is {c:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether declaring `spec` creates the exchange (given the one of that name, if any); the
@@ -171,15 +241,14 @@ pub(crate) fn prefetch_size(prefetch_size: u32) -> Result<()> {
 
 /// Using a channel that was closed.
 pub(crate) fn channel_closed() -> Error {
-    Error::ChannelClosed(
-        "the channel was closed (by close(), a channel error, or a broker restart): open a new one"
-            .into(),
+    Error::channel_closed(
+        "the channel was closed (by close(), a channel error, or a broker restart): open a new one",
     )
 }
 
 /// Using a connection that was closed.
 pub(crate) fn connection_closed() -> Error {
-    Error::ConnectionClosed(
-        "the connection was closed (by close(), or by a broker restart): open a new one".into(),
+    Error::connection_closed(
+        "the connection was closed (by close(), or by a broker restart): open a new one",
     )
 }

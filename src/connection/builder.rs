@@ -57,7 +57,7 @@ pub struct ConnectionBuilder {
 
 impl fmt::Debug for ConnectionBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self.urls.iter().map(|u| crate::url::redact(u)).collect();
+        let urls: Vec<String> = self.urls.iter().map(|u| crate::redact::redact(u)).collect();
         f.debug_struct("ConnectionBuilder")
             .field("urls", &urls)
             .field("backend", &self.backend)

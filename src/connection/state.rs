@@ -134,6 +134,7 @@ impl ConnectionEvents {
 pub(crate) struct StatusHub {
     state: watch::Sender<ConnectionState>,
     events: broadcast::Sender<ConnectionEvent>,
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     callback: Option<EventCallback>,
 }
 
@@ -169,6 +170,7 @@ impl StatusHub {
     }
 
     /// Logs an event, calls the callback and tells the subscribers.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     pub(crate) fn emit(&self, event: ConnectionEvent) {
         match &event {
             ConnectionEvent::Lost { url, cause } => {

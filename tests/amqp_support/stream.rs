@@ -271,7 +271,11 @@ async fn consume(
     let mut redelivered = 0;
     while (seen.len() as u64) < plan.total {
         let Some(message) = consumer.next_message().await? else {
-            return Err(Error::ChannelClosed("the consumer ended".into()));
+            return Err(Error::ChannelClosed {
+                reply_code: None,
+                reply_text: "the consumer ended".into(),
+                source: None,
+            });
         };
         let id: u64 = std::str::from_utf8(message.body())
             .ok()
@@ -286,7 +290,7 @@ async fn consume(
             .store(seen.len() as u64, Ordering::Relaxed);
         match message.ack() {
             // Delivered before a loss: the broker requeued it, it comes again.
-            Ok(()) | Err(Error::ChannelClosed(_)) => {}
+            Ok(()) | Err(Error::ChannelClosed { .. }) => {}
             Err(e) => return Err(e),
         }
     }

@@ -319,7 +319,7 @@ conformance!(
         t.publisher(&conn).build().await?.send(&1).await?;
         let message = consumer.fetch().await?.expect("a message");
         consumer.close().await?;
-        assert_err!(message.ack(), Error::ChannelClosed(_));
+        assert_err!(message.ack(), Error::ChannelClosed { .. });
         assert_eq!(message.state(), MessageState::Received);
         assert!(!message.acknowledged());
         let mut reader = t.reader(&conn).build().await?;

@@ -7,6 +7,8 @@
 //! - `routing.rs`: direct, fanout, topic and headers exchanges, the default exchange.
 //! - `entities.rs`: durable, auto-delete and exclusive exchanges and queues, redeclaration,
 //!   reserved names, missing entities.
+//! - `equivalence.rs`: redeclaring exclusive queues (`durable` ignored, `exclusive` compared
+//!   strictly, as RabbitMQ does).
 //! - `delivery.rs`: delivery modes, acknowledgement, redelivery, qos, flow, mandatory,
 //!   immediate, priorities, competing consumers.
 //! - `seed_api.rs`: every method of the seed's `Publisher`, `Consumer`, `ConsumerSet` and
@@ -34,6 +36,7 @@ mod confirms;
 mod consumer_end;
 mod delivery;
 mod entities;
+mod equivalence;
 mod queue_arguments;
 mod routing;
 mod seed_api;

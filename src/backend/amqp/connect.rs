@@ -13,7 +13,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::convert;
 use crate::connection::{ConnectionOptions, DEFAULT_HEARTBEAT};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::url::{AmqpSettings, BrokerUrl};
 
 /// A URL to connect to, with how it is shown (password hidden).
@@ -146,9 +146,13 @@ pub(super) async fn open(
                 reason: format!(
                     "no AMQP answer within {timeout:?}: something accepts connections there but does not answer (a firewall dropping packets, a suspended broker, or a server that is not AMQP), or the broker is overloaded"
                 ),
+                source: None,
             })
         }
-        Ok(Err(e)) => return Err(refused(endpoint, settings, e)),
+        Ok(Err(e)) => {
+            let unresolved = is_unresolved(&e, settings).await;
+            return Err(refused(endpoint, settings, e, unresolved));
+        }
         Ok(Ok(connection)) => Arc::new(connection),
     };
     let events: Events = Box::pin(connection.events_listener());
@@ -157,21 +161,33 @@ pub(super) async fn open(
 
 /// A failed connection attempt as a carrot error: the URL, the cause, and a hint that fits
 /// the cause.
-fn refused(endpoint: &Endpoint, settings: &AmqpSettings, e: lapin::Error) -> Error {
+fn refused(
+    endpoint: &Endpoint,
+    settings: &AmqpSettings,
+    e: lapin::Error,
+    unresolved: bool,
+) -> Error {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
     use lapin::ErrorKind;
     let url = endpoint.shown.clone();
     let at = format!("{}:{}", settings.host, settings.port);
     let failed = |reason: String| Error::ConnectFailed {
         url: url.clone(),
         reason,
+        source: Some(Cause::new(e.clone())),
+    };
+    let refused_as = |kind: &AMQPErrorKind| match kind {
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => Some(403),
+        AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(530),
+        _ => None,
     };
     match e.kind() {
-        ErrorKind::ProtocolError(amqp) if amqp.get_id() == 403 => Error::AccessRefused(format!(
+        ErrorKind::ProtocolError(amqp) if refused_as(amqp.kind()) == Some(403) => Error::AccessRefused(format!(
             "{url} refused the login of user {:?} ({}): check the user name and password",
             settings.userid,
             amqp.get_message()
         )),
-        ErrorKind::ProtocolError(amqp) if amqp.get_id() == 530 => Error::AccessRefused(format!(
+        ErrorKind::ProtocolError(amqp) if refused_as(amqp.kind()) == Some(530) => Error::AccessRefused(format!(
             "{url} refused access to virtual host {:?} ({}): check that the virtual host exists and that user {:?} may use it",
             settings.virtual_host,
             amqp.get_message(),
@@ -182,7 +198,7 @@ fn refused(endpoint: &Endpoint, settings: &AmqpSettings, e: lapin::Error) -> Err
             amqp.get_id(),
             amqp.get_message()
         )),
-        ErrorKind::IOError(io) => failed(io_reason(io, &at, settings.tls)),
+        ErrorKind::IOError(io) => failed(io_reason(io, &at, settings.tls, unresolved)),
         ErrorKind::ParsingError(_) => failed(format!(
             "the server at {at} does not speak AMQP 0-9-1 (it answered with bytes that are not an AMQP frame); is this the broker's AMQP port ({})?",
             if settings.tls { "5671 for amqps" } else { "5672 for amqp" }
@@ -198,11 +214,45 @@ fn refused(endpoint: &Endpoint, settings: &AmqpSettings, e: lapin::Error) -> Err
     }
 }
 
-fn io_reason(io: &std::io::Error, at: &str, tls: bool) -> String {
+/// Whether a connection failed because the host name does not resolve: an I/O error of no
+/// kind that [`io_reason`] knows, for a host that is not an address and that does not resolve
+/// now either.
+async fn is_unresolved(e: &lapin::Error, settings: &AmqpSettings) -> bool {
+    let lapin::ErrorKind::IOError(io) = e.kind() else {
+        return false;
+    };
+    let known = matches!(
+        io.kind(),
+        IoKind::ConnectionRefused
+            | IoKind::ConnectionReset
+            | IoKind::ConnectionAborted
+            | IoKind::UnexpectedEof
+            | IoKind::BrokenPipe
+            | IoKind::TimedOut
+            | IoKind::AddrNotAvailable
+            | IoKind::InvalidData
+    );
+    if known || settings.host.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    let (host, port) = (settings.host.clone(), settings.port);
+    let lookup = tokio::task::spawn_blocking(move || {
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).is_err()
+    });
+    // A resolver that hangs says nothing either way.
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), lookup).await,
+        Ok(Ok(true))
+    )
+}
+
+/// What an I/O error while connecting means, from its kind. TLS failures have the kind
+/// `InvalidData` (rustls-connector documents it); a host name that cannot be resolved gives an
+/// error of no particular kind, which is told apart by resolving the name again.
+fn io_reason(io: &std::io::Error, at: &str, tls: bool, unresolved: bool) -> String {
     let text = io.to_string();
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("unknownissuer") {
-        return format!("{text}: check that cacertfile names the CA that signed the broker's certificate and that the host name matches it");
+    if tls && io.kind() == IoKind::InvalidData {
+        return format!("the TLS handshake with {at} failed ({text}): check that cacertfile names the CA that signed the broker's certificate, that the host name matches the certificate, and that this is the broker's TLS port");
     }
     match io.kind() {
         IoKind::ConnectionRefused => format!(
@@ -213,9 +263,10 @@ fn io_reason(io: &std::io::Error, at: &str, tls: bool) -> String {
             if tls { "TLS (amqps, usually 5671)" } else { "plain AMQP (usually 5672)" }
         ),
         IoKind::TimedOut => format!("{text}: {at} does not answer; is the host up and the port open?"),
-        _ if lower.contains("lookup") || lower.contains("resolve") || lower.contains("name or service") => {
-            format!("cannot resolve the host of {at} ({text}); check the host name")
+        IoKind::AddrNotAvailable => {
+            format!("cannot resolve the host of {at} to an address ({text}); check the host name")
         }
+        _ if unresolved => format!("cannot resolve the host of {at} ({text}); check the host name"),
         _ => format!("{text} ({at})"),
     }
 }

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldArray, FieldTable as LapinTable, LongString, ShortString};
 use lapin::BasicProperties;
 
 use crate::backend::{Delivery, Published};
 use crate::entity::DeliveryMode;
-use crate::error::{Error, Result};
+use crate::error::{is_client_fault_code, Cause, Error, Result};
 use crate::properties::Properties;
 use crate::table::{FieldTable, FieldValue};
 
@@ -219,7 +220,12 @@ pub(super) fn is_connection_loss(e: &lapin::Error) -> bool {
         | ErrorKind::InvalidConnectionState(_)
         | ErrorKind::ParsingError(_) => true,
         // 320 CONNECTION_FORCED: the broker shut down or an operator closed the connection.
-        ErrorKind::ProtocolError(amqp) => amqp.get_id() == 320,
+        ErrorKind::ProtocolError(amqp) => {
+            matches!(
+                amqp.kind(),
+                AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED)
+            )
+        }
         _ => false,
     }
 }
@@ -229,48 +235,107 @@ pub(super) fn is_connection_loss(e: &lapin::Error) -> bool {
 pub(super) fn is_client_fault(e: &lapin::Error) -> bool {
     match e.kind() {
         lapin::ErrorKind::ProtocolError(amqp) => {
-            matches!(amqp.get_id(), 501..=506 | 530 | 540 | 541)
+            matches!(amqp.kind(), AMQPErrorKind::Hard(_)) && is_client_fault_code(amqp.get_id())
         }
         lapin::ErrorKind::SerialisationError(_) => true,
         _ => false,
     }
 }
 
-/// A lapin error as a carrot error, keeping the broker's reply code and text.
+/// A lapin error as a carrot error, keeping the broker's reply code and text, and the lapin
+/// error as its source.
 pub(super) fn error(e: lapin::Error) -> Error {
     use lapin::ErrorKind;
+    let channel =
+        |reply_code: Option<u16>, reply_text: String, e: lapin::Error| Error::ChannelClosed {
+            reply_code,
+            reply_text,
+            source: Some(Cause::new(e)),
+        };
+    let connection =
+        |reply_code: Option<u16>, reply_text: String, e: lapin::Error| Error::ConnectionClosed {
+            reply_code,
+            reply_text,
+            source: Some(Cause::new(e)),
+        };
     match e.kind() {
         ErrorKind::ProtocolError(amqp) => {
             let text = amqp.get_message().as_str().to_string();
-            match amqp.get_id() {
-                403 => Error::AccessRefused(text),
-                404 => Error::NotFound(text),
-                405 => Error::ResourceLocked(text),
-                406 => Error::PreconditionFailed(text),
-                540 => Error::Unsupported(format!("540 NOT_IMPLEMENTED: {text}")),
-                320 => Error::ConnectionClosed(format!("320 CONNECTION_FORCED: {text}")),
-                code => Error::ChannelClosed(format!("{code} {text}")),
+            let code = amqp.get_id();
+            match amqp.kind() {
+                AMQPErrorKind::Soft(soft) => match soft {
+                    AMQPSoftError::ACCESSREFUSED => Error::AccessRefused(text),
+                    AMQPSoftError::NOTFOUND => Error::NotFound(text),
+                    AMQPSoftError::RESOURCELOCKED => Error::ResourceLocked(text),
+                    AMQPSoftError::PRECONDITIONFAILED => Error::PreconditionFailed(text),
+                    // 311 CONTENT_TOO_LARGE, 312 NO_ROUTE, 313 NO_CONSUMERS as channel errors.
+                    _ => channel(Some(code), text, e),
+                },
+                AMQPErrorKind::Hard(AMQPHardError::NOTIMPLEMENTED) => {
+                    Error::Unsupported(format!("540 NOT_IMPLEMENTED: {text}"))
+                }
+                // 320 CONNECTION_FORCED, and the broker refusing what the client sent (5xx):
+                // the broker closed the whole connection.
+                AMQPErrorKind::Hard(_) => connection(Some(code), text, e),
             }
         }
-        ErrorKind::IOError(io) => Error::ConnectionClosed(format!(
-            "{io}: the connection to RabbitMQ was lost; reconnect once the broker is back"
-        )),
-        ErrorKind::MissingHeartbeatError => Error::ConnectionClosed(
+        ErrorKind::IOError(io) => {
+            let text = format!(
+                "{io}: the connection to RabbitMQ was lost; reconnect once the broker is back"
+            );
+            connection(None, text, e)
+        }
+        ErrorKind::MissingHeartbeatError => connection(
+            None,
             "RabbitMQ missed its heartbeats: the connection is dead; reconnect".into(),
+            e,
         ),
         ErrorKind::InvalidConnectionState(state) => {
-            Error::ConnectionClosed(format!("the connection is {state:?}; open a new one"))
+            let text = format!("the connection is {state:?}; open a new one");
+            connection(None, text, e)
         }
-        ErrorKind::InvalidChannelState(state, during) => Error::ChannelClosed(format!(
-            "the channel is {state:?} (during {during}); the broker closed it after an earlier error"
-        )),
-        ErrorKind::ParsingError(parse) => Error::ConnectionClosed(format!(
-            "the broker sent something that is not AMQP 0-9-1 ({parse}); the connection is dead"
-        )),
+        ErrorKind::RuntimeShutdownError(_) => connection(
+            None,
+            "the runtime of the connection is shutting down".into(),
+            e,
+        ),
+        ErrorKind::InvalidChannelState(state, during) => {
+            let text = format!(
+                "the channel is {state:?} (during {during}); the broker closed it after an earlier error"
+            );
+            channel(None, text, e)
+        }
+        ErrorKind::InvalidChannel(id) => {
+            let text = format!("channel {id} is not open on this connection");
+            channel(None, text, e)
+        }
+        ErrorKind::ChannelsLimitReached => channel(
+            None,
+            "the connection has as many channels as the broker allows (channel_max): close unused publishers and consumers, or open another connection".into(),
+            e,
+        ),
+        ErrorKind::ParsingError(parse) => {
+            let text = format!(
+                "the broker sent something that is not AMQP 0-9-1 ({parse}); the connection is dead"
+            );
+            connection(None, text, e)
+        }
         ErrorKind::SerialisationError(gen) => Error::InvalidArgument(format!(
             "cannot encode the frame ({gen}): a name, routing key or header key is longer than 255 bytes, or a value does not fit its AMQP type"
         )),
-        other => Error::ChannelClosed(format!("{other:?}")),
+        _ => {
+            let text = e.to_string();
+            channel(None, text, e)
+        }
+    }
+}
+
+/// A lapin error that met a lost connection, as a connection error saying `context`.
+pub(super) fn lost_during(e: lapin::Error, context: &str) -> Error {
+    Error::ConnectionClosed {
+        reply_code: None,
+        reply_text: format!("{context}: {e}"),
+        source: Some(Cause::new(e)),
     }
 }
 

@@ -160,7 +160,7 @@ impl AmqpChannel {
         let attempts = attempts
             .get_or_insert_with(|| self.link.options().policy.start_quiet("sending a message"));
         attempts.failed(
-            Error::ConnectionClosed(format!("{what}: the connection was lost")),
+            Error::connection_closed(format!("{what}: the connection was lost")),
             false,
         )?;
         Ok(())

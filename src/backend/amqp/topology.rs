@@ -14,7 +14,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use super::convert;
 use crate::connection::{ConnectionEvent, StatusHub};
 use crate::entity::{ExchangeSpec, QueueSpec};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::table::FieldTable;
 
 #[derive(Clone, Debug)]
@@ -247,7 +247,14 @@ impl Replay<'_> {
             }
         }
         let channel = self.step(self.connection.create_channel()).await?;
-        let channel = channel.map_err(|e| Error::ConnectionClosed(e.to_string()))?;
+        let channel = channel.map_err(|e| match e {
+            lost @ Error::ConnectionClosed { .. } => lost,
+            other => Error::ConnectionClosed {
+                reply_code: None,
+                reply_text: other.to_string(),
+                source: Some(Cause::new(other)),
+            },
+        })?;
         self.channel = Some(channel.clone());
         Ok(channel)
     }
@@ -259,7 +266,7 @@ impl Replay<'_> {
         future: impl std::future::Future<Output = lapin::Result<T>>,
     ) -> Step<T> {
         match tokio::time::timeout(self.timeout, future).await {
-            Err(_) => Err(Error::ConnectionClosed(format!(
+            Err(_) => Err(Error::connection_closed(format!(
                 "no answer within {:?} while declaring entities again",
                 self.timeout
             ))),
@@ -267,16 +274,18 @@ impl Replay<'_> {
             Ok(Err(e))
                 if convert::is_connection_loss(&e) || !self.connection.status().connected() =>
             {
-                Err(Error::ConnectionClosed(format!(
-                    "lost again during the recovery: {e}"
-                )))
+                Err(convert::lost_during(e, "lost again during the recovery"))
             }
             Ok(Err(e)) => match convert::error(e) {
                 // The broker still counts the lost connection as the owner of an exclusive
                 // queue until it notices the loss: try again later.
-                Error::ResourceLocked(text) => Err(Error::ConnectionClosed(format!(
-                    "an exclusive queue still belongs to the lost connection ({text}); retrying"
-                ))),
+                Error::ResourceLocked(text) => Err(Error::ConnectionClosed {
+                    reply_code: None,
+                    reply_text: format!(
+                        "an exclusive queue still belongs to the lost connection ({text}); retrying"
+                    ),
+                    source: Some(Cause::new(Error::ResourceLocked(text))),
+                }),
                 other => Ok(Err(other)),
             },
         }

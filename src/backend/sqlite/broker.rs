@@ -135,7 +135,7 @@ impl Broker {
 
     /// A SQLite failure as a carrot error.
     pub(super) fn fail(&self, e: rusqlite::Error) -> Error {
-        storage_error(&self.path, &e)
+        storage_error(&self.path, e)
     }
 
     /// Runs a statement (cached) and returns the number of rows it changed.
@@ -268,7 +268,7 @@ impl Broker {
             None => None,
             Some((kind, durable, auto_delete, arguments)) => {
                 let kind = kind.parse().map_err(|_| {
-                    Error::Storage(format!(
+                    Error::storage(format!(
                         "exchange '{name}' has an unknown type {kind:?} in the database"
                     ))
                 })?;

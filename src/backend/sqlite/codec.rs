@@ -64,7 +64,7 @@ fn stored_table(table: &FieldTable) -> BTreeMap<String, Stored> {
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!(
+    Error::storage(format!(
         "unreadable {what} in the database ({e}): the file was changed by something other than carrot"
     ))
 }
@@ -245,7 +245,10 @@ mod tests {
 
     #[test]
     fn foreign_text_is_a_storage_error() {
-        assert!(matches!(decode_table("nonsense"), Err(Error::Storage(_))));
+        assert!(matches!(
+            decode_table("nonsense"),
+            Err(Error::Storage { .. })
+        ));
     }
 }
 
@@ -371,7 +374,7 @@ mod properties {
                 decode_table(&text).map(|_| ()),
                 decode_extra(Properties::default(), &text).map(|_| ()),
             ] {
-                prop_assert!(matches!(result, Ok(()) | Err(Error::Storage(_))), "{:?}: {:?}", text, result);
+                prop_assert!(matches!(result, Ok(()) | Err(Error::Storage { .. })), "{:?}: {:?}", text, result);
             }
         }
     }
@@ -380,11 +383,11 @@ mod properties {
     #[test]
     fn deep_nesting_is_a_storage_error() {
         let deep = format!("{{\"k\":{}", "{\"A\":[".repeat(100_000));
-        assert!(matches!(decode_table(&deep), Err(Error::Storage(_))));
+        assert!(matches!(decode_table(&deep), Err(Error::Storage { .. })));
         let deep = format!("{{\"h\":{{\"k\":{}", "{\"T\":{\"k\":".repeat(100_000));
         assert!(matches!(
             decode_extra(Properties::default(), &deep),
-            Err(Error::Storage(_))
+            Err(Error::Storage { .. })
         ));
     }
 }

@@ -37,7 +37,7 @@ pub(super) struct Engine {
 }
 
 fn stopped() -> Error {
-    Error::ConnectionClosed("the sqlite broker of this file has stopped".into())
+    Error::connection_closed("the sqlite broker of this file has stopped")
 }
 
 impl Engine {
@@ -68,7 +68,7 @@ impl Engine {
             let Some(broker) = broker else {
                 let reply: Reply = Box::new(move |failed| {
                     let reason = failed.unwrap_or("the transaction could not start");
-                    reply(Err(Error::Storage(reason.to_string())))
+                    reply(Err(Error::storage(reason)))
                 });
                 return (false, reply);
             };
@@ -77,7 +77,7 @@ impl Engine {
             let reply: Reply = Box::new(move |failed| {
                 reply(match failed {
                     None => result,
-                    Some(reason) => Err(Error::Storage(reason.to_string())),
+                    Some(reason) => Err(Error::storage(reason)),
                 })
             });
             (ok, reply)

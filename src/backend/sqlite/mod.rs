@@ -118,7 +118,7 @@ impl SqliteConnection {
         // Opening reads and maybe creates the file: not on the async worker.
         let engine = tokio::task::spawn_blocking(move || engine(&path))
             .await
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+            .map_err(|e| Error::task_failed("opening the sqlite broker file", e))??;
         let id = engine.call(|b| b.open_connection()).await?;
         Ok(SqliteConnection { engine, id })
     }

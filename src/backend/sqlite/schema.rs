@@ -96,8 +96,9 @@ CREATE TABLE expiring(
 ) WITHOUT ROWID;
 ";
 
-/// A storage error about the file at `path`, with what to do about it.
-pub(super) fn storage_error(path: &Path, e: &rusqlite::Error) -> Error {
+/// A storage error about the file at `path`, with what to do about it; the SQLite error is
+/// kept as its source.
+pub(super) fn storage_error(path: &Path, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode::*;
     let shown = path.display();
     let hint = match e.sqlite_error_code() {
@@ -109,14 +110,14 @@ pub(super) fn storage_error(path: &Path, e: &rusqlite::Error) -> Error {
         Some(DiskFull) => format!("the disk of {shown} is full"),
         _ => format!("{shown}"),
     };
-    Error::Storage(format!("{hint} ({e})"))
+    Error::storage_caused(format!("{hint} ({e})"), e)
 }
 
 /// Opens (creating if needed) a broker file.
 pub(super) fn open(path: &Path) -> Result<Connection> {
-    let fail = |e: rusqlite::Error| storage_error(path, &e);
+    let fail = |e: rusqlite::Error| storage_error(path, e);
     if path.is_dir() {
-        return Err(Error::Storage(format!(
+        return Err(Error::storage(format!(
             "{} is a folder: sqlite:// needs the path of a file",
             path.display()
         )));
@@ -138,7 +139,7 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(fail)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Storage(format!(
+        return Err(Error::storage(format!(
             "{} cannot use a write-ahead log (journal mode stayed {mode:?}): sqlite:// needs a local file system",
             path.display()
         )));
@@ -156,7 +157,7 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
     .map_err(fail)?;
     db.set_prepared_statement_cache_capacity(64);
     check_or_create(&db, path).map_err(|e| match e {
-        Error::Storage(_) => e,
+        Error::Storage { .. } => e,
         other => other,
     })?;
     Ok(db)
@@ -164,7 +165,7 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
 
 /// Accepts an empty file (creating the tables) or a carrot broker of this version.
 fn check_or_create(db: &Connection, path: &Path) -> Result<()> {
-    let fail = |e: rusqlite::Error| storage_error(path, &e);
+    let fail = |e: rusqlite::Error| storage_error(path, e);
     db.execute_batch("BEGIN IMMEDIATE").map_err(fail)?;
     let result = (|| {
         let app: i64 = db
@@ -186,11 +187,11 @@ fn check_or_create(db: &Connection, path: &Path) -> Result<()> {
                 Ok(())
             }
             (APPLICATION_ID, _) if version == VERSION => Ok(()),
-            (APPLICATION_ID, _) => Err(Error::Storage(format!(
+            (APPLICATION_ID, _) => Err(Error::storage(format!(
                 "{} holds a carrot broker of layout version {version}; this carrot reads version {VERSION}: use the matching carrot version",
                 path.display()
             ))),
-            _ => Err(Error::Storage(format!(
+            _ => Err(Error::storage(format!(
                 "{} is a SQLite database of another application (application_id {app:#x}, {tables} schema objects): carrot will not write into it; use a new path",
                 path.display()
             ))),
@@ -216,9 +217,9 @@ impl Checkpointer {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| storage_error(path, &e))?;
+        .map_err(|e| storage_error(path, e))?;
         db.busy_timeout(std::time::Duration::from_millis(100))
-            .map_err(|e| storage_error(path, &e))?;
+            .map_err(|e| storage_error(path, e))?;
         let (due, requests) = std::sync::mpsc::sync_channel::<()>(1);
         let shown = path.display().to_string();
         let thread = std::thread::Builder::new()

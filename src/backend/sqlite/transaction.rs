@@ -21,7 +21,7 @@ const CHECKPOINT_EVERY: u32 = 200;
 /// Why a transaction failed, as the operations in it report it (`Error::Storage` of this).
 fn reason(e: &Error) -> String {
     match e {
-        Error::Storage(reason) => reason.clone(),
+        Error::Storage { reason, .. } => reason.clone(),
         other => other.to_string(),
     }
 }

@@ -142,9 +142,13 @@ async fn measure(
                     message = consumer.next_message() => message?,
                 };
                 let Some(message) = message else {
-                    return Err(carrot::Error::ChannelClosed(
-                        "the broker ended the bench's consumer before every message arrived".into(),
-                    ));
+                    return Err(carrot::Error::ChannelClosed {
+                        reply_code: None,
+                        reply_text:
+                            "the broker ended the bench's consumer before every message arrived"
+                                .into(),
+                        source: None,
+                    });
                 };
                 if let Some(sent) = message.body().get(..8).and_then(|b| b.try_into().ok()) {
                     let sent = Duration::from_nanos(u64::from_le_bytes(sent));

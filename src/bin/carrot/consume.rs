@@ -157,7 +157,9 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
 /// it again.
 fn settled(result: carrot::Result<()>) -> Result<(), Failure> {
     match result {
-        Err(carrot::Error::ChannelClosed(reason)) => {
+        Err(carrot::Error::ChannelClosed {
+            reply_text: reason, ..
+        }) => {
             tracing::info!(%reason, "not acknowledged: the message comes again");
             Ok(())
         }

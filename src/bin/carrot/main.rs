@@ -10,6 +10,8 @@
 //! through a broker restart and `carrot publish` sends again; they exit with status 1 only
 //! when the policy gives up (or at once with `--no-recovery`).
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod bench;
 mod connect;

@@ -299,3 +299,88 @@ fn lossy_on_purpose() {
     assert_ne!(back, nan, "NaN is never equal, even to itself");
     assert!(same(&back, &nan), "but it keeps its bits");
 }
+
+fn protocol_error(code: u16, text: &str) -> lapin::Error {
+    let amqp = lapin::protocol::AMQPError::from_id(code, text.into()).expect("a known reply code");
+    lapin::Error::from(lapin::ErrorKind::ProtocolError(amqp))
+}
+
+#[test]
+fn broker_refusals_keep_their_kind_and_text() {
+    for (code, expected) in [(403, 403), (404, 404), (405, 405), (406, 406)] {
+        let err = error(protocol_error(code, "the broker's words"));
+        assert_eq!(err.reply_code(), Some(expected), "{err:?}");
+        assert!(err.to_string().contains("the broker's words"), "{err}");
+        assert!(!err.is_retryable(), "{err:?}");
+    }
+    assert!(matches!(
+        error(protocol_error(540, "x")),
+        Error::Unsupported(_)
+    ));
+}
+
+#[test]
+fn a_channel_closed_by_the_broker_reports_its_real_reply_code_and_the_lapin_error() {
+    let err = error(protocol_error(311, "CONTENT_TOO_LARGE - body too large"));
+    match &err {
+        Error::ChannelClosed {
+            reply_code: Some(311),
+            reply_text,
+            source: Some(_),
+        } => assert_eq!(reply_text, "CONTENT_TOO_LARGE - body too large"),
+        other => panic!("{other:?}"),
+    }
+    let source = std::error::Error::source(&err).expect("the lapin error");
+    assert!(
+        source.downcast_ref::<lapin::Error>().is_some(),
+        "{source:?}"
+    );
+}
+
+#[test]
+fn hard_errors_close_the_connection_and_only_a_forced_close_is_worth_a_retry() {
+    let forced = protocol_error(320, "CONNECTION_FORCED - broker forced connection closure");
+    assert!(is_connection_loss(&forced) && !is_client_fault(&forced));
+    let err = error(forced);
+    assert!(
+        matches!(
+            err,
+            Error::ConnectionClosed {
+                reply_code: Some(320),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_connection_error() && err.is_retryable(), "{err:?}");
+
+    for code in [501, 502, 503, 504, 505, 506, 530, 541] {
+        let refused = protocol_error(code, "the client sent something wrong");
+        assert!(
+            is_client_fault(&refused) && !is_connection_loss(&refused),
+            "{code}"
+        );
+        let err = error(refused);
+        assert!(
+            matches!(err, Error::ConnectionClosed { reply_code: Some(c), .. } if c == code),
+            "{code}: {err:?}"
+        );
+        assert!(!err.is_retryable(), "{code}: {err:?}");
+    }
+}
+
+#[test]
+fn a_lost_connection_keeps_the_io_error_as_its_cause() {
+    let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    let e = lapin::Error::from(io);
+    assert!(is_connection_loss(&e));
+    let err = error(e);
+    assert!(err.is_connection_error() && err.is_retryable(), "{err:?}");
+    let lapin_error = std::error::Error::source(&err).expect("the lapin error");
+    let io = lapin_error.source().expect("the io::Error");
+    assert_eq!(
+        io.downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionReset)
+    );
+}

@@ -10,24 +10,24 @@
 //! subscribe again. Callers waiting meanwhile get the new connection, or the error the
 //! policy gave up with.
 
-use std::collections::hash_map::RandomState;
-use std::future::poll_fn;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+mod failover;
+mod supervisor;
 
-use lapin::{Connection, Event};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use lapin::Connection;
 use tokio::sync::{watch, Notify};
 
 use super::connect::{self, Endpoint, Events};
 use super::convert;
 use super::topology::{self, Topology};
-use crate::connection::{
-    ConnectionEvent, ConnectionOptions, ConnectionState, FailoverStrategy, StatusHub,
-};
-use crate::error::{Error, Result};
+use crate::connection::{ConnectionEvent, ConnectionOptions, ConnectionState, StatusHub};
+use crate::error::{Cause, Error, Result};
 use crate::retry::{self, RetryPolicy};
+use failover::Order;
+use supervisor::supervise;
 
 /// Where the link stands.
 #[derive(Clone)]
@@ -94,17 +94,16 @@ impl Link {
         let n = endpoints.len();
         let what = format!("connecting to {}", shown(&endpoints));
         let order = Order::new(options.failover, n, 0);
-        let (connection, events, index) =
-            retry::retry(&policy, what, n, Error::is_connection_error, |attempt| {
-                let i = order.pick(attempt);
-                let endpoint = &endpoints[i];
-                let options = &options;
-                async move {
-                    let (c, e) = connect::open(endpoint, options).await?;
-                    Ok((c, e, i))
-                }
-            })
-            .await?;
+        let (connection, events, index) = retry::retry(&policy, what, n, |attempt| {
+            let i = order.pick(attempt);
+            let endpoint = &endpoints[i];
+            let options = &options;
+            async move {
+                let (c, e) = connect::open(endpoint, options).await?;
+                Ok((c, e, i))
+            }
+        })
+        .await?;
         let (up, _) = watch::channel(Up::Connected {
             connection: connection.clone(),
             epoch: 0,
@@ -160,15 +159,14 @@ impl Link {
                 Up::Connected { connection, epoch } => return Ok((connection, epoch)),
                 Up::Failed(cause) => return Err(failed(&cause)),
                 Up::Closed => {
-                    return Err(Error::ConnectionClosed(
-                        "the connection was closed by the application; open a new BrokerConnection"
-                            .into(),
+                    return Err(Error::connection_closed(
+                        "the connection was closed by the application; open a new BrokerConnection",
                     ))
                 }
                 Up::Recovering => {}
             }
             if up.changed().await.is_err() {
-                return Err(Error::ConnectionClosed("the connection is gone".into()));
+                return Err(Error::connection_closed("the connection is gone"));
             }
         }
     }
@@ -194,21 +192,26 @@ impl Link {
         };
         let loss = down || convert::is_connection_loss(error);
         if loss {
-            self.report_lost(epoch, error.to_string());
+            self.report_lost(epoch, error.to_string(), Some(Cause::new(error.clone())));
         }
         loss && self.options.recovery && !convert::is_client_fault(error)
     }
 
-    /// Marks the connection of `epoch` lost (once) and wakes the supervisor.
-    fn report_lost(&self, epoch: u64, cause: String) {
+    /// Marks the connection of `epoch` lost (once) and wakes the supervisor; with recovery
+    /// off, `source` is the cause of the error every later call gets.
+    fn report_lost(&self, epoch: u64, cause: String, source: Option<Cause>) {
         let marked = self.up.send_if_modified(|up| match up {
             Up::Connected { epoch: e, .. } if *e == epoch => {
                 *up = if self.options.recovery {
                     Up::Recovering
                 } else {
-                    Up::Failed(Arc::new(Error::ConnectionClosed(format!(
-                        "{cause}: the connection to RabbitMQ was lost and recovery is off; open a new BrokerConnection"
-                    ))))
+                    Up::Failed(Arc::new(Error::ConnectionClosed {
+                        reply_code: None,
+                        reply_text: format!(
+                            "{cause}: the connection to RabbitMQ was lost and recovery is off; open a new BrokerConnection"
+                        ),
+                        source: source.clone(),
+                    }))
                 };
                 true
             }
@@ -344,8 +347,7 @@ impl Link {
         );
         let what = format!("recovering the connection to {}", shown(&self.endpoints));
         let attempts = std::sync::atomic::AtomicU32::new(0);
-        let retryable = |e: &Error| e.is_connection_error();
-        let result = retry::retry(&self.options.policy, what, n, retryable, |attempt| {
+        let result = retry::retry(&self.options.policy, what, n, |attempt| {
             attempts.store(attempt + 1, Ordering::Relaxed);
             let i = order.pick(attempt);
             async move {
@@ -375,22 +377,19 @@ impl Link {
 
 /// The connection a failed recovery leaves: every call fails with the policy's error.
 fn failed(cause: &Arc<Error>) -> Error {
-    match &**cause {
-        Error::RetriesExhausted {
-            what,
-            attempts,
-            elapsed,
-            last,
-        } => Error::RetriesExhausted {
-            what: what.clone(),
-            attempts: *attempts,
-            elapsed: *elapsed,
-            last: last.clone(),
+    let same = matches!(
+        **cause,
+        Error::RetriesExhausted { .. } | Error::ConnectionClosed { .. }
+    );
+    match cause.duplicate() {
+        Some(error) if same => error,
+        _ => Error::ConnectionClosed {
+            reply_code: None,
+            reply_text: format!(
+                "the connection to RabbitMQ was lost and could not be recovered: {cause}"
+            ),
+            source: Some(Cause::new(cause.clone())),
         },
-        Error::ConnectionClosed(text) => Error::ConnectionClosed(text.clone()),
-        other => Error::ConnectionClosed(format!(
-            "the connection to RabbitMQ was lost and could not be recovered: {other}"
-        )),
     }
 }
 
@@ -400,195 +399,4 @@ fn shown(endpoints: &[Endpoint]) -> String {
         .map(|e| e.shown.as_str())
         .collect::<Vec<_>>()
         .join(";")
-}
-
-/// The order failover URLs are tried in: round robin from `start`, or a new random order for
-/// each pass.
-struct Order {
-    n: usize,
-    start: usize,
-    shuffled: Mutex<Option<(u32, Vec<usize>)>>,
-    strategy: FailoverStrategy,
-}
-
-impl Order {
-    fn new(strategy: FailoverStrategy, n: usize, current: usize) -> Self {
-        Order {
-            n: n.max(1),
-            start: current,
-            shuffled: Mutex::new(None),
-            strategy,
-        }
-    }
-
-    /// The endpoint of attempt `attempt` (from 0): round robin from `start`, or a shuffled
-    /// pass.
-    fn pick(&self, attempt: u32) -> usize {
-        let k = attempt as usize;
-        match self.strategy {
-            FailoverStrategy::RoundRobin => (self.start + k) % self.n,
-            FailoverStrategy::Shuffle => {
-                let pass = (k / self.n) as u32;
-                let mut shuffled = self.shuffled.lock().unwrap_or_else(|p| p.into_inner());
-                if shuffled.as_ref().is_none_or(|(p, _)| *p != pass) {
-                    let mut order: Vec<usize> = (0..self.n).collect();
-                    for i in (1..order.len()).rev() {
-                        let j = (random() % (i as u64 + 1)) as usize;
-                        order.swap(i, j);
-                    }
-                    *shuffled = Some((pass, order));
-                }
-                shuffled.as_ref().map_or(0, |(_, order)| order[k % self.n])
-            }
-        }
-    }
-}
-
-/// A random number from the standard library's randomly keyed hasher.
-fn random() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    hasher.finish()
-}
-
-/// The next event of a lapin connection; `None` once it has none left.
-async fn next_event(events: &mut Events) -> Option<Event> {
-    poll_fn(|cx| events.as_mut().poll_next(cx)).await
-}
-
-/// How often the supervisor looks at the connection's status besides its events.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Watches the connection of `epoch`; when it is lost, recovers (or fails) and goes on with
-/// the next. Ends when the link is closed or dropped.
-async fn supervise(link: Weak<Link>, connection: Arc<Connection>, events: Events, epoch: u64) {
-    let (mut connection, mut events, mut epoch) = (connection, events, epoch);
-    loop {
-        let Some(cause) = watch_until_lost(&link, &connection, &mut events, epoch).await else {
-            return;
-        };
-        let Some(strong) = link.upgrade() else { return };
-        strong.report_lost(epoch, cause);
-        // A connection marked lost by a false alarm must not live on beside the new one.
-        let old = connection.clone();
-        let limit = strong.options.timeouts.get_operation();
-        strong.runtime.spawn(async move {
-            if old.status().connected() {
-                let _ =
-                    tokio::time::timeout(limit, old.close(320, "carrot: replaced".into())).await;
-            }
-        });
-        if !strong.options.recovery || strong.is_closed() {
-            return;
-        }
-        let lost_at = Instant::now();
-        let outcome = tokio::select! {
-            outcome = strong.reconnect() => outcome,
-            _ = strong.closing.notified() => return,
-        };
-        match outcome {
-            Ok((new, new_events, index, attempts)) => {
-                if strong.is_closed() {
-                    let _ = tokio::time::timeout(limit, new.close(200, "OK".into())).await;
-                    return;
-                }
-                epoch += 1;
-                strong.current.store(index, Ordering::Relaxed);
-                strong.blocked.send_replace(None);
-                strong.up.send_replace(Up::Connected {
-                    connection: new.clone(),
-                    epoch,
-                });
-                strong.publish_state();
-                strong.hub.emit(ConnectionEvent::Recovered {
-                    url: strong.endpoints[index].shown.clone(),
-                    attempts,
-                    downtime: lost_at.elapsed(),
-                });
-                connection = new;
-                events = new_events;
-            }
-            Err(error) => {
-                let cause = error.to_string();
-                strong.up.send_replace(Up::Failed(Arc::new(error)));
-                strong.publish_state();
-                strong.hub.emit(ConnectionEvent::RecoveryFailed { cause });
-                return;
-            }
-        }
-    }
-}
-
-/// Waits until the connection of `epoch` is lost (its cause) or the link closes (`None`);
-/// meanwhile follows `connection.blocked` / `unblocked`.
-async fn watch_until_lost(
-    link: &Weak<Link>,
-    connection: &Connection,
-    events: &mut Events,
-    epoch: u64,
-) -> Option<String> {
-    let mut events_open = true;
-    loop {
-        let strong = link.upgrade()?;
-        if strong.is_closed() {
-            return None;
-        }
-        if strong.epoch() != Some(epoch) {
-            // An operation reported the loss first.
-            let cause = strong
-                .cause
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            return Some(cause);
-        }
-        if !connection.status().connected() {
-            return Some("the connection is no longer open".into());
-        }
-        // The link lives while the supervisor waits: its owner closes it (`shut`) when dropped.
-        let event = tokio::select! {
-            event = next_event(events), if events_open => event,
-            _ = strong.lost.notified() => continue,
-            _ = strong.closing.notified() => return None,
-            _ = tokio::time::sleep(CHECK_EVERY) => continue,
-        };
-        match event {
-            None => events_open = false,
-            Some(Event::ConnectionBlocked(reason)) => strong.set_blocked(Some(reason)),
-            Some(Event::ConnectionUnblocked) => strong.set_blocked(None),
-            Some(Event::Error(error)) => {
-                if !connection.status().connected() || convert::is_connection_loss(&error) {
-                    return Some(convert::error(error).to_string());
-                }
-                tracing::debug!(%error, "channel error on the connection");
-            }
-            Some(_) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_robin_goes_through_every_url_from_the_start() {
-        let order = Order::new(FailoverStrategy::RoundRobin, 3, 1);
-        let picked: Vec<usize> = (0..7).map(|a| order.pick(a)).collect();
-        assert_eq!(picked, vec![1, 2, 0, 1, 2, 0, 1]);
-    }
-
-    #[test]
-    fn shuffle_tries_every_url_once_per_pass() {
-        let order = Order::new(FailoverStrategy::Shuffle, 4, 0);
-        for pass in 0..5u32 {
-            let mut picked: Vec<usize> = (0..4).map(|k| order.pick(pass * 4 + k)).collect();
-            picked.sort_unstable();
-            assert_eq!(picked, vec![0, 1, 2, 3], "pass {pass}");
-        }
-    }
 }
