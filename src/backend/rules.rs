@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
-use crate::table::FieldTable;
+use crate::table::{FieldTable, FieldValue};
 
 const VHOST: &str = "in vhost '/'";
 
@@ -44,9 +44,38 @@ impl ExchangeSpec {
         inequivalent(&what, "type", self.kind.as_str(), new.kind.as_str())?;
         inequivalent(&what, "durable", self.durable, new.durable)?;
         inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
-        equivalent_arguments(&what, &self.arguments, &new.arguments)
+        equivalent_arguments(&what, &self.arguments, &new.arguments, EXCHANGE_ARGUMENTS)
     }
 }
+
+/// The exchange arguments a redeclaration must repeat: RabbitMQ compares only these
+/// (`rabbit_exchange:assert_args_equivalence`); others may differ.
+const EXCHANGE_ARGUMENTS: &[&str] = &["alternate-exchange"];
+
+/// The queue arguments a redeclaration must repeat (RabbitMQ's declare arguments,
+/// `rabbit_amqqueue:declare_args`); others may differ.
+const QUEUE_ARGUMENTS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+    "x-quorum-initial-group-size",
+    "x-initial-cluster-size",
+    "x-max-age",
+    "x-queue-master-locator",
+    "x-queue-leader-locator",
+];
 
 impl QueueSpec {
     /// Checks that a redeclaration, on a connection that may use this existing queue, matches
@@ -60,7 +89,7 @@ impl QueueSpec {
         let what = format!("queue '{}'", self.name);
         inequivalent(&what, "durable", self.is_durable(), new.is_durable())?;
         inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
-        equivalent_arguments(&what, &self.arguments, &new.arguments)
+        equivalent_arguments(&what, &self.arguments, &new.arguments, QUEUE_ARGUMENTS)
     }
 
     /// Whether the queue survives a restart: RabbitMQ declares a queue
@@ -80,21 +109,68 @@ fn inequivalent<T: PartialEq + fmt::Display>(
         Ok(())
     } else {
         Err(Error::PreconditionFailed(format!(
-            "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+            "inequivalent arg '{arg}' for {what} {VHOST}: received '{received}' but current is '{current}'"
         )))
     }
 }
 
-fn equivalent_arguments(what: &str, current: &FieldTable, received: &FieldTable) -> Result<()> {
-    for key in current.keys().chain(received.keys()) {
-        let (c, r) = (current.get(key), received.get(key));
-        if c != r {
-            return Err(Error::PreconditionFailed(format!(
-                "inequivalent arg '{key}' for {what}: received {r:?} but current is {c:?}"
-            )));
+/// Compares the `keys` arguments of a declaration with those of a redeclaration, as RabbitMQ
+/// does, with its wording. A queue without `x-queue-type` is a classic queue.
+fn equivalent_arguments(
+    what: &str,
+    current: &FieldTable,
+    received: &FieldTable,
+    keys: &[&str],
+) -> Result<()> {
+    let classic = FieldValue::String("classic".into());
+    for key in keys {
+        let lookup = |table: &'_ FieldTable| match (table.get(*key), *key) {
+            (None, "x-queue-type") => Some(classic.clone()),
+            (value, _) => value.cloned(),
+        };
+        let (c, r) = (lookup(current), lookup(received));
+        if c == r {
+            continue;
         }
+        let (received, current) = match (&r, &c) {
+            (Some(r), Some(c)) => (format!("'{}'", shown(r)), format!("'{}'", shown(c))),
+            (r, c) => (described(r.as_ref()), described(c.as_ref())),
+        };
+        return Err(Error::PreconditionFailed(format!(
+            "inequivalent arg '{key}' for {what} {VHOST}: received {received} but current is {current}"
+        )));
     }
     Ok(())
+}
+
+/// An argument's value as RabbitMQ prints it.
+fn shown(value: &FieldValue) -> String {
+    match value {
+        FieldValue::String(s) => s.clone(),
+        FieldValue::Int(i) => i.to_string(),
+        FieldValue::Float(f) => f.to_string(),
+        FieldValue::Bool(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// "none", or "the value 'V' of type 'T'", as RabbitMQ says when one side lacks the argument.
+fn described(value: Option<&FieldValue>) -> String {
+    let Some(value) = value else {
+        return "none".into();
+    };
+    let kind = match value {
+        FieldValue::Void => "void",
+        FieldValue::Bool(_) => "bool",
+        FieldValue::Int(i) if i32::try_from(*i).is_ok() => "signedint",
+        FieldValue::Int(_) => "long",
+        FieldValue::Float(_) => "double",
+        FieldValue::String(_) => "longstr",
+        FieldValue::Array(_) => "array",
+        FieldValue::Bytes(_) => "bytes",
+        FieldValue::Table(_) => "table",
+    };
+    format!("the value '{}' of type '{kind}'", shown(value))
 }
 
 /// Whether declaring `spec` creates the exchange (given the one of that name, if any); the

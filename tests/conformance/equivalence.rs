@@ -7,8 +7,14 @@
 //! - Exclusivity is checked before any other setting, and strictly: redeclaring a queue with
 //!   another `exclusive` than it has is 405 RESOURCE_LOCKED, from its own connection as from
 //!   another, whichever way round.
+//! - Arguments: an exchange redeclaration must repeat only `alternate-exchange`
+//!   (`rabbit_exchange:assert_args_equivalence`), a queue redeclaration only RabbitMQ's declare
+//!   arguments (`x-message-ttl`, `x-max-length`, ...; no `x-queue-type` means classic), in
+//!   RabbitMQ's words.
 
-use carrot::{Error, QueueSpec};
+use std::time::Duration;
+
+use carrot::{Error, ExchangeSpec, ExchangeType, QueueSpec};
 
 /// An exclusive, non-durable queue as the seed's consumers declare it.
 fn exclusive(name: &str) -> QueueSpec {
@@ -113,6 +119,98 @@ conformance!(
         // Nobody owns it: both connections may still use it as it is.
         conn.declare_queue(&shared).await?;
         other_conn.declare_queue(&shared).await?;
+        Ok(())
+    }
+);
+
+conformance!(
+    a_redeclared_exchange_must_repeat_only_its_alternate_exchange,
+    |t| async move {
+        let conn = t.connect().await?;
+        let name = t.name("x");
+        let spec = || ExchangeSpec::new(&name, ExchangeType::Direct).durable(false);
+        conn.declare_exchange(&spec().argument("x-carrot-note", 1))
+            .await?;
+        // RabbitMQ compares no other argument of an exchange.
+        conn.declare_exchange(&spec().argument("x-carrot-note", 2))
+            .await?;
+        conn.declare_exchange(&spec()).await?;
+        let other = t.name("ae");
+        conn.declare_exchange(
+            &ExchangeSpec::new(&other, ExchangeType::Fanout)
+                .durable(false)
+                .argument("alternate-exchange", "a"),
+        )
+        .await?;
+        let redeclare = |ae: Option<&str>| {
+            let spec = ExchangeSpec::new(&other, ExchangeType::Fanout).durable(false);
+            match ae {
+                Some(ae) => spec.argument("alternate-exchange", ae),
+                None => spec,
+            }
+        };
+        let err = conn
+            .declare_exchange(&redeclare(Some("b")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reply_code(), Some(406), "{err:?}");
+        assert_eq!(
+            reply_text(&err),
+            format!("inequivalent arg 'alternate-exchange' for exchange '{other}' in vhost '/': received 'b' but current is 'a'")
+        );
+        let err = conn.declare_exchange(&redeclare(None)).await.unwrap_err();
+        assert_eq!(
+            reply_text(&err),
+            format!("inequivalent arg 'alternate-exchange' for exchange '{other}' in vhost '/': received none but current is the value 'a' of type 'longstr'")
+        );
+        conn.declare_exchange(&redeclare(Some("a"))).await?;
+        Ok(())
+    }
+);
+
+conformance!(
+    a_redeclared_queue_must_repeat_its_declare_arguments,
+    |t| async move {
+        let conn = t.connect().await?;
+        let name = t.name("q");
+        let spec = || QueueSpec::new(&name).durable(false);
+        conn.declare_queue(&spec().message_ttl(Duration::from_millis(1000)))
+            .await?;
+        let err = conn
+            .declare_queue(&spec().message_ttl(Duration::from_millis(2000)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reply_code(), Some(406), "{err:?}");
+        assert_eq!(
+            reply_text(&err),
+            format!("inequivalent arg 'x-message-ttl' for queue '{name}' in vhost '/': received '2000' but current is '1000'")
+        );
+        let err = conn.declare_queue(&spec()).await.unwrap_err();
+        assert!(
+            reply_text(&err).starts_with(&format!("inequivalent arg 'x-message-ttl' for queue '{name}' in vhost '/': received none but current is the value '1000' of type")),
+            "{err}"
+        );
+        let err = conn
+            .declare_queue(
+                &spec()
+                    .message_ttl(Duration::from_millis(1000))
+                    .max_length(10),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            reply_text(&err).starts_with(&format!("inequivalent arg 'x-max-length' for queue '{name}' in vhost '/': received the value '10' of type")),
+            "{err}"
+        );
+        // A queue without x-queue-type is a classic queue.
+        conn.declare_queue(
+            &spec()
+                .message_ttl(Duration::from_millis(1000))
+                .argument("x-queue-type", "classic"),
+        )
+        .await?;
+        conn.declare_queue(&spec().message_ttl(Duration::from_millis(1000)))
+            .await?;
         Ok(())
     }
 );
