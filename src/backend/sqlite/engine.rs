@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::broker::Broker;
-use super::transaction::{Reply, Work};
+use super::transaction::{Failure, Reply, Work};
 use crate::error::{Error, Result};
 
 pub(super) enum Job {
@@ -23,7 +23,10 @@ pub(super) enum Job {
     Shutdown,
 }
 
-/// How long a synchronous caller (`ack`) polls for its commit before it sleeps.
+/// How long the engine thread polls for the next operation before it sleeps: the callers
+/// answered by the last commit usually send their next within tens of microseconds, and
+/// sleeping and being woken costs about as much. (Callers do not poll for their answer in
+/// turn: with many of them, that polling took the cores the engine needs.)
 const QUICK_COMMIT: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// At most this many operations share one transaction, so that none waits too long.
@@ -67,8 +70,10 @@ impl Engine {
         let work: Work = Box::new(move |broker| {
             let Some(broker) = broker else {
                 let reply: Reply = Box::new(move |failed| {
-                    let reason = failed.unwrap_or("the transaction could not start");
-                    reply(Err(Error::storage(reason)))
+                    reply(Err(failed.map_or_else(
+                        || Error::storage("the transaction could not start"),
+                        Failure::error,
+                    )))
                 });
                 return (false, reply);
             };
@@ -77,7 +82,7 @@ impl Engine {
             let reply: Reply = Box::new(move |failed| {
                 reply(match failed {
                     None => result,
-                    Some(reason) => Err(Error::storage(reason)),
+                    Some(failure) => Err(failure.error()),
                 })
             });
             (ok, reply)
@@ -117,18 +122,6 @@ impl Engine {
         self.submit(op, move |r| {
             let _ = tx.send(r);
         })?;
-        // A commit usually comes within tens of microseconds: poll for it that long first.
-        // Only a longer wait is worth what follows (handing this worker's other tasks to a new
-        // worker thread costs about as much as a commit).
-        let start = Instant::now();
-        loop {
-            match rx.try_recv() {
-                Ok(result) => return result,
-                Err(mpsc::TryRecvError::Disconnected) => return Err(stopped()),
-                Err(mpsc::TryRecvError::Empty) if start.elapsed() >= QUICK_COMMIT => break,
-                Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
-            }
-        }
         // On a multi-threaded tokio runtime, let its other tasks move to another worker while
         // this one waits for the commit (otherwise a few consumers acknowledging at once would
         // stall every task of the runtime).
@@ -203,8 +196,7 @@ fn run(mut broker: Broker, rx: mpsc::Receiver<Job>) {
     broker.shut_down();
 }
 
-/// Waits up to [`QUICK_COMMIT`] for a job without sleeping (a caller answered by the last
-/// commit usually sends the next within microseconds; sleeping and being woken costs more).
+/// Waits up to [`QUICK_COMMIT`] for a job without sleeping.
 fn poll_briefly(rx: &mpsc::Receiver<Job>) -> Option<Job> {
     let start = Instant::now();
     loop {
