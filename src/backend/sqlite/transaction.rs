@@ -6,11 +6,11 @@ use super::broker::Broker;
 use super::courier::Courier;
 use super::schema::Checkpointer;
 use super::wakeup;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 
-/// What a finished operation does once the transaction is over: `None` if it committed, the
-/// reason otherwise.
-pub(super) type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// What a finished operation does once the transaction is over: `None` if it committed, why
+/// not otherwise.
+pub(super) type Reply = Box<dyn FnOnce(Option<&Failure>) + Send>;
 /// An operation: runs on the broker, says whether it succeeded, and gives its reply. Given no
 /// broker (the transaction could not start), it does not run and its reply reports the failure.
 pub(super) type Work = Box<dyn FnOnce(Option<&mut Broker>) -> (bool, Reply) + Send>;
@@ -18,11 +18,41 @@ pub(super) type Work = Box<dyn FnOnce(Option<&mut Broker>) -> (bool, Reply) + Se
 /// Commits between two checkpoint requests (a commit writes a few pages to the log).
 const CHECKPOINT_EVERY: u32 = 200;
 
-/// Why a transaction failed, as the operations in it report it (`Error::Storage` of this).
-fn reason(e: &Error) -> String {
-    match e {
-        Error::Storage { reason, .. } => reason.clone(),
-        other => other.to_string(),
+/// Why a transaction failed, as every operation in it reports it: an `Error::Storage` with the
+/// reason and the SQLite error under it, when there is one.
+#[derive(Debug)]
+pub(super) struct Failure {
+    reason: String,
+    cause: Option<Cause>,
+}
+
+impl Failure {
+    fn of(e: &Error) -> Failure {
+        match e {
+            Error::Storage { reason, source } => Failure {
+                reason: reason.clone(),
+                cause: source.clone(),
+            },
+            other => Failure {
+                reason: other.to_string(),
+                cause: None,
+            },
+        }
+    }
+
+    fn new(reason: &str) -> Failure {
+        Failure {
+            reason: reason.into(),
+            cause: None,
+        }
+    }
+
+    /// The error an operation of the failed transaction reports.
+    pub(super) fn error(&self) -> Error {
+        Error::Storage {
+            reason: self.reason.clone(),
+            source: self.cause.clone(),
+        }
     }
 }
 
@@ -31,12 +61,12 @@ impl Broker {
     pub(super) fn batch(&mut self, works: &mut Vec<Work>, wake: bool) {
         let mut replies: Vec<Reply> = Vec::with_capacity(works.len());
         let failure = match self.begin() {
-            Err(e) => Some(reason(&e)),
+            Err(e) => Some(Failure::of(&e)),
             Ok(()) => {
                 if wake {
                     self.dirty.extend(self.layer.consumed_queues());
                 }
-                let mut failure = self.housekeeping().err().map(|e| reason(&e));
+                let mut failure = self.housekeeping().err().map(|e| Failure::of(&e));
                 if failure.is_none() {
                     // No savepoint per operation (SQLite copies every page a savepoint
                     // touches): an operation checks everything before its first write, so a
@@ -48,37 +78,36 @@ impl Broker {
                         if !ok {
                             self.forget_cached();
                             if self.db.total_changes() != before {
-                                failure = Some(
-                                    "an operation failed after writing; its transaction was rolled back"
-                                        .into(),
-                                );
+                                failure = Some(Failure::new(
+                                    "an operation failed after writing; its transaction was rolled back",
+                                ));
                             }
                         }
                         replies.push(reply);
                     }
                     if let Err(e) = self.flush_acks().and_then(|()| self.dispatch_dirty()) {
-                        failure = Some(reason(&e));
+                        failure = Some(Failure::of(&e));
                     }
                 }
                 match failure {
-                    None => self.exec("COMMIT", []).err().map(|e| reason(&e)),
+                    None => self.exec("COMMIT", []).err().map(|e| Failure::of(&e)),
                     some => some,
                 }
             }
         };
         self.acked.clear();
-        if let Some(reason) = &failure {
-            tracing::error!(path = %self.path.display(), reason, "sqlite: a transaction failed; its operations report the error");
+        if let Some(failure) = &failure {
+            tracing::error!(path = %self.path.display(), reason = %failure.reason, "sqlite: a transaction failed; its operations report the error");
             let _ = self.db.execute_batch("ROLLBACK");
             self.forget_cached();
             self.undo_outbox();
             for reply in replies {
-                reply(Some(reason));
+                reply(Some(failure));
             }
             // Work not run (the transaction could not start) still gets an answer.
             for work in works.drain(..) {
                 let (_, reply) = work(None);
-                reply(Some(reason));
+                reply(Some(failure));
             }
             return;
         }
