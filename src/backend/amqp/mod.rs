@@ -5,7 +5,7 @@
 //! client:
 //! - a lost connection is recovered ([`link`]): reconnect under the retry policy through the
 //!   failover URLs, declare again what was declared ([`topology`]), reopen channels with their
-//!   confirm mode and qos, resubscribe consumers ([`subscription`]);
+//!   confirm mode and qos, resubscribe consumers (`channel/subscription.rs`);
 //! - channels reopened after channel errors (404, 406, ...);
 //! - every wait bounded by a timeout; sends wait (bounded) while the broker blocks publishing;
 //! - publisher confirms that can be awaited later (pipelined), resent after a lost
@@ -18,7 +18,6 @@ mod connect;
 mod convert;
 mod link;
 mod publish;
-mod subscription;
 mod topology;
 
 use std::sync::Arc;

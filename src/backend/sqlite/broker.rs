@@ -9,16 +9,14 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use tokio::sync::mpsc;
 
-use super::courier::Courier;
+use super::courier::{Courier, Outgoing};
 use super::liveness::Identity;
 use super::schema::{storage_error, Checkpointer};
 use super::wakeup::Wakeup;
 use crate::backend::arguments::{limits, Limits};
 use crate::backend::embedded::{ChannelLayer, Refill};
 use crate::backend::rules;
-use crate::backend::Delivery;
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
 use crate::routing::Bindings;
@@ -50,13 +48,6 @@ pub(super) struct QueueEntry {
 
 /// The channel layer of this process's connections: a delivery's handle is its row id.
 pub(super) type Layer = ChannelLayer<i64, i64>;
-
-/// A delivery to hand out once its transaction commits: (channel, consumer stream, delivery).
-pub(super) type Outgoing = (
-    u64,
-    mpsc::UnboundedSender<crate::error::Result<Delivery>>,
-    Delivery,
-);
 
 pub(super) struct Broker {
     pub(super) db: Connection,

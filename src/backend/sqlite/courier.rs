@@ -11,8 +11,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
-use super::broker::Outgoing;
-use super::transaction::Reply;
+use tokio::sync::mpsc as tokio_mpsc;
+
+use super::outcome::Reply;
+use crate::backend::Delivery;
+
+/// A delivery to hand out once its transaction commits: (channel, consumer stream, delivery).
+pub(super) type Outgoing = (
+    u64,
+    tokio_mpsc::UnboundedSender<crate::error::Result<Delivery>>,
+    Delivery,
+);
 
 /// A commit with more deliveries and replies than this goes to the courier.
 const HAND_OVER_AT: usize = 16;

@@ -12,7 +12,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::broker::Broker;
-use super::transaction::{Failure, Reply, Work};
+use super::outcome::{Failure, Reply};
+use super::transaction::Work;
 use crate::error::{Error, Result};
 
 pub(super) enum Job {

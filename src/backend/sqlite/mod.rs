@@ -23,6 +23,7 @@ mod entities;
 mod lifecycle;
 mod liveness;
 mod messages;
+mod outcome;
 mod schema;
 mod transaction;
 mod wakeup;

@@ -4,57 +4,17 @@
 
 use super::broker::Broker;
 use super::courier::Courier;
+use super::outcome::{Failure, Reply};
 use super::schema::Checkpointer;
 use super::wakeup;
-use crate::error::{Cause, Error, Result};
+use crate::error::Result;
 
-/// What a finished operation does once the transaction is over: `None` if it committed, why
-/// not otherwise.
-pub(super) type Reply = Box<dyn FnOnce(Option<&Failure>) + Send>;
 /// An operation: runs on the broker, says whether it succeeded, and gives its reply. Given no
 /// broker (the transaction could not start), it does not run and its reply reports the failure.
 pub(super) type Work = Box<dyn FnOnce(Option<&mut Broker>) -> (bool, Reply) + Send>;
 
 /// Commits between two checkpoint requests (a commit writes a few pages to the log).
 const CHECKPOINT_EVERY: u32 = 200;
-
-/// Why a transaction failed, as every operation in it reports it: an `Error::Storage` with the
-/// reason and the SQLite error under it, when there is one.
-#[derive(Debug)]
-pub(super) struct Failure {
-    reason: String,
-    cause: Option<Cause>,
-}
-
-impl Failure {
-    fn of(e: &Error) -> Failure {
-        match e {
-            Error::Storage { reason, source } => Failure {
-                reason: reason.clone(),
-                cause: source.clone(),
-            },
-            other => Failure {
-                reason: other.to_string(),
-                cause: None,
-            },
-        }
-    }
-
-    fn new(reason: &str) -> Failure {
-        Failure {
-            reason: reason.into(),
-            cause: None,
-        }
-    }
-
-    /// The error an operation of the failed transaction reports.
-    pub(super) fn error(&self) -> Error {
-        Error::Storage {
-            reason: self.reason.clone(),
-            source: self.cause.clone(),
-        }
-    }
-}
 
 impl Broker {
     /// Runs waiting operations in one transaction, hands out messages, commits, answers.

@@ -4,7 +4,7 @@
 //! channel on any channel-level error (a missing exchange, a redeclare with other settings,
 //! ...), and every channel goes with a lost connection: the next operation opens a new channel
 //! transparently (on the recovered connection, waiting for the recovery if needed), with the
-//! same confirm mode and qos, and consumers subscribe again ([`super::subscription`]).
+//! same confirm mode and qos, and consumers subscribe again ([`subscription`]).
 //! Deliveries of a replaced channel were requeued by the broker; their tags carry the old
 //! channel's generation, so acking them is a clear error instead of acking something else.
 //!
@@ -15,6 +15,7 @@
 //! operation of carrot's channel interface onto AMQP methods.
 
 mod methods;
+mod subscription;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,9 +28,9 @@ use tokio::sync::watch;
 
 use super::convert::{self, GENERATION_SHIFT};
 use super::link::Link;
-use super::subscription::Subscription;
 use crate::entity::ExchangeType;
 use crate::error::{Error, Result};
+use subscription::Subscription;
 
 /// The current lapin channel and what must be restored when it is reopened.
 struct Current {

@@ -18,15 +18,15 @@ use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable as LapinTable;
 use tokio::sync::mpsc;
 
-use super::channel::{closed_by_application, AmqpChannel};
-use super::convert;
+use super::super::convert;
+use super::{closed_by_application, AmqpChannel};
 use crate::backend::DeliveryStream;
 use crate::error::{Error, Result};
 use crate::retry::Attempts;
 
 /// One consumer of a channel.
 #[derive(Debug)]
-pub(super) struct Subscription {
+pub(in crate::backend::amqp) struct Subscription {
     /// The queue's name now (a server-named queue is renamed by a recovery).
     queue: Mutex<String>,
     tag: Arc<str>,
@@ -38,7 +38,7 @@ pub(super) struct Subscription {
 
 impl Subscription {
     /// Marks it ended by the application; true the first time.
-    pub(super) fn end(&self) -> bool {
+    pub(in crate::backend::amqp) fn end(&self) -> bool {
         !self.ended.swap(true, Ordering::AcqRel)
     }
 
@@ -46,7 +46,7 @@ impl Subscription {
         self.ended.load(Ordering::Acquire)
     }
 
-    pub(super) fn queue(&self) -> String {
+    pub(in crate::backend::amqp) fn queue(&self) -> String {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -54,7 +54,7 @@ impl Subscription {
 impl AmqpChannel {
     /// Starts consuming; the deliveries come on the stream until the application ends the
     /// consumer, or with an error at the end when something else did.
-    pub(super) async fn subscribe(
+    pub(in crate::backend::amqp) async fn subscribe(
         &self,
         queue: &str,
         consumer_tag: &str,
