@@ -218,8 +218,47 @@ pub(crate) fn exchange_deletion(name: &str, if_unused: bool, bound: Option<bool>
     }
 }
 
+/// Whether declaring `spec` on `connection` creates the queue, given the one of that name if
+/// any (its declaration and exclusive owner); the refusals otherwise: another connection's
+/// exclusive queue (405), a redeclaration with other settings, a passive declaration of a
+/// missing queue (404), a reserved name (403). A server-named queue is named before this.
+pub(crate) fn queue_declaration<C: PartialEq>(
+    spec: &QueueSpec,
+    passive: bool,
+    existing: Option<(&QueueSpec, Option<C>)>,
+    connection: C,
+) -> Result<bool> {
+    match existing {
+        Some((current, owner)) => {
+            check_owner(&spec.name, owner, connection)?;
+            if !passive {
+                current.check_equivalent(spec)?;
+            }
+            Ok(false)
+        }
+        None => queue_creation(spec, passive).map(|()| true),
+    }
+}
+
+/// The name a queue declared without one gets: `amq.gen-` and what makes it unique, unless the
+/// declaration is passive (404: there is no queue without a name).
+pub(crate) fn server_named(
+    spec: &QueueSpec,
+    passive: bool,
+    unique: impl FnOnce() -> String,
+) -> Result<QueueSpec> {
+    let mut spec = spec.clone();
+    if spec.name.is_empty() {
+        if passive {
+            return Err(no_queue(""));
+        }
+        spec.name = format!("amq.gen-{}", unique());
+    }
+    Ok(spec)
+}
+
 /// Refuses a passive declaration of a missing queue, and a new queue with a reserved name.
-pub(crate) fn queue_creation(spec: &QueueSpec, passive: bool) -> Result<()> {
+fn queue_creation(spec: &QueueSpec, passive: bool) -> Result<()> {
     if passive {
         return Err(no_queue(&spec.name));
     }

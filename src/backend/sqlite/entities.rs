@@ -80,27 +80,20 @@ impl Broker {
         passive: bool,
     ) -> Result<QueueInfo> {
         let connection = self.layer.connection_of(channel)?;
-        let mut spec = spec.clone();
-        if spec.name.is_empty() {
-            if passive {
-                return Err(rules::no_queue(""));
-            }
-            spec.name = format!("amq.gen-{}-{:x}", connection, now_ms());
-            while self.queue(&spec.name)?.is_some() {
-                spec.name.push('x');
-            }
+        let named = spec.name.is_empty();
+        let mut spec =
+            rules::server_named(spec, passive, || format!("{connection}-{:x}", now_ms()))?;
+        while named && self.queue(&spec.name)?.is_some() {
+            spec.name.push('x');
         }
-        if self.queue(&spec.name)?.is_some() {
-            let queue = self.usable_queue(connection, &spec.name)?;
-            if !passive {
-                queue.spec.check_equivalent(&spec)?;
-            }
-            if queue.limits.expires.is_some() {
+        let existing = self.queue(&spec.name)?;
+        let current = existing.as_ref().map(|q| (&q.spec, q.owner));
+        if !rules::queue_declaration(&spec, passive, current, connection)? {
+            if let Some(queue) = existing.filter(|q| q.limits.expires.is_some()) {
                 self.touch(&queue.name)?;
             }
-            return self.queue_info(&queue.name);
+            return self.queue_info(&spec.name);
         }
-        rules::queue_creation(&spec, passive)?;
         let limits = limits(&spec, BACKEND)?;
         let now = now_ms();
         self.exec(

@@ -64,28 +64,24 @@ impl State {
         passive: bool,
     ) -> Result<QueueInfo> {
         let connection = self.layer.connection_of(channel)?;
-        let mut spec = spec.clone();
-        if spec.name.is_empty() {
-            if passive {
-                return Err(rules::no_queue(""));
-            }
-            spec.name = format!("amq.gen-{}-{}", connection, self.id());
-        }
-        if self.queues.contains_key(spec.name.as_str()) {
+        let id = self.id();
+        let spec = rules::server_named(spec, passive, || format!("{connection}-{id}"))?;
+        let existing = self
+            .queues
+            .get(spec.name.as_str())
+            .map(|q| (&q.spec, q.owner));
+        if !rules::queue_declaration(&spec, passive, existing, connection)? {
             let now = self.now();
-            let queue = self.usable_queue(channel, &spec.name)?;
-            if !passive {
-                queue.spec.check_equivalent(&spec)?;
+            let name: Arc<str> = spec.name.as_str().into();
+            if let Some(queue) = self.queues.get_mut(&name) {
+                queue.last_used = now;
             }
-            queue.last_used = now;
-            let name = queue.name.clone();
             self.expire_queue(&name, now);
             return match self.queues.get(&name) {
                 Some(q) => Ok(self.info(q)),
                 None => Err(rules::no_queue(&name)),
             };
         }
-        rules::queue_creation(&spec, passive)?;
         let limits = limits(&spec, "the memory broker")?;
         if limits.message_ttl.is_some() || limits.expires.is_some() {
             self.sweeper_needed = true;
