@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use tokio::sync::mpsc;
 
-use super::courier::{Courier, Outgoing};
 use super::liveness::Identity;
 use super::schema::{storage_error, Checkpointer};
 use super::wakeup::Wakeup;
 use crate::backend::arguments::{limits, Limits};
 use crate::backend::embedded::{ChannelLayer, Refill};
 use crate::backend::rules;
+use crate::backend::Delivery;
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
 use crate::routing::Bindings;
@@ -49,6 +50,13 @@ pub(super) struct QueueEntry {
 /// The channel layer of this process's connections: a delivery's handle is its row id.
 pub(super) type Layer = ChannelLayer<i64, i64>;
 
+/// A delivery to hand out once its transaction commits: (channel, consumer stream, delivery).
+pub(super) type Outgoing = (
+    u64,
+    mpsc::UnboundedSender<crate::error::Result<Delivery>>,
+    Delivery,
+);
+
 pub(super) struct Broker {
     pub(super) db: Connection,
     pub(super) path: PathBuf,
@@ -57,9 +65,6 @@ pub(super) struct Broker {
     pub(super) process: i64,
     pub(super) wakeup: Option<Wakeup>,
     pub(super) checkpointer: Option<Checkpointer>,
-    /// Sends deliveries and replies after a commit (started with the first commit that has
-    /// several; see `courier.rs`).
-    pub(super) courier: Option<Courier>,
     /// Commits since the last checkpoint request.
     pub(super) commits: u32,
     /// `meta.generation` when the caches were filled; any change to exchanges, queues,
@@ -108,7 +113,6 @@ impl Broker {
             process: 0,
             wakeup,
             checkpointer: None,
-            courier: None,
             commits: 0,
             generation: -1,
             exchanges: HashMap::default(),

@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use rusqlite::params;
 
-use super::broker::{Broker, DISPATCH_CHUNK};
-use super::courier::Outgoing;
+use super::broker::{Broker, Outgoing, DISPATCH_CHUNK};
 use super::messages::Row;
 use crate::backend::embedded::{Handing, Source};
 use crate::backend::rules;

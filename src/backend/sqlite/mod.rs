@@ -5,8 +5,8 @@
 //! - `schema.rs`: opening a file, durability level (WAL, `synchronous = NORMAL`: see there).
 //! - `engine.rs`: one thread per process and file runs every operation; overlapping callers
 //!   share one transaction and one commit.
-//! - `transaction.rs`: the transaction around each batch of operations; `courier.rs` sends
-//!   what a commit delivers and answers, off the engine thread when there is much of it.
+//! - `transaction.rs`: the transaction around each batch of operations; `outcome.rs` what its
+//!   callers are told.
 //! - `broker.rs`: the engine's state and caches; `entities.rs`, `messages.rs`, `consumers.rs`
 //!   its operations (channels and consumers are the shared layer of `backend::embedded`);
 //!   `lifecycle.rs` processes joining, leaving and dying.
@@ -17,7 +17,6 @@
 mod broker;
 mod codec;
 mod consumers;
-mod courier;
 mod engine;
 mod entities;
 mod lifecycle;

@@ -3,7 +3,6 @@
 //! and the deliveries sent (see `engine.rs` for who submits the batches).
 
 use super::broker::Broker;
-use super::courier::Courier;
 use super::outcome::{Failure, Reply};
 use super::schema::Checkpointer;
 use super::wakeup;
@@ -71,7 +70,9 @@ impl Broker {
             }
             return;
         }
-        let deliveries = std::mem::take(&mut self.outbox);
+        for (_, tx, delivery) in self.outbox.drain(..) {
+            let _ = tx.send(Ok(delivery));
+        }
         self.commits += 1;
         if self.commits >= CHECKPOINT_EVERY {
             self.commits = 0;
@@ -89,12 +90,9 @@ impl Broker {
                 wakeup::notify(&peers);
             }
         }
-        if self.courier.is_none() && deliveries.len() + replies.len() > 1 {
-            self.courier = Courier::start()
-                .map_err(|e| tracing::warn!(error = %e, "sqlite: no courier thread; the engine thread answers every commit itself"))
-                .ok();
+        for reply in replies {
+            reply(None);
         }
-        Courier::send(self.courier.as_ref(), deliveries, replies);
     }
 
     fn begin(&mut self) -> Result<()> {
