@@ -93,6 +93,10 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
     /// consumer has credit.
     pub(crate) fn hand_out<S: Source<C, X>>(&mut self, queue: &str, source: &mut S) -> Dispatched {
         let mut done = Dispatched::default();
+        // A broker without consumers (messages fetched with `get`) pays no lookup per publish.
+        if self.consumers.is_empty() {
+            return done;
+        }
         let Some(subs) = self.consumers.get_mut(queue) else {
             return done;
         };
