@@ -63,6 +63,7 @@ impl<C, X> ChannelState<C, X> {
     }
 
     /// Deliveries the channel-wide window still allows (`None`: no limit).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn room(&self) -> Option<usize> {
         (self.channel_prefetch != 0)
             .then(|| usize::from(self.channel_prefetch).saturating_sub(self.unacked.len()))

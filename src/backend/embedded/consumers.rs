@@ -30,6 +30,7 @@ impl Subscriber {
     }
 
     /// How many deliveries its own window lets it take now, at most `chunk`.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn credit(&self, chunk: usize) -> usize {
         if self.no_ack || self.prefetch == 0 {
             chunk

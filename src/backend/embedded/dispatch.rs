@@ -11,6 +11,7 @@ use super::ChannelLayer;
 #[derive(Debug)]
 pub(crate) struct Handing<'a, C> {
     pub(crate) consumer: &'a Subscriber,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) connection: C,
     pub(crate) delivery_tag: u64,
 }
@@ -45,6 +46,7 @@ pub(crate) struct Dispatched {
 impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
     /// How many messages the consumers of `queue` can take now, at most `chunk`: what a
     /// storage that reads in batches should read.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn credit(&self, queue: &str, chunk: usize) -> usize {
         let Some(subs) = self.consumers.get(queue) else {
             return 0;

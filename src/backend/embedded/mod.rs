@@ -32,12 +32,14 @@ pub(crate) enum Refill {
     Each,
     /// Once half the consumer's window is free, so that one read of the queue fetches many
     /// messages (SQLite).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     HalfWindow,
 }
 
 /// A channel that was closed: what its storage must undo.
 #[derive(Debug)]
 pub(crate) struct Closed<C, X> {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) connection: C,
     /// Its unsettled deliveries, newest first (requeued in that order, each at the head of its
     /// queue, they keep their order).
@@ -188,6 +190,7 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
     // Consumers.
 
     /// The queues that have consumers in this process.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn consumed_queues(&self) -> impl Iterator<Item = Arc<str>> + '_ {
         self.consumers.keys().cloned()
     }
@@ -379,6 +382,7 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
     }
 
     /// Forgets a delivery that never reached its consumer (its transaction did not commit).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn unrecord(&mut self, channel: u64, tag: u64) {
         let Some(u) = self
             .channels
