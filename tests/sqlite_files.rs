@@ -7,11 +7,28 @@ use std::path::PathBuf;
 
 use carrot::{BrokerConnection, Error, QueueSpec};
 
-fn scratch(name: &str) -> PathBuf {
+/// A temporary folder of this test, removed when the test ends (passed or failed).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("carrot-files-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temporary folder");
-    dir
+    Scratch(dir)
 }
 
 async fn storage_error(path: &std::path::Path) -> String {
