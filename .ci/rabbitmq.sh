@@ -502,6 +502,19 @@ _rmq_cluster_node_folder() {
 # join it during their first boot (no stop_app / reset / join_cluster / start_app round).
 rabbitmq_cluster_start() {
     _rmq_as_root_or_rabbitmq cluster-start || return 1
+    _rmq_cluster_start_once && return 0
+    # RabbitMQ's first boot of nodes that form a cluster at the same moment can fail (seen: a
+    # node exits with incompatible_feature_flags, "All replicas on diskfull nodes are not active
+    # yet", once in a few starts on 2 cores): start again from scratch (the stale cluster is
+    # stopped first), with the first node up before the others join it.
+    _rmq_log "the cluster did not boot; starting it again, the first node before the others"
+    _rmq_cluster_start_once staggered
+}
+
+# One attempt of rabbitmq_cluster_start; with $1 = staggered the first node is started and
+# accepts AMQP (within 60 s) before the others are started.
+_rmq_cluster_start_once() {
+    local staggered="${1:-}"
     rabbitmq_install || return 1
     _rmq_cluster_lists || return 1
     local stale i running=
@@ -548,10 +561,16 @@ rabbitmq_cluster_start() {
     chmod 755 "$dir" || return 1
 
     _rmq_log "starting the cluster ${_rmq_nodes[*]} (data and logs in $dir)"
-    local pids=() failed=()
+    local pids=() failed=() first_deadline
     for i in "${!_rmq_nodes[@]}"; do
         (_rmq_cluster_env "$dir" "$i" && rabbitmq-server -detached) &
         pids+=("$!")
+        if [ "$i" = 0 ] && [ "$staggered" = staggered ]; then
+            first_deadline=$((SECONDS + 60))
+            until _rmq_port_open "${_rmq_ports[0]}" || [ "$SECONDS" -ge "$first_deadline" ]; do
+                sleep 0.2
+            done
+        fi
     done
     for i in "${!pids[@]}"; do
         wait "${pids[i]}" || { _rmq_log "rabbitmq-server -detached failed for ${_rmq_nodes[i]}"; failed+=("$i"); }
