@@ -158,13 +158,21 @@ where
         ),
     };
     let elapsed = started.elapsed();
+    // A side that failed is reported before the fault is awaited: a fault still waiting for
+    // progress that will never come would otherwise hold the test until its outer limit.
+    let failed = |side: &str, e: Error| -> ! {
+        fault.abort();
+        panic!("the {side} failed: {e}")
+    };
+    let (sent, confirmed, resent) = match published.expect("the publisher task") {
+        Ok(published) => published,
+        Err(e) => failed("publisher", e),
+    };
+    let (seen, redelivered) = match consumed.expect("the consumer task") {
+        Ok(consumed) => consumed,
+        Err(e) => failed("consumer", e),
+    };
     fault.await.expect("the fault task");
-    let (sent, confirmed, resent) = published
-        .expect("the publisher task")
-        .unwrap_or_else(|e| panic!("the publisher failed: {e}"));
-    let (seen, redelivered) = consumed
-        .expect("the consumer task")
-        .unwrap_or_else(|e| panic!("the consumer failed: {e}"));
     let lost = confirmed.iter().filter(|id| !seen.contains_key(id)).count() as u64;
     let duplicated = seen.values().map(|&n| u64::from(n) - 1).sum();
     let recoveries = recoveries.lock().unwrap_or_else(|p| p.into_inner()).clone();

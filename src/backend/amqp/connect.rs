@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::tcp::{AMQPUriTcpExt, OwnedIdentity, OwnedTLSConfig};
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties, Event};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
@@ -134,12 +135,43 @@ pub(super) async fn open(
     let lapin_runtime = lapin::runtime::default_runtime().map_err(convert::error)?;
     let properties = ConnectionProperties::default().with_connection_name("carrot".into());
     let heartbeat = negotiated_heartbeat(wanted_heartbeat(settings, options));
-    let uri = uri(settings, heartbeat);
-    let connect = Connection::connect_with_config(&uri, properties, tls, lapin_runtime);
+    let uri: AMQPUri = uri(settings, heartbeat)
+        .parse()
+        .map_err(|e: String| Error::InvalidArgument(format!("{}: {e}", endpoint.shown)))?;
+    // lapin opens the socket on its own thread, and a refusal that comes back before lapin has
+    // sent the protocol header can be lost, leaving the connect waiting for its timeout (seen
+    // on a loaded machine with nothing listening on the port). The socket's failure is
+    // therefore also reported here directly, and wins over the wait.
+    let (report, socket_failed) = tokio::sync::oneshot::channel::<lapin::Error>();
+    let report = std::sync::Mutex::new(Some(report));
+    let connect = Connection::connector(
+        uri,
+        lapin_runtime,
+        async move |uri, runtime| {
+            let opened = uri.connect_with_config_async(tls.as_ref(), &runtime).await;
+            opened.map_err(|io| {
+                let error = lapin::Error::from(io);
+                let sender = report.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(sender) = sender {
+                    // The receiver is gone only once the connect has ended: nothing to tell.
+                    let _ = sender.send(error.clone());
+                }
+                error
+            })
+        },
+        properties,
+    );
     let timeout = settings
         .connection_timeout
         .unwrap_or(options.timeouts.get_connect());
-    let connection = match tokio::time::timeout(timeout, connect).await {
+    let attempt = async {
+        tokio::select! {
+            biased;
+            outcome = connect => outcome,
+            Ok(error) = socket_failed => Err(error),
+        }
+    };
+    let connection = match tokio::time::timeout(timeout, attempt).await {
         Err(_) => {
             return Err(Error::ConnectFailed {
                 url: endpoint.shown.clone(),

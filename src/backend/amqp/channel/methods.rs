@@ -15,12 +15,12 @@ use lapin::options::{
 };
 
 use super::super::convert::{self, GENERATION_SHIFT};
-use super::{kind, AmqpChannel};
+use super::{kind, stale_delivery, AmqpChannel};
 use crate::backend::{
     Channel, Confirmation, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo,
 };
 use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::table::FieldTable;
 
 /// Polls a lapin future once and drops it. lapin queues the frame of `basic.ack` and
@@ -33,7 +33,9 @@ fn queue_frame<F: Future<Output = lapin::Result<()>>>(future: F) -> Result<()> {
         .as_mut()
         .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
     {
-        std::task::Poll::Ready(Err(e)) => Err(convert::error(e)),
+        // lapin refuses at once only when the channel or its connection is no longer open:
+        // the delivery was lost with it, whatever lapin calls the state.
+        std::task::Poll::Ready(Err(e)) => Err(stale_delivery(Some(Cause::new(e)))),
         _ => Ok(()),
     }
 }

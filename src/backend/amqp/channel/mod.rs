@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use super::convert::{self, GENERATION_SHIFT};
 use super::link::Link;
 use crate::entity::ExchangeType;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use subscription::Subscription;
 
 /// The current lapin channel and what must be restored when it is reopened.
@@ -73,6 +73,18 @@ impl std::fmt::Debug for AmqpChannel {
             .field("id", &current.channel.as_ref().map(|c| c.id()))
             .field("generation", &current.generation)
             .finish()
+    }
+}
+
+/// An ack, reject or requeue of a delivery that can no longer be settled: its channel was
+/// closed by the broker or its connection was lost (before the call, or while it was being
+/// sent), so the broker requeued it. One kind whichever way the loss was noticed, so that a
+/// consumer can tell "this delivery comes again" from any other failure.
+pub(super) fn stale_delivery(source: Option<Cause>) -> Error {
+    Error::ChannelClosed {
+        reply_code: None,
+        reply_text: "the message was delivered before its channel was closed by the broker or its connection was lost; the broker requeued it and will deliver it again (acknowledge that delivery instead)".into(),
+        source,
     }
 }
 
@@ -303,9 +315,7 @@ impl AmqpChannel {
             Some(channel) if tag >> GENERATION_SHIFT == current.generation => {
                 Ok((channel.clone(), tag & ((1 << GENERATION_SHIFT) - 1)))
             }
-            _ => Err(Error::channel_closed(
-                "the message was delivered before its channel was closed by the broker or its connection was lost; the broker requeued it and will deliver it again (acknowledge that delivery instead)",
-            )),
+            _ => Err(stale_delivery(None)),
         }
     }
 
