@@ -67,12 +67,15 @@ pub enum Error {
     UnknownSerializer(String),
 
     /// The message's content type is not in the consumer's accept list.
-    #[error("content type {content_type:?} is not accepted by this consumer (accepted: {accepted}); add its serializer to the consumer's accept list")]
+    #[error("content type {content_type:?} is not accepted by this consumer (it accepts {accepted}); to decode it, add {allow:?} to the consumer's accept list (ConsumerBuilder::accept, or --accept {allow} on the command line); the message can still be acked or rejected")]
     ContentTypeNotAccepted {
         /// The message's content type.
         content_type: String,
         /// The serializers the consumer accepts.
         accepted: String,
+        /// What to add to the accept list to decode it: a serializer name, or the content
+        /// type itself.
+        allow: String,
     },
 
     /// Data could not be serialized.

@@ -65,7 +65,7 @@
 //! - [`connection`](BrokerConnection): opens the broker a URL names ([`url`]).
 //! - [`Publisher`], [`Consumer`], [`ConsumerSet`], [`Messaging`]: the seed's four classes.
 //! - [`Message`]: body, properties, delivery information, ack / reject / requeue, decode.
-//! - [`serialization`]: json (default), raw, and custom serializers.
+//! - [`serialization`]: json (default), raw, msgpack, yaml and pickle, kombu's compressions, and custom serializers.
 //! - [`blocking`]: the same API with blocking methods and real `Iterator`s.
 //! - Brokers sit behind one internal trait; the embedded ones share one routing engine
 //!   (direct, fanout, topic, headers); RabbitMQ routes for itself.
@@ -166,7 +166,7 @@ pub use messaging::{Messaging, MessagingBuilder};
 pub use properties::Properties;
 pub use publisher::{OutgoingMessage, PendingConfirm, Publisher, PublisherBuilder, SendOptions};
 pub use retry::{RetryCallback, RetryPolicy};
-pub use serialization::Payload;
+pub use serialization::{Compression, Payload, Value};
 pub use table::{table, FieldTable, FieldValue};
 
 /// The README's examples, compiled and run as doc-tests.

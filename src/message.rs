@@ -10,7 +10,7 @@ use crate::backend::{Channel, Delivery, Published};
 use crate::entity::DeliveryMode;
 use crate::error::{Error, Result};
 use crate::properties::Properties;
-use crate::serialization::{Payload, Registry, PICKLE_CONTENT_TYPE};
+use crate::serialization::{accept, Compression, Payload, Registry};
 use crate::table::FieldTable;
 
 /// What has happened to a received message.
@@ -61,11 +61,24 @@ pub(crate) enum AckMode {
 }
 
 /// What a consumer passes on to its messages for decoding.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct DecodeSettings {
     pub(crate) registry: Registry,
-    /// Serializer names or content types accepted; `None`: every registered one but pickle.
+    /// Serializer names or content types accepted; `None`: the default list (see
+    /// [`accept`](crate::serialization::accept)).
     pub(crate) accept: Option<Arc<[String]>>,
+    /// The most a compressed body may inflate to.
+    pub(crate) max_message_size: usize,
+}
+
+impl Default for DecodeSettings {
+    fn default() -> Self {
+        DecodeSettings {
+            registry: Registry::default(),
+            accept: None,
+            max_message_size: crate::connection::DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
 }
 
 /// A message received from a queue, by `fetch`, `iterqueue`, `iterconsume` or a callback.
@@ -190,57 +203,71 @@ impl Message {
         self.state() != MessageState::Received
     }
 
-    /// Decodes the body into `T` with the serializer its content type names.
+    /// The `compression` header (kombu's: the content type of the compression method), if the
+    /// body is compressed.
+    pub fn compression(&self) -> Option<&str> {
+        self.headers()
+            .and_then(|h| h.get("compression"))
+            .and_then(|v| v.as_str())
+    }
+
+    /// The body as the serializer wrote it: decompressed when a `compression` header names a
+    /// method, refused when it would inflate past the connection's maximum message size.
+    pub fn decompressed_body(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        let Some(header) = self.compression() else {
+            return Ok(std::borrow::Cow::Borrowed(self.body()));
+        };
+        let method = Compression::from_name(header).map_err(|_| Error::Decode {
+            content_type: self.content_type().unwrap_or("").to_string(),
+            source: format!(
+                "the compression header names {header:?}, which carrot does not know (it reads gzip, bzip2, lzma, brotli and zstd)"
+            )
+            .into(),
+        })?;
+        method
+            .decompress(self.body(), self.decode.max_message_size)
+            .map(std::borrow::Cow::Owned)
+    }
+
+    /// Decodes the body into `T` with the serializer its content type names, after
+    /// decompressing it. Decode into a [`Value`](crate::Value) to keep every distinction
+    /// the format makes (bytes and text, integer keys, NaN).
     ///
     /// Fails with [`Error::ContentTypeNotAccepted`] when the consumer does not accept the
-    /// content type, and with [`Error::Decode`] when the body is not valid for it.
+    /// content type, and with [`Error::Decode`] when the body is not valid for it (or
+    /// inflates past the maximum message size). The message can be acked or rejected
+    /// either way.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
         self.check_accepted()?;
+        let body = self.decompressed_body()?;
         self.decode
             .registry
-            .decode(self.content_type(), self.content_encoding(), self.body())
+            .decode(self.content_type(), self.content_encoding(), &body)
     }
 
     /// The decoded body, decoded once and kept (also when it is a falsy value such as `0`,
-    /// `""` or `[]`, which the seed decoded again each time).
+    /// `""` or `[]`, which the seed decoded again each time). msgpack, yaml and pickle data
+    /// is given as its JSON view ([`Value::to_json`](crate::Value::to_json)).
     pub fn payload(&self) -> Result<&Payload> {
         if let Some(p) = self.payload.get() {
             return Ok(p);
         }
         self.check_accepted()?;
+        let body = self.decompressed_body()?;
         let decoded = self.decode.registry.decode_payload(
             self.content_type(),
             self.content_encoding(),
-            self.body(),
+            &body,
         )?;
         Ok(self.payload.get_or_init(|| decoded))
     }
 
     fn check_accepted(&self) -> Result<()> {
-        let ct = self.content_type().unwrap_or("");
-        let base = ct.split(';').next().unwrap_or("").trim();
-        let name = match self.decode.registry.name_for_content_type(base) {
-            Some(name) => Some(name),
-            None if base == PICKLE_CONTENT_TYPE => Some("pickle"),
-            // Unknown types decode as raw text or bytes, unless an accept list says otherwise.
-            None => None,
-        };
-        match &self.decode.accept {
-            Some(accept) if !accept.iter().any(|a| Some(a.as_str()) == name || a == base) => {
-                Err(Error::ContentTypeNotAccepted {
-                    content_type: base.to_string(),
-                    accepted: accept.join(", "),
-                })
-            }
-            // Unpickling runs code chosen by the sender: even a registered pickle serializer
-            // decodes only for a consumer whose accept list names it.
-            None if base == PICKLE_CONTENT_TYPE => Err(Error::ContentTypeNotAccepted {
-                content_type: base.to_string(),
-                accepted: "every registered serializer but pickle, which the accept list must name"
-                    .into(),
-            }),
-            _ => Ok(()),
-        }
+        accept::check(
+            &self.decode.registry,
+            self.decode.accept.as_deref(),
+            self.content_type(),
+        )
     }
 
     /// Acknowledges the message: the broker forgets it.

@@ -76,7 +76,8 @@ impl Consumer {
         self.settings.auto_declare
     }
 
-    /// The accept list given to the builder (`None`: the default, every serializer but pickle).
+    /// The accept list given to the builder (`None`: the default, json, raw and text; see
+    /// [`ConsumerBuilder::accept`](crate::ConsumerBuilder::accept)).
     pub fn accept(&self) -> Option<&[String]> {
         self.settings.accept.as_deref()
     }

@@ -228,9 +228,12 @@ impl ConsumerBuilder {
         self.settings.consumer_tag = tag.into();
         self
     }
-    /// The serializers (or content types) to decode; others are
-    /// [`Error::ContentTypeNotAccepted`]. Default: every registered serializer but
-    /// pickle, which is decoded only when named here.
+    /// The serializers (or content types) to decode, as kombu's `accept`: names such as
+    /// `"json"`, `"raw"`, `"text"`, `"msgpack"`, `"yaml"`, `"pickle"`, or content types such
+    /// as `"application/x-msgpack"`. Others are [`Error::ContentTypeNotAccepted`], and the
+    /// message can still be acked or rejected. Default (no list): json, raw, text, custom
+    /// serializers and unknown content types (as raw); msgpack, yaml and pickle are decoded
+    /// only when named here.
     pub fn accept<I: IntoIterator<Item = S>, S: Into<String>>(mut self, accept: I) -> Self {
         self.settings.accept = Some(accept.into_iter().map(Into::into).collect());
         self
@@ -264,6 +267,7 @@ impl ConsumerBuilder {
             decode: DecodeSettings {
                 registry: self.connection.registry(),
                 accept: settings.accept.clone(),
+                max_message_size: self.connection.max_message_size(),
             },
             settings,
             handlers: self.handlers,

@@ -16,6 +16,7 @@ pub struct PublisherBuilder {
     pub(super) delivery_mode: DeliveryMode,
     pub(super) auto_declare: bool,
     pub(super) serializer: String,
+    pub(super) compression: Option<String>,
     pub(super) confirm_publish: bool,
 }
 
@@ -74,6 +75,13 @@ impl PublisherBuilder {
         self.serializer = name.into();
         self
     }
+    /// The default compression of bodies, by kombu's names or content types: `gzip` (also
+    /// `zlib`), `bzip2`, `lzma` (also `xz`), `brotli`, `zstd` (see
+    /// [`Compression`](crate::Compression)); default none. An unknown name fails `build`.
+    pub fn compression(mut self, name: impl Into<String>) -> Self {
+        self.compression = Some(name.into());
+        self
+    }
     /// Publisher confirms: `send` returns only once the broker has taken responsibility for
     /// the message (default: the URL's `confirm_publish` option, else false). Mandatory
     /// messages are always confirmed, so that an unroutable one is an error.
@@ -86,6 +94,11 @@ impl PublisherBuilder {
     pub async fn build(self) -> Result<Publisher> {
         let registry = self.connection.registry();
         registry.check(&self.serializer)?;
+        let compression = self
+            .compression
+            .as_deref()
+            .map(super::compose::compression)
+            .transpose()?;
         let channel = self.connection.channel().await?;
         let publisher = Publisher {
             _connection: self.connection.clone(),
@@ -95,6 +108,7 @@ impl PublisherBuilder {
             routing_key: self.routing_key.into(),
             delivery_mode: self.delivery_mode,
             serializer: self.serializer,
+            compression,
             registry,
             confirm_publish: self.confirm_publish,
             auto_declare: self.auto_declare,

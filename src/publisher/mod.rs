@@ -1,6 +1,7 @@
 //! `Publisher`: sends messages to an exchange.
 
 mod builder;
+mod compose;
 mod confirm;
 mod options;
 
@@ -12,8 +13,7 @@ use crate::backend::{Channel, PublishFlags, Published};
 use crate::connection::BrokerConnection;
 use crate::entity::{DeliveryMode, ExchangeSpec, ExchangeType};
 use crate::error::{Error, Result};
-use crate::properties::Properties;
-use crate::serialization::Registry;
+use crate::serialization::{Compression, Registry};
 
 pub use builder::PublisherBuilder;
 pub use confirm::PendingConfirm;
@@ -42,6 +42,7 @@ pub struct Publisher {
     routing_key: Arc<str>,
     delivery_mode: DeliveryMode,
     serializer: String,
+    compression: Option<Compression>,
     registry: Registry,
     confirm_publish: bool,
     auto_declare: bool,
@@ -58,6 +59,7 @@ impl Publisher {
             delivery_mode: DeliveryMode::Persistent,
             auto_declare: true,
             serializer: "json".into(),
+            compression: None,
             confirm_publish: connection.confirm_publish_default(),
         }
     }
@@ -107,6 +109,11 @@ impl Publisher {
         self.confirm_publish
     }
 
+    /// The default compression, if any (kombu's name, such as `gzip`).
+    pub fn compression(&self) -> Option<Compression> {
+        self.compression
+    }
+
     /// Whether `build` declared the exchange.
     pub fn auto_declare(&self) -> bool {
         self.auto_declare
@@ -121,45 +128,53 @@ impl Publisher {
         self.channel.declare_exchange(&self.exchange, false).await
     }
 
-    /// Serializes data into a message with the right properties, without sending it.
+    /// Serializes data into a message with the right properties, without sending it:
+    /// serialized (or sent as it is when `options` give a content type), encoded in the
+    /// character set `content_encoding` names when it is text, compressed when a compression
+    /// is set (kombu's `compression` header names it), with every property `options` set.
     pub fn create_message<T: Serialize + ?Sized>(
         &self,
         data: &T,
         options: &SendOptions,
     ) -> Result<OutgoingMessage> {
-        let mut properties = Properties::default()
-            .with_delivery_mode(options.delivery_mode.unwrap_or(self.delivery_mode));
-        let body = if let Some(content_type) = &options.content_type {
+        let encoded = match &options.content_type {
             // The seed: with an explicit content type the data is sent as it is.
-            let encoded = self.registry.encode("raw", data).map_err(|e| match e {
-                Error::Encode { source, .. } => Error::Encode {
-                    serializer: format!("none (content_type {content_type:?} given)"),
-                    source,
-                },
-                other => other,
-            })?;
-            properties.set_content_type(content_type.as_str().into());
-            properties.set_content_encoding(match &options.content_encoding {
-                Some(e) => e.as_str().into(),
-                None => encoded.content_encoding,
-            });
-            encoded.body
-        } else {
-            let serializer = options.serializer.as_deref().unwrap_or(&self.serializer);
-            let encoded = self.registry.encode(serializer, data)?;
-            properties.set_content_type(encoded.content_type);
-            properties.set_content_encoding(match &options.content_encoding {
-                Some(e) => e.as_str().into(),
-                None => encoded.content_encoding,
-            });
-            encoded.body
+            Some(content_type) => {
+                let mut raw = self.registry.encode("raw", data).map_err(|e| match e {
+                    Error::Encode { source, .. } => Error::Encode {
+                        serializer: format!("none (content_type {content_type:?} given)"),
+                        source,
+                    },
+                    other => other,
+                })?;
+                raw.content_type = content_type.as_str().into();
+                raw
+            }
+            None => {
+                let serializer = options.serializer.as_deref().unwrap_or(&self.serializer);
+                self.registry.encode(serializer, data)?
+            }
         };
-        if let Some(priority) = options.priority {
-            properties = properties.with_priority(priority);
-        }
-        if let Some(headers) = &options.headers {
-            properties = properties.with_headers(headers.clone());
-        }
+        let content_type = encoded.content_type.clone();
+        let (body, content_encoding) =
+            compose::in_charset(encoded, options.content_encoding.as_deref())?;
+        let mut properties = compose::properties(options)
+            .with_delivery_mode(options.delivery_mode.unwrap_or(self.delivery_mode));
+        properties.set_content_type(content_type);
+        properties.set_content_encoding(content_encoding);
+        let compression = match &options.compression {
+            Some(name) => Some(compose::compression(name)?),
+            None => self.compression,
+        };
+        let body = match compression {
+            Some(method) => {
+                let mut headers = properties.headers().cloned().unwrap_or_default();
+                headers.insert("compression".into(), method.content_type().into());
+                properties = properties.with_headers(headers);
+                method.compress(&body)?
+            }
+            None => body,
+        };
         Ok(OutgoingMessage { body, properties })
     }
 

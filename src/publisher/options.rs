@@ -53,6 +53,25 @@ pub struct SendOptions {
     pub exchange: Option<String>,
     /// Application headers.
     pub headers: Option<FieldTable>,
+    /// Compression (default: the publisher's): kombu's names, see
+    /// [`PublisherBuilder::compression`](crate::PublisherBuilder::compression).
+    pub compression: Option<String>,
+    /// The `correlation_id` property.
+    pub correlation_id: Option<String>,
+    /// The `reply_to` property.
+    pub reply_to: Option<String>,
+    /// The `expiration` property: a per-message TTL in milliseconds, as text.
+    pub expiration: Option<String>,
+    /// The `message_id` property.
+    pub message_id: Option<String>,
+    /// The `timestamp` property, in seconds since the Unix epoch.
+    pub timestamp: Option<u64>,
+    /// The `type` property.
+    pub message_type: Option<String>,
+    /// The `user_id` property (RabbitMQ refuses one that is not the connection's user).
+    pub user_id: Option<String>,
+    /// The `app_id` property.
+    pub app_id: Option<String>,
 }
 
 macro_rules! setters {
@@ -79,6 +98,15 @@ impl SendOptions {
         serializer: String => "Sets the serializer.";
         exchange: String => "Publishes to this exchange instead.";
         headers: FieldTable => "Sets the application headers.";
+        compression: String => "Compresses the body (`gzip`, `bzip2`, `lzma`, `brotli`, `zstd`).";
+        correlation_id: String => "Sets the `correlation_id` property.";
+        reply_to: String => "Sets the `reply_to` property.";
+        expiration: String => "Sets the `expiration` property (milliseconds, as text).";
+        message_id: String => "Sets the `message_id` property.";
+        timestamp: u64 => "Sets the `timestamp` property (seconds since the Unix epoch).";
+        message_type: String => "Sets the `type` property.";
+        user_id: String => "Sets the `user_id` property.";
+        app_id: String => "Sets the `app_id` property.";
     }
     /// Sets `mandatory`.
     pub fn mandatory(mut self, mandatory: bool) -> Self {

@@ -1,20 +1,41 @@
 //! Serializers: how message data becomes a body with a content type, and back.
 //!
-//! | name | content type | encoding |
-//! | --- | --- | --- |
-//! | `json` (default) | `application/json` | `utf-8` |
-//! | `raw`, bytes | `application/data` | `binary` |
-//! | `raw`, text | `text/plain` | `utf-8` |
+//! | name | content type | encoding | accepted by default |
+//! | --- | --- | --- | --- |
+//! | `json` (default) | `application/json` | `utf-8` | yes |
+//! | `raw`, bytes | `application/data` | `binary` | yes |
+//! | `raw`, text | `text/plain` | `utf-8` | yes |
+//! | `msgpack` | `application/x-msgpack` | `binary` | when named |
+//! | `yaml` | `application/x-yaml` | `utf-8` | when named |
+//! | `pickle` | `application/x-python-serialize` | `binary` | when named |
 //!
-//! These are the content types of Python's carrot and kombu, so bodies cross between them
-//! unchanged. Other formats are added with [`Registry::register`]: a custom serializer
-//! converts between bytes and [`serde_json::Value`], the data model shared with Python.
+//! These are the content types and wire formats of Python's carrot and kombu, so bodies cross
+//! between them unchanged ([`formats`] says how each is written). msgpack, yaml and pickle are
+//! each behind the cargo feature of their name, all on by default. A consumer decodes only the
+//! content types of its accept list ([`ConsumerBuilder::accept`](crate::ConsumerBuilder::accept));
+//! the default list is json, raw and text, because YAML and msgpack readers are large attack
+//! surfaces and unpickling runs code in Python. carrot's pickle reader never runs anything: it
+//! reads data only and refuses a pickle that names a class or a callable.
+//!
+//! `hessian`, the seed's fifth serializer, is refused with [`Error::Unsupported`]: neither
+//! carrot for Python nor kombu ever implemented it, and no maintained Hessian 2.0
+//! implementation exists in Rust or on PyPI to check one against.
+//!
+//! Bodies may be compressed as kombu compresses them ([`Compression`], the `compression`
+//! header). Text bodies honour their `content_encoding` (`utf-8`, `ascii`, `latin-1`).
+//! Other formats are added with [`Registry::register`]: a custom serializer converts between
+//! bytes and [`serde_json::Value`]. To read any body exactly in Python's data model (bytes
+//! apart from text, integer keys, NaN), decode it into a [`Value`].
 //!
 //! A message whose content type no serializer knows decodes as raw text or bytes (as the seed
-//! did), except pickle (`application/x-python-serialize`), which is refused unless the
-//! consumer's accept list names it: unpickling runs code chosen by the sender.
+//! did).
 
+pub(crate) mod accept;
+mod charset;
+mod compression;
+pub mod formats;
 mod raw;
+mod value;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,10 +46,26 @@ use serde::Serialize;
 
 use crate::error::{BoxError, Error, Result};
 
+pub(crate) use charset::Charset;
+pub use compression::Compression;
 pub(crate) use raw::RawDeserializer;
+pub use value::Value;
 
 /// The content type of pickled Python data, never decoded unless accepted explicitly.
 pub const PICKLE_CONTENT_TYPE: &str = "application/x-python-serialize";
+/// The content type of msgpack bodies, decoded only when accepted explicitly.
+pub const MSGPACK_CONTENT_TYPE: &str = "application/x-msgpack";
+/// The content type of YAML bodies, decoded only when accepted explicitly.
+pub const YAML_CONTENT_TYPE: &str = "application/x-yaml";
+
+/// The serializers a consumer decodes only when its accept list names them, with their
+/// content types: known whether or not this build has them.
+pub(crate) const ACCEPTED_WHEN_NAMED: [(&str, &str); 4] = [
+    ("pickle", PICKLE_CONTENT_TYPE),
+    ("msgpack", MSGPACK_CONTENT_TYPE),
+    ("yaml", YAML_CONTENT_TYPE),
+    ("hessian", "application/x-hessian"),
+];
 
 /// A serializer of one format, registered by name in a [`Registry`].
 ///
@@ -103,6 +140,12 @@ pub struct Encoded {
 enum Codec {
     Json,
     Raw,
+    #[cfg(feature = "msgpack")]
+    Msgpack,
+    #[cfg(feature = "yaml")]
+    Yaml,
+    #[cfg(feature = "pickle")]
+    Pickle,
     Custom(Arc<dyn Serializer>),
 }
 
@@ -139,7 +182,7 @@ impl fmt::Debug for Registry {
 }
 
 impl Default for Registry {
-    /// json and raw.
+    /// json, raw, and msgpack, yaml and pickle where their features are on.
     fn default() -> Self {
         let mut inner = Inner {
             by_name: HashMap::new(),
@@ -149,6 +192,12 @@ impl Default for Registry {
         };
         inner.insert("json", "application/json", "utf-8", Codec::Json);
         inner.insert("raw", "application/data", "binary", Codec::Raw);
+        #[cfg(feature = "msgpack")]
+        inner.insert("msgpack", MSGPACK_CONTENT_TYPE, "binary", Codec::Msgpack);
+        #[cfg(feature = "yaml")]
+        inner.insert("yaml", YAML_CONTENT_TYPE, "utf-8", Codec::Yaml);
+        #[cfg(feature = "pickle")]
+        inner.insert("pickle", PICKLE_CONTENT_TYPE, "binary", Codec::Pickle);
         let text = Entry {
             name: "raw".into(),
             content_type: inner.text_plain.clone(),
@@ -207,10 +256,11 @@ impl Registry {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry> {
-        self.inner
-            .by_name
-            .get(name)
-            .ok_or_else(|| Error::UnknownSerializer(name.to_string()))
+        self.inner.by_name.get(name).ok_or_else(|| match name {
+            "hessian" => Error::Unsupported(formats::HESSIAN_REFUSED.into()),
+            "msgpack" | "yaml" | "pickle" => Error::Unsupported(formats::feature_missing(name)),
+            _ => Error::UnknownSerializer(name.to_string()),
+        })
     }
 
     /// Checks that `name` is registered, so that a bad name fails when a publisher is built.
@@ -247,6 +297,24 @@ impl Registry {
                     )
                 }
             }
+            #[cfg(feature = "msgpack")]
+            Codec::Msgpack => (
+                formats::msgpack_encode(data).map_err(fail)?,
+                entry.content_type.clone(),
+                entry.content_encoding.clone(),
+            ),
+            #[cfg(feature = "yaml")]
+            Codec::Yaml => (
+                formats::yaml_encode(data).map_err(fail)?,
+                entry.content_type.clone(),
+                entry.content_encoding.clone(),
+            ),
+            #[cfg(feature = "pickle")]
+            Codec::Pickle => (
+                formats::pickle_encode(data).map_err(fail)?,
+                entry.content_type.clone(),
+                entry.content_encoding.clone(),
+            ),
             Codec::Custom(custom) => {
                 let value = serde_json::to_value(data).map_err(|e| fail(e.into()))?;
                 (
@@ -275,17 +343,34 @@ impl Registry {
             content_type: ct.to_string(),
             source,
         };
-        match self.lookup(ct)?.map(|e| &e.codec) {
+        match self.lookup(ct).map(|e| &e.codec) {
             Some(Codec::Json) => serde_json::from_slice(body).map_err(|e| fail(e.into())),
+            #[cfg(feature = "msgpack")]
+            Some(Codec::Msgpack) => formats::msgpack_decode(body).map_err(fail),
+            #[cfg(feature = "yaml")]
+            Some(Codec::Yaml) => formats::yaml_decode(body).map_err(fail),
+            #[cfg(feature = "pickle")]
+            Some(Codec::Pickle) => formats::pickle_decode(body).map_err(fail),
             Some(Codec::Custom(custom)) => {
                 let value = custom.decode(body).map_err(fail)?;
                 serde_json::from_value(value).map_err(|e| fail(e.into()))
             }
-            Some(Codec::Raw) | None => T::deserialize(RawDeserializer {
-                body,
-                text: is_text_encoding(content_encoding),
-            })
-            .map_err(|e| fail(e.into())),
+            Some(Codec::Raw) | None => {
+                let text = match Charset::of(content_encoding).map_err(|e| fail(e.into()))? {
+                    // Text in another character set reaches the type as UTF-8.
+                    Some(charset) if charset != Charset::Utf8 => {
+                        let text = charset.decode(body).map_err(|e| fail(e.into()))?;
+                        return T::deserialize(RawDeserializer {
+                            body: text.as_bytes(),
+                            text: true,
+                        })
+                        .map_err(|e| fail(e.into()));
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                T::deserialize(RawDeserializer { body, text }).map_err(|e| fail(e.into()))
+            }
         }
     }
 
@@ -297,38 +382,42 @@ impl Registry {
         body: &[u8],
     ) -> Result<Payload> {
         let ct = content_type.unwrap_or("");
-        match self.lookup(ct)?.map(|e| &e.codec) {
+        match self.lookup(ct).map(|e| &e.codec) {
             Some(Codec::Json) | Some(Codec::Custom(_)) => self
                 .decode::<serde_json::Value>(content_type, content_encoding, body)
                 .map(Payload::Data),
-            Some(Codec::Raw) | None => Ok(match std::str::from_utf8(body) {
-                Ok(text) if is_text_encoding(content_encoding) => Payload::Text(text.to_string()),
-                _ => Payload::Bytes(body.to_vec()),
-            }),
+            Some(Codec::Raw) | None => {
+                let charset = Charset::of(content_encoding).ok().flatten();
+                Ok(match charset.map(|c| c.decode(body)) {
+                    Some(Ok(text)) => Payload::Text(text.into_owned()),
+                    _ => Payload::Bytes(body.to_vec()),
+                })
+            }
+            // msgpack, yaml, pickle: Python's data model, seen as JSON.
+            #[allow(unreachable_patterns)]
+            Some(_) => self
+                .decode::<Value>(content_type, content_encoding, body)
+                .map(|v| Payload::Data(v.to_json())),
         }
     }
 
-    fn lookup(&self, content_type: &str) -> Result<Option<&Entry>> {
+    fn lookup(&self, content_type: &str) -> Option<&Entry> {
         // "application/json; charset=utf-8" names the same serializer as "application/json".
-        let base = content_type.split(';').next().unwrap_or("").trim();
-        if base == PICKLE_CONTENT_TYPE && !self.inner.by_content_type.contains_key(base) {
-            return Err(Error::ContentTypeNotAccepted {
-                content_type: base.to_string(),
-                accepted: "json, raw and registered serializers; pickle is never decoded".into(),
-            });
-        }
-        Ok(self.inner.by_content_type.get(base))
+        self.inner
+            .by_content_type
+            .get(base_content_type(content_type))
     }
 
     /// The serializer name that handles `content_type`, if any (`raw` for text/plain).
     pub(crate) fn name_for_content_type(&self, content_type: &str) -> Option<&str> {
-        let base = content_type.split(';').next().unwrap_or("").trim();
-        self.inner.by_content_type.get(base).map(|e| &*e.name)
+        self.lookup(content_type).map(|e| &*e.name)
     }
 }
 
-fn is_text_encoding(encoding: Option<&str>) -> bool {
-    !matches!(encoding, Some(e) if e.eq_ignore_ascii_case("binary"))
+/// A content type without its parameters (`application/json; charset=utf-8` is
+/// `application/json`).
+pub(crate) fn base_content_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
 }
 
 #[cfg(test)]
@@ -373,13 +462,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_serializer_and_pickle_are_refused() {
+    fn unknown_and_hessian_serializers_are_refused_with_their_reason() {
         let r = Registry::default();
-        assert!(matches!(r.encode("yaml", &1), Err(Error::UnknownSerializer(n)) if n == "yaml"));
-        assert!(matches!(
-            r.decode_payload(Some(PICKLE_CONTENT_TYPE), Some("binary"), b"\x80\x04"),
-            Err(Error::ContentTypeNotAccepted { .. })
-        ));
+        assert!(matches!(r.encode("toml", &1), Err(Error::UnknownSerializer(n)) if n == "toml"));
+        let err = r.encode("hessian", &1).unwrap_err();
+        assert!(
+            matches!(&err, Error::Unsupported(m) if m.contains("msgpack")),
+            "{err:?}"
+        );
     }
 
     #[test]
