@@ -277,17 +277,17 @@ everywhere!(publish_unknown_serializer_is_usage_error, |s| {
             "--routing-key",
             &q,
             "--serializer",
-            "yaml",
+            "toml",
             "x",
         ],
     );
-    assert!(last_line(&stderr).contains("yaml"), "{stderr}");
+    assert!(last_line(&stderr).contains("toml"), "{stderr}");
     // Checked before stdin is read: no input needed to fail.
     fails(
         2,
         s.carrot()
             .args(["publish", "--exchange", "", "--routing-key", &q])
-            .args(["--serializer", "pickle"]),
+            .args(["--serializer", "protobuf"]),
     );
 });
 
@@ -1438,5 +1438,153 @@ durable!(consume_streams_until_interrupted, |s| {
     let status = status.expect("consume ended within 10 s of SIGINT");
     assert_eq!(status.code(), Some(0), "{status:?}");
     // Both were acknowledged.
+    assert_eq!(s.message_count(&q), 0);
+});
+
+durable!(
+    publish_every_serializer_and_compression_and_consume_with_accept,
+    |s| {
+        let q = declare_queue(s, "formats", &[]);
+        let data = json!({"text": "grüße ✓", "n": -7, "big": u64::MAX, "list": [1.5, null, true], "nested": {}});
+        let cells = [
+            ("json", "application/json", "gzip", "application/x-gzip"),
+            (
+                "msgpack",
+                "application/x-msgpack",
+                "bzip2",
+                "application/x-bz2",
+            ),
+            ("yaml", "application/x-yaml", "xz", "application/x-lzma"),
+            (
+                "pickle",
+                "application/x-python-serialize",
+                "brotli",
+                "application/x-brotli",
+            ),
+            ("json", "application/json", "zstd", "application/zstd"),
+        ];
+        for (serializer, _, compression, _) in cells {
+            send(
+                s,
+                &q,
+                &data.to_string(),
+                &["--serializer", serializer, "--compression", compression],
+            );
+        }
+        // The default accept list decodes json only: the others are shown as refused, and are
+        // still acknowledged (the queue is empty afterwards).
+        let got = s.drain_json(&q, cells.len());
+        assert_eq!(got.len(), cells.len());
+        for (m, (serializer, content_type, _, header)) in got.iter().zip(cells) {
+            assert_eq!(m["content_type"], content_type, "{m}");
+            assert_eq!(m["compression"], header, "{m}");
+            assert_eq!(m["headers"]["compression"], header, "{m}");
+            if serializer == "json" {
+                assert_eq!(m["body"], data, "{m}");
+                assert!(m.get("refused").is_none(), "{m}");
+            } else {
+                let refused = m["refused"].as_str().unwrap_or_default();
+                assert!(refused.contains(&format!("--accept {serializer}")), "{m}");
+            }
+        }
+        // Named with --accept, each is decoded (and decompressed) to the same data.
+        for (serializer, _, compression, _) in cells {
+            send(
+                s,
+                &q,
+                &data.to_string(),
+                &["--serializer", serializer, "--compression", compression],
+            );
+        }
+        let got = s.consume_json(
+            &q,
+            &[
+                "--limit",
+                "5",
+                "--timeout",
+                cli_support::WAIT,
+                "--accept",
+                "msgpack",
+                "--accept",
+                "application/x-yaml",
+                "--accept",
+                "pickle",
+            ],
+        );
+        assert_eq!(got.len(), cells.len());
+        for m in &got {
+            assert_eq!(m["body"], data, "{m}");
+        }
+    }
+);
+
+durable!(publish_sets_every_property_and_text_in_its_charset, |s| {
+    let q = declare_queue(s, "properties", &[]);
+    send(
+        s,
+        &q,
+        "grüße",
+        &[
+            "--content-encoding",
+            "latin-1",
+            "--correlation-id",
+            "c-1",
+            "--reply-to",
+            "replies",
+            "--expiration",
+            "600000",
+            "--message-id",
+            "m-1",
+            "--timestamp",
+            "1700000000",
+            "--type",
+            "greeting",
+            "--app-id",
+            "carrot-cli",
+        ],
+    );
+    let got = s.drain_json(&q, 1);
+    let m = &got[0];
+    assert_eq!(m["body"], "grüße", "{m}");
+    assert_eq!(m["content_type"], "text/plain", "{m}");
+    assert_eq!(m["content_encoding"], "latin-1", "{m}");
+    for (name, value) in [
+        ("correlation_id", json!("c-1")),
+        ("reply_to", json!("replies")),
+        ("expiration", json!("600000")),
+        ("message_id", json!("m-1")),
+        ("timestamp", json!(1_700_000_000u64)),
+        ("type", json!("greeting")),
+        ("app_id", json!("carrot-cli")),
+    ] {
+        assert_eq!(m[name], value, "{name}: {m}");
+    }
+    // The body went out in latin-1: one byte per character.
+    send(s, &q, "grüße", &["--content-encoding", "latin-1"]);
+    let raw = s.ok(&[
+        "consume",
+        "--queue",
+        &q,
+        "--limit",
+        "1",
+        "--timeout",
+        cli_support::WAIT,
+    ]);
+    assert_eq!(raw.trim_end(), "grüße");
+    // Text latin-1 cannot hold is refused before anything is sent.
+    let stderr = s.fails(
+        1,
+        &[
+            "publish",
+            "--exchange",
+            "",
+            "--routing-key",
+            &q,
+            "--content-encoding",
+            "latin-1",
+            "日本",
+        ],
+    );
+    assert!(stderr.contains("latin-1"), "{stderr}");
     assert_eq!(s.message_count(&q), 0);
 });

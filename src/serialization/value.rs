@@ -14,7 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Python's data: what a message body decodes to under any serializer.
 ///
 /// Tuples, sets and frozensets (pickle) decode as [`Value::List`]; dictionaries keep their
-/// entries in order, keys of any type.
+/// entries in the order the format gives them (pickle's come sorted), keys of any type, and
+/// compare equal whatever their order, as Python's do.
 ///
 /// ```
 /// use carrot::Value;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # }
 /// # Ok::<(), carrot::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub enum Value {
     /// `None` (JSON `null`, YAML `null`, msgpack nil).
@@ -48,6 +49,26 @@ pub enum Value {
     List(Vec<Value>),
     /// A dictionary, in its order, with keys of any type.
     Map(Vec<(Value, Value)>),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::None, Value::None) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            (Value::List(a), Value::List(b)) => a == b,
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .all(|(k, v)| b.iter().any(|(k2, v2)| k == k2 && v == v2))
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Value {

@@ -14,6 +14,8 @@
 //! - `seed_api.rs`: every method of the seed's `Publisher`, `Consumer`, `ConsumerSet` and
 //!   `Messaging` through the public API.
 //! - `serialization.rs`: content types, custom serializers, decode errors, accept lists.
+//! - `formats.rs`: msgpack, yaml and pickle, every compression, every property, the default
+//!   accept list, decompression bombs.
 //! - `queue_arguments.rs`: max length, TTL, dead-lettering, expiry and queue types.
 //! - `urls.rs`: broker URLs, `from_env` and the keyword builder.
 //! - `bad_input.rs`: long names and header keys, oversized messages, undecodable bodies.
@@ -37,6 +39,7 @@ mod consumer_end;
 mod delivery;
 mod entities;
 mod equivalence;
+mod formats;
 mod queue_arguments;
 mod routing;
 mod seed_api;

@@ -14,11 +14,12 @@ use crate::render;
 /// `--output`.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub(crate) enum Output {
-    /// The body as it is, then a newline.
+    /// The body (decompressed; msgpack, yaml and pickle data as JSON), then a newline.
     #[default]
     Body,
-    /// One JSON object per message: body, content_type, content_encoding, exchange,
-    /// routing_key, headers, priority, delivery_mode, redelivered, delivery_tag.
+    /// One JSON object per message: body, content_type, content_encoding, compression,
+    /// exchange, routing_key, headers, every property set, redelivered, delivery_tag, and
+    /// `refused` with the reason when the body could not be decoded.
     Json,
 }
 
@@ -63,6 +64,11 @@ pub(crate) struct ConsumeArgs {
     /// How to print each message.
     #[arg(long, value_enum, default_value_t = Output::Body)]
     output: Output,
+    /// Also decode this serializer or content type (repeatable): msgpack, yaml, pickle, or a
+    /// content type. Without it, json, raw and text are decoded; the others are shown as
+    /// refused (with --output json) and still acknowledged as usual.
+    #[arg(long = "accept", value_name = "NAME")]
+    accept: Vec<String>,
 }
 
 pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<(), Failure> {
@@ -77,6 +83,10 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
     let mut builder = Consumer::builder(conn)
         .queue(&args.queue)
         .no_ack(broker_no_ack);
+    if !args.accept.is_empty() {
+        let widened = ["json", "raw", "text"].into_iter().map(String::from);
+        builder = builder.accept(widened.chain(args.accept.iter().cloned()));
+    }
     match &args.exchange {
         Some(exchange) => {
             builder = builder
@@ -170,7 +180,7 @@ fn settled(result: carrot::Result<()>) -> Result<(), Failure> {
 /// Writes one message; flushed per message so that a reader sees it at once.
 fn print(out: &mut impl Write, message: &Message, output: Output) -> std::io::Result<()> {
     match output {
-        Output::Body => out.write_all(message.body())?,
+        Output::Body => render::body(&mut *out, message)?,
         Output::Json => serde_json::to_writer(&mut *out, &render::json_line(message))?,
     }
     out.write_all(b"\n")?;
