@@ -15,7 +15,9 @@
 //! [`ConnectionBuilder::max_message_size`](crate::ConnectionBuilder::max_message_size)), so a
 //! small body that would inflate into gigabytes is refused instead of exhausting memory.
 
-use std::io::{Read, Write};
+use std::io::Read;
+#[cfg(any(feature = "zlib", feature = "bzip2", feature = "lzma", feature = "brotli"))]
+use std::io::Write;
 
 use crate::error::{Error, Result};
 
@@ -107,6 +109,7 @@ impl Compression {
 
     /// Compresses a body.
     pub fn compress(self, body: &[u8]) -> Result<Vec<u8>> {
+        #[allow(unused_variables)]
         let failed = |e: std::io::Error| Error::Encode {
             serializer: format!("{} compression", self.name()),
             source: e.into(),
@@ -144,7 +147,10 @@ impl Compression {
             #[cfg(feature = "zstd")]
             Compression::Zstd => zstd::stream::encode_all(body, 3).map_err(failed),
             #[allow(unreachable_patterns)]
-            other => Err(other.unavailable()),
+            other => {
+                let _ = body;
+                Err(other.unavailable())
+            }
         }
     }
 

@@ -12,10 +12,12 @@
 //!   5. Reading never imports or calls anything: a pickle that names a class or a callable is
 //!   refused. Tuples, sets and frozensets read as lists; integers up to 128 bits.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+#[cfg(any(feature = "msgpack", feature = "yaml", feature = "pickle"))]
+use serde::{de::DeserializeOwned, Serialize};
 
+#[cfg(feature = "pickle")]
 use super::Value;
+#[cfg(any(feature = "msgpack", feature = "yaml", feature = "pickle"))]
 use crate::error::BoxError;
 
 /// The serializer kombu calls hessian: never implemented by carrot, carrot for Python or
@@ -45,10 +47,12 @@ pub(crate) fn yaml_encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<u8>, Bo
 #[cfg(feature = "yaml")]
 pub(crate) fn yaml_decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, BoxError> {
     let text = std::str::from_utf8(body)?;
-    // PyYAML writes .nan and .inf for floats: read them as floats, not text. The default
-    // budget (aliases, nesting, size) stays on.
+    // PyYAML writes .nan and .inf for floats: read them as floats, not text; and only
+    // true and false as booleans (PyYAML writes `y` and `n` unquoted, as strings). The
+    // default budget (aliases, nesting, size) stays on.
     let mut options = serde_saphyr::Options::default();
     options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
+    options.strict_booleans = true;
     Ok(serde_saphyr::from_str_with_options(text, options)?)
 }
 

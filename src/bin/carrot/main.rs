@@ -46,7 +46,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Publish a message (BODY), or one message per line of stdin.
-    Publish(publish::PublishArgs),
+    Publish(Box<publish::PublishArgs>),
     /// Receive messages from a queue and print them, one per line.
     Consume(consume::ConsumeArgs),
     /// Drop every message waiting in a queue; prints how many.
@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     let result = match cli.command {
-        Command::Publish(args) => publish::run(&conn, args).await,
+        Command::Publish(args) => publish::run(&conn, *args).await,
         Command::Consume(args) => consume::run(&conn, args).await,
         Command::Discard(args) => consume::discard(&conn, args).await,
         Command::Declare(what) => declare::declare(&conn, what).await,
