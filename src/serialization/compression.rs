@@ -16,7 +16,12 @@
 //! small body that would inflate into gigabytes is refused instead of exhausting memory.
 
 use std::io::Read;
-#[cfg(any(feature = "zlib", feature = "bzip2", feature = "lzma", feature = "brotli"))]
+#[cfg(any(
+    feature = "zlib",
+    feature = "bzip2",
+    feature = "lzma",
+    feature = "brotli"
+))]
 use std::io::Write;
 
 use crate::error::{Error, Result};
