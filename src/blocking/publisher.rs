@@ -36,6 +36,7 @@ impl PublisherBuilder {
         exchange_arguments(arguments: FieldTable);
         auto_declare(auto_declare: bool);
         serializer(name: impl Into<String>);
+        compression(name: impl Into<String>);
         confirm_publish(confirm: bool);
     }
 
@@ -69,6 +70,7 @@ impl Publisher {
         routing_key -> &str;
         delivery_mode -> DeliveryMode;
         serializer -> &str;
+        compression -> Option<crate::Compression>;
         confirm_publish -> bool;
         auto_declare -> bool;
     }

@@ -6,8 +6,9 @@
 //!   str, bytes msgpack bin, so the two stay distinct. Structs are written as maps (kombu
 //!   unpacks dictionaries), not as msgpack's positional arrays.
 //! - YAML is what PyYAML's `safe_dump` / `safe_load` write and read: no tags that build
-//!   objects. Reading is bounded (aliases and nesting), so a small document cannot expand
-//!   into a large one.
+//!   objects, PyYAML's YAML 1.1 meaning of plain scalars (see [`yaml`](super::yaml)).
+//!   Reading is bounded (aliases and nesting), so a small document cannot expand into a
+//!   large one.
 //! - pickle is written with protocol 3 (every Python 3 reads it) and read from protocols 0 to
 //!   5. Reading never imports or calls anything: a pickle that names a class or a callable is
 //!   refused. Tuples, sets and frozensets read as lists; integers up to 128 bits.
@@ -47,13 +48,7 @@ pub(crate) fn yaml_encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<u8>, Bo
 #[cfg(feature = "yaml")]
 pub(crate) fn yaml_decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, BoxError> {
     let text = std::str::from_utf8(body)?;
-    // PyYAML writes .nan and .inf for floats: read them as floats, not text; and only
-    // true and false as booleans (PyYAML writes `y` and `n` unquoted, as strings). The
-    // default budget (aliases, nesting, size) stays on.
-    let mut options = serde_saphyr::Options::default();
-    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
-    options.strict_booleans = true;
-    Ok(serde_saphyr::from_str_with_options(text, options)?)
+    Ok(T::deserialize(super::yaml::load(text)?)?)
 }
 
 #[cfg(feature = "pickle")]
@@ -72,7 +67,10 @@ pub(crate) fn pickle_decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, BoxEr
         |e| -> BoxError {
             match e {
                 serde_pickle::Error::Syntax(serde_pickle::ErrorCode::UnresolvedGlobal) => {
-                    "the pickle names a Python class or callable: carrot reads data only (dicts, lists, tuples, strings, bytes, numbers, booleans, None) and never imports or calls anything".into()
+                    let named = named_global(body)
+                        .map(|name| format!(" ({name})"))
+                        .unwrap_or_default();
+                    format!("the pickle names a Python class or callable{named}: carrot reads data only (dicts, lists, tuples, strings, bytes, numbers, booleans, None) and never imports or calls anything").into()
                 }
                 other => other.into(),
             }
@@ -118,5 +116,65 @@ fn big_int(big: &impl std::fmt::Display) -> Result<i128, BoxError> {
     let digits = big.to_string();
     digits.parse().map_err(|_| {
         format!("the integer {digits} does not fit in 128 bits, the largest carrot reads").into()
+    })
+}
+
+/// The first class or callable a pickle names, as `module.name`, for the error that refuses
+/// it: the GLOBAL opcode of protocols 0 to 3 (`c` module `\n` name `\n`), or the two strings
+/// that STACK_GLOBAL (protocols 4 and 5) takes, as CPython writes them (each string memoized).
+#[cfg(feature = "pickle")]
+fn named_global(body: &[u8]) -> Option<String> {
+    let ident = |s: &[u8]| {
+        !s.is_empty()
+            && s.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
+    };
+    // Protocol 4 and 5: SHORT_BINUNICODE module, MEMOIZE, SHORT_BINUNICODE name, MEMOIZE,
+    // STACK_GLOBAL.
+    for (at, _) in body.iter().enumerate().filter(|(_, &b)| b == 0x93) {
+        let before = &body[..at];
+        let take = |end: usize| -> Option<(&[u8], usize)> {
+            let end = if end > 0 && before[end - 1] == 0x94 {
+                end - 1
+            } else {
+                end
+            };
+            (0..end.saturating_sub(1))
+                .rev()
+                .take(256)
+                .find_map(|start| {
+                    let len = usize::from(before[start + 1]);
+                    (before[start] == 0x8c && start + 2 + len == end)
+                        .then(|| (&before[start + 2..end], start))
+                })
+        };
+        if let Some((name, start)) = take(before.len()) {
+            if let Some((module, _)) = take(start) {
+                if ident(module) && ident(name) {
+                    return Some(format!(
+                        "{}.{}",
+                        String::from_utf8_lossy(module),
+                        String::from_utf8_lossy(name)
+                    ));
+                }
+            }
+        }
+    }
+    // Protocols 0 to 3: GLOBAL.
+    body.iter().enumerate().find_map(|(at, &b)| {
+        // An opcode follows another opcode's argument, never a letter of a text.
+        if b != b'c' || (at > 0 && body[at - 1].is_ascii_alphanumeric()) {
+            return None;
+        }
+        let mut lines = body[at + 1..].splitn(3, |&c| c == b'\n');
+        let (module, name) = (lines.next()?, lines.next()?);
+        lines.next()?;
+        (ident(module) && ident(name)).then(|| {
+            format!(
+                "{}.{}",
+                String::from_utf8_lossy(module),
+                String::from_utf8_lossy(name)
+            )
+        })
     })
 }

@@ -36,6 +36,8 @@ mod compression;
 pub mod formats;
 mod raw;
 mod value;
+#[cfg(feature = "yaml")]
+pub mod yaml;
 
 use std::collections::HashMap;
 use std::fmt;
