@@ -232,10 +232,12 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, Bo
         }
         // The non-specific tag `!` makes a plain scalar text.
         _ if tag == "!" => Value::Str(text.to_string()),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "the YAML tag {tag} builds an object: carrot reads data only (as PyYAML's safe_load)"
         )
-        .into()),
+            .into())
+        }
     })
 }
 
