@@ -1,7 +1,7 @@
 //! The accept list (kombu's `accept`): which content types a consumer decodes.
 //!
 //! Entries are serializer names (`"json"`, `"msgpack"`, `"raw"`, `"text"`) or content types
-//! (`"application/x-yaml"`), case-insensitively for content types. Without a list a consumer
+//! (`"application/x-yaml"`), compared exactly, as kombu and the serializer lookup do. Without a list a consumer
 //! decodes json, raw (`application/data`), text (`text/plain`), custom serializers and
 //! unknown content types (as raw), and refuses msgpack, yaml, pickle and hessian: their
 //! readers are large attack surfaces, and unpickling runs code in Python.
@@ -18,15 +18,13 @@ pub(crate) fn check(
     let base = base_content_type(content_type.unwrap_or(""));
     let guarded = ACCEPTED_WHEN_NAMED
         .iter()
-        .find(|(_, ct)| ct.eq_ignore_ascii_case(base))
+        .find(|(_, ct)| *ct == base)
         .map(|(name, _)| *name);
     let name = registry.name_for_content_type(base).or(guarded);
     let accepted = match accept {
         None => guarded.is_none(),
         Some(list) => list.iter().any(|a| {
-            Some(a.as_str()) == name
-                || a.eq_ignore_ascii_case(base)
-                || (a == "text" && base.eq_ignore_ascii_case("text/plain"))
+            Some(a.as_str()) == name || a == base || (a == "text" && base == "text/plain")
         }),
     };
     if accepted {
@@ -75,8 +73,8 @@ mod tests {
     fn names_and_content_types_both_widen_the_list() {
         assert!(accepted(Some(&["msgpack"]), "application/x-msgpack"));
         assert!(accepted(
-            Some(&["APPLICATION/X-YAML"]),
-            "application/x-yaml"
+            Some(&["application/x-yaml"]),
+            "application/x-yaml; charset=utf-8"
         ));
         assert!(accepted(Some(&["text"]), "text/plain"));
         assert!(!accepted(Some(&["json"]), "text/plain"));

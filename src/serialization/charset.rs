@@ -2,8 +2,10 @@
 //! decodes them (`str.encode(content_encoding)` / `bytes.decode(content_encoding)`).
 //!
 //! Known: `utf-8` (and `utf8`), `ascii` (`us-ascii`), and `latin-1` (`latin1`, `iso-8859-1`,
-//! `iso8859-1`, `l1`), case-insensitively. `binary` is never text. Another name is an error
-//! that says which names are known, never a silent guess.
+//! `iso8859-1`, `l1`), case-insensitively. `binary` is never text. Text is sent only in a
+//! character set carrot knows (another name is an error that says which it knows); a body
+//! labelled with another one is read as UTF-8 when it is valid UTF-8 (as carrot did before it
+//! knew any character set), and as bytes otherwise.
 
 use std::borrow::Cow;
 

@@ -358,19 +358,12 @@ impl Registry {
                 serde_json::from_value(value).map_err(|e| fail(e.into()))
             }
             Some(Codec::Raw) | None => {
-                let text = match Charset::of(content_encoding).map_err(|e| fail(e.into()))? {
-                    // Text in another character set reaches the type as UTF-8.
-                    Some(charset) if charset != Charset::Utf8 => {
-                        let text = charset.decode(body).map_err(|e| fail(e.into()))?;
-                        return T::deserialize(RawDeserializer {
-                            body: text.as_bytes(),
-                            text: true,
-                        })
-                        .map_err(|e| fail(e.into()));
-                    }
-                    Some(_) => true,
-                    None => false,
-                };
+                // A character set carrot does not know is read as UTF-8, as before it knew any.
+                let charset = Charset::of(content_encoding).unwrap_or(Some(Charset::Utf8));
+                // The body read as text in its character set (binary, or text that is not
+                // valid in it, stays bytes); byte types get the body as sent either way.
+                let text = charset.and_then(|c| c.decode(body).ok());
+                let text = text.as_deref();
                 T::deserialize(RawDeserializer { body, text }).map_err(|e| fail(e.into()))
             }
         }
@@ -389,7 +382,7 @@ impl Registry {
                 .decode::<serde_json::Value>(content_type, content_encoding, body)
                 .map(Payload::Data),
             Some(Codec::Raw) | None => {
-                let charset = Charset::of(content_encoding).ok().flatten();
+                let charset = Charset::of(content_encoding).unwrap_or(Some(Charset::Utf8));
                 Ok(match charset.map(|c| c.decode(body)) {
                     Some(Ok(text)) => Payload::Text(text.into_owned()),
                     _ => Payload::Bytes(body.to_vec()),

@@ -333,22 +333,26 @@ fn not_byte() -> RawError {
     unsupported("a sequence of anything but bytes")
 }
 
-/// Gives a raw body to a `Deserialize` type: as a string when `text` and valid UTF-8, else as bytes.
+/// Gives a raw body to a `Deserialize` type: as a string when it is text (`text`, the body
+/// read in its character set), else as bytes; byte types always get the body as sent.
 pub(crate) struct RawDeserializer<'a> {
     pub(crate) body: &'a [u8],
-    pub(crate) text: bool,
+    pub(crate) text: Option<&'a str>,
 }
 
 impl<'de> de::Deserializer<'de> for RawDeserializer<'de> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        match (self.text, std::str::from_utf8(self.body)) {
-            (true, Ok(s)) => visitor.visit_borrowed_str(s),
-            _ => visitor.visit_borrowed_bytes(self.body),
+        match self.text {
+            Some(s) => visitor.visit_borrowed_str(s),
+            None => visitor.visit_borrowed_bytes(self.body),
         }
     }
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if let Some(s) = self.text {
+            return visitor.visit_borrowed_str(s);
+        }
         match std::str::from_utf8(self.body) {
             Ok(s) => visitor.visit_borrowed_str(s),
             Err(e) => Err(de::Error::custom(format!(
@@ -407,19 +411,19 @@ mod tests {
     fn bodies_decode_to_strings_and_byte_vectors() {
         let s = String::deserialize(RawDeserializer {
             body: b"abc",
-            text: true,
+            text: Some("abc"),
         })
         .unwrap();
         assert_eq!(s, "abc");
         let v = Vec::<u8>::deserialize(RawDeserializer {
             body: &[1, 2],
-            text: false,
+            text: None,
         })
         .unwrap();
         assert_eq!(v, vec![1, 2]);
         assert!(String::deserialize(RawDeserializer {
             body: &[0xff],
-            text: true
+            text: None
         })
         .is_err());
     }
