@@ -142,6 +142,8 @@ mod redact;
 mod retry;
 mod routing;
 pub mod serialization;
+#[cfg(feature = "serve")]
+pub mod server;
 mod table;
 pub mod url;
 

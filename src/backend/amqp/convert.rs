@@ -30,7 +30,7 @@ pub(super) fn short(value: &str, what: &str) -> Result<ShortString> {
     })
 }
 
-pub(super) fn to_lapin_table(table: &FieldTable) -> Result<LapinTable> {
+pub(crate) fn to_lapin_table(table: &FieldTable) -> Result<LapinTable> {
     let map: BTreeMap<ShortString, AMQPValue> = table
         .iter()
         .map(|(k, v)| Ok((short(k, "the field table key")?, to_lapin_value(v)?)))
@@ -59,7 +59,7 @@ fn to_lapin_value(value: &FieldValue) -> Result<AMQPValue> {
     })
 }
 
-pub(super) fn from_lapin_table(table: &LapinTable) -> FieldTable {
+pub(crate) fn from_lapin_table(table: &LapinTable) -> FieldTable {
     table
         .inner()
         .iter()
@@ -97,7 +97,7 @@ fn from_lapin_value(value: &AMQPValue) -> FieldValue {
     }
 }
 
-pub(super) fn to_lapin_properties(p: &Properties) -> Result<BasicProperties> {
+pub(crate) fn to_lapin_properties(p: &Properties) -> Result<BasicProperties> {
     let mut out = BasicProperties::default();
     if let Some(v) = p.content_type() {
         out = out.with_content_type(short(v, "the content_type property")?);
@@ -144,7 +144,7 @@ pub(super) fn to_lapin_properties(p: &Properties) -> Result<BasicProperties> {
     Ok(out)
 }
 
-pub(super) fn from_lapin_properties(p: &BasicProperties) -> Properties {
+pub(crate) fn from_lapin_properties(p: &BasicProperties) -> Properties {
     let mut out = Properties::default();
     if let Some(v) = p.content_type() {
         out = out.with_content_type(v.as_str());

@@ -15,7 +15,7 @@
 
 mod channel;
 mod connect;
-mod convert;
+pub(crate) mod convert;
 mod link;
 mod publish;
 mod topology;

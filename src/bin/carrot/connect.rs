@@ -71,6 +71,12 @@ pub(crate) struct ConnectArgs {
 }
 
 impl ConnectArgs {
+    /// The broker URL as given (`carrot serve` serves it instead of connecting to it).
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The retry policy the options describe.
     fn policy(&self) -> RetryPolicy {
         RetryPolicy::default()

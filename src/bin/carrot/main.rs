@@ -20,6 +20,8 @@ mod declare;
 mod failure;
 mod publish;
 mod render;
+#[cfg(feature = "serve")]
+mod serve;
 
 use std::process::ExitCode;
 
@@ -59,6 +61,10 @@ enum Command {
     Delete(declare::Delete),
     /// Publish and consume concurrently; report throughput, latency and peak memory.
     Bench(bench::BenchArgs),
+    /// Serve the embedded broker of --url (memory:// or sqlite://PATH) on the AMQP 0-9-1
+    /// wire, for any client (kombu, pika, lapin, Celery), until SIGINT or SIGTERM.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    #[cfg(feature = "serve")]
+    if let Command::Serve(args) = cli.command {
+        return serve::run(cli.connect.url(), args).await;
+    }
     let conn = cli.connect.connect().await?;
     if matches!(cli.command, Command::Publish(_) | Command::Declare(_))
         && matches!(conn.url(), carrot::url::BrokerUrl::Memory { .. })
@@ -103,6 +113,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Declare(what) => declare::declare(&conn, what).await,
         Command::Delete(what) => declare::delete(&conn, what).await,
         Command::Bench(args) => bench::run(&conn, args).await,
+        #[cfg(feature = "serve")]
+        Command::Serve(_) => Ok(()),
     };
     // Close even after a failure, so that unacknowledged messages go back at once; the first
     // error is the one to report.

@@ -1,0 +1,587 @@
+//! One AMQP channel of a client: its methods carried out on a channel of the embedded broker,
+//! content frames assembled into messages, consumers forwarded as basic.deliver, publisher
+//! confirms sent in publishing order.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use amq_protocol::frame::AMQPContentHeader;
+use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, AMQPClass};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::output::Output;
+use super::reply::Refusal;
+use crate::backend::amqp::convert::{from_lapin_properties, from_lapin_table};
+use crate::backend::{Channel, Confirmation, PublishFlags, Published};
+use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
+use crate::error::Error;
+
+/// Delivery tags handed out on the channel and not yet settled (for `multiple` and recover).
+type Outstanding = Arc<Mutex<BTreeSet<u64>>>;
+
+/// A message whose content frames are still arriving.
+struct Incoming {
+    publish: basic::Publish,
+    properties: Option<crate::properties::Properties>,
+    size: u64,
+    body: Vec<u8>,
+}
+
+/// What the connection must do after a method.
+pub(super) enum After {
+    /// Nothing more.
+    Continue,
+    /// Close the channel with this refusal (or the connection, if it is hard).
+    Refuse(Refusal),
+    /// The client closed the channel; it is gone.
+    Closed,
+}
+
+/// A client's channel.
+pub(super) struct ClientChannel {
+    id: u16,
+    backend: Arc<dyn Channel>,
+    out: Output,
+    incoming: Option<Incoming>,
+    /// The confirm pipeline, in confirm mode: publish sequence numbers, their outcome, and
+    /// the message (for a basic.return).
+    confirms: Option<mpsc::UnboundedSender<(u64, Confirmation, Arc<Published>)>>,
+    /// Where a publish that fails after the fact (a sqlite commit) reports its refusal.
+    refusals: mpsc::UnboundedSender<(u16, Refusal)>,
+    published: u64,
+    outstanding: Outstanding,
+    consumers: HashMap<String, JoinHandle<()>>,
+    max_body: usize,
+}
+
+fn ok<M>(result: Result<M, Error>) -> Result<M, Refusal> {
+    result.map_err(|e| Refusal::of(&e))
+}
+
+impl ClientChannel {
+    pub(super) fn new(
+        id: u16,
+        backend: Arc<dyn Channel>,
+        out: Output,
+        max_body: usize,
+        refusals: mpsc::UnboundedSender<(u16, Refusal)>,
+    ) -> Self {
+        ClientChannel {
+            id,
+            backend,
+            out,
+            incoming: None,
+            confirms: None,
+            refusals,
+            published: 0,
+            outstanding: Arc::default(),
+            consumers: HashMap::new(),
+            max_body,
+        }
+    }
+
+    /// Carries out one method of the client.
+    pub(super) async fn method(&mut self, method: AMQPClass) -> After {
+        if self.incoming.is_some() {
+            return After::Refuse(Refusal::connection(
+                505,
+                "expected content header for class 60, got a method frame",
+            ));
+        }
+        match self.dispatch(method).await {
+            Ok(after) => after,
+            Err(refusal) => After::Refuse(refusal),
+        }
+    }
+
+    async fn dispatch(&mut self, method: AMQPClass) -> Result<After, Refusal> {
+        let id = self.id;
+        let reply = |m: AMQPClass| (id, m);
+        let mut answer: Option<(u16, AMQPClass)> = None;
+        match method {
+            AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                self.shutdown().await;
+                self.out
+                    .method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})))
+                    .await;
+                return Ok(After::Closed);
+            }
+            AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
+                ok(self.backend.flow(flow.active).await)?;
+                answer = Some(reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(
+                    channel::FlowOk { active: flow.active },
+                ))));
+            }
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                return Err(Refusal::connection(504, format!("second 'channel.open' seen on channel {id}")));
+            }
+            AMQPClass::Exchange(m) => answer = self.exchange(m).await?.map(reply),
+            AMQPClass::Queue(m) => answer = self.queue(m).await?.map(reply),
+            AMQPClass::Basic(m) => answer = self.basic(m).await?.map(reply),
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => {
+                if self.confirms.is_none() {
+                    self.confirms = Some(self.confirm_pipeline());
+                }
+                if !select.nowait {
+                    answer = Some(reply(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
+                        confirm::SelectOk {},
+                    ))));
+                }
+            }
+            AMQPClass::Tx(_) => {
+                return Err(Refusal::connection(540, "transactions (tx.select) are not implemented by carrot serve; use publisher confirms (confirm.select)"));
+            }
+            other => {
+                return Err(Refusal::connection(
+                    503,
+                    format!("method {}.{} is not valid here", other.get_amqp_class_id(), other.get_amqp_method_id()),
+                ))
+            }
+        }
+        if let Some((channel, method)) = answer {
+            self.out.method(channel, method).await;
+        }
+        Ok(After::Continue)
+    }
+
+    async fn exchange(&mut self, method: exchange::AMQPMethod) -> Result<Option<AMQPClass>, Refusal> {
+        Ok(match method {
+            exchange::AMQPMethod::Declare(d) => {
+                let kind = match d.kind.as_str() {
+                    "direct" => ExchangeType::Direct,
+                    "fanout" => ExchangeType::Fanout,
+                    "topic" => ExchangeType::Topic,
+                    "headers" => ExchangeType::Headers,
+                    other if d.passive => {
+                        let _ = other;
+                        ExchangeType::Direct
+                    }
+                    other => {
+                        return Err(Refusal::connection(503, format!("invalid exchange type '{other}'")))
+                    }
+                };
+                if d.internal {
+                    return Err(Refusal::connection(540, "internal exchanges are not implemented by carrot serve"));
+                }
+                let mut spec = ExchangeSpec::new(d.exchange.as_str(), kind);
+                spec.durable = d.durable;
+                spec.auto_delete = d.auto_delete;
+                spec.arguments = from_lapin_table(&d.arguments);
+                ok(self.backend.declare_exchange(&spec, d.passive).await)?;
+                (!d.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})))
+            }
+            exchange::AMQPMethod::Delete(d) => {
+                ok(self.backend.delete_exchange(d.exchange.as_str(), d.if_unused).await)?;
+                (!d.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})))
+            }
+            _ => {
+                return Err(Refusal::connection(
+                    540,
+                    "exchange-to-exchange bindings are not implemented by carrot serve",
+                ))
+            }
+        })
+    }
+
+    async fn queue(&mut self, method: queue::AMQPMethod) -> Result<Option<AMQPClass>, Refusal> {
+        Ok(match method {
+            queue::AMQPMethod::Declare(d) => {
+                let mut spec = QueueSpec::new(d.queue.as_str());
+                spec.durable = d.durable;
+                spec.exclusive = d.exclusive;
+                spec.auto_delete = d.auto_delete;
+                spec.arguments = from_lapin_table(&d.arguments);
+                let info = ok(self.backend.declare_queue(&spec, d.passive).await)?;
+                (!d.nowait).then(|| {
+                    AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                        queue: info.name.as_str().into(),
+                        message_count: info.message_count,
+                        consumer_count: info.consumer_count,
+                    }))
+                })
+            }
+            queue::AMQPMethod::Bind(b) => {
+                let arguments = from_lapin_table(&b.arguments);
+                ok(self
+                    .backend
+                    .bind(b.queue.as_str(), b.exchange.as_str(), b.routing_key.as_str(), &arguments)
+                    .await)?;
+                (!b.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})))
+            }
+            queue::AMQPMethod::Unbind(u) => {
+                let arguments = from_lapin_table(&u.arguments);
+                ok(self
+                    .backend
+                    .unbind(u.queue.as_str(), u.exchange.as_str(), u.routing_key.as_str(), &arguments)
+                    .await)?;
+                Some(AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})))
+            }
+            queue::AMQPMethod::Purge(p) => {
+                let message_count = ok(self.backend.purge(p.queue.as_str()).await)?;
+                (!p.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count })))
+            }
+            queue::AMQPMethod::Delete(d) => {
+                let message_count = ok(self
+                    .backend
+                    .delete_queue(d.queue.as_str(), d.if_unused, d.if_empty)
+                    .await)?;
+                (!d.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count })))
+            }
+            _ => return Err(Refusal::connection(503, "unexpected queue method from a client")),
+        })
+    }
+
+    async fn basic(&mut self, method: basic::AMQPMethod) -> Result<Option<AMQPClass>, Refusal> {
+        Ok(match method {
+            basic::AMQPMethod::Publish(publish) => {
+                self.incoming = Some(Incoming {
+                    publish,
+                    properties: None,
+                    size: 0,
+                    body: Vec::new(),
+                });
+                None
+            }
+            basic::AMQPMethod::Qos(q) => {
+                // amq-protocol reads prefetch_size and drops it (RabbitMQ does not implement it).
+                ok(self.backend.qos(0, q.prefetch_count, q.global).await)?;
+                Some(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
+            }
+            basic::AMQPMethod::Consume(c) => {
+                let (tag, deliveries) = ok(self
+                    .backend
+                    .consume(c.queue.as_str(), c.consumer_tag.as_str(), c.no_ack, c.exclusive)
+                    .await)?;
+                if !c.nowait {
+                    self.out
+                        .method(
+                            self.id,
+                            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                                consumer_tag: (*tag).into(),
+                            })),
+                        )
+                        .await;
+                }
+                let task = tokio::spawn(forward(
+                    self.id,
+                    tag.clone(),
+                    deliveries,
+                    self.out.clone(),
+                    (!c.no_ack).then(|| self.outstanding.clone()),
+                ));
+                self.consumers.insert(tag.to_string(), task);
+                None
+            }
+            basic::AMQPMethod::Cancel(c) => {
+                ok(self.backend.cancel(c.consumer_tag.as_str()).await)?;
+                self.consumers.remove(c.consumer_tag.as_str());
+                (!c.nowait).then(|| {
+                    AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                        consumer_tag: c.consumer_tag.clone(),
+                    }))
+                })
+            }
+            basic::AMQPMethod::Get(g) => {
+                let got = ok(self.backend.get(g.queue.as_str(), g.no_ack).await)?;
+                match got {
+                    None => Some(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {}))),
+                    Some(d) => {
+                        if !g.no_ack {
+                            self.lock().insert(d.delivery_tag);
+                        }
+                        let left = self
+                            .backend
+                            .declare_queue(&QueueSpec::new(g.queue.as_str()), true)
+                            .await
+                            .map(|info| info.message_count)
+                            .unwrap_or(0);
+                        let method = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                            delivery_tag: d.delivery_tag,
+                            redelivered: d.redelivered,
+                            exchange: (*d.message.exchange).into(),
+                            routing_key: (*d.message.routing_key).into(),
+                            message_count: left,
+                        }));
+                        self.out.with_content(self.id, method, &d.message).await;
+                        None
+                    }
+                }
+            }
+            basic::AMQPMethod::Ack(a) => {
+                ok(self.backend.ack(a.delivery_tag, a.multiple))?;
+                self.settled(a.delivery_tag, a.multiple);
+                None
+            }
+            basic::AMQPMethod::Reject(r) => {
+                ok(self.backend.reject(r.delivery_tag, r.requeue))?;
+                self.settled(r.delivery_tag, false);
+                None
+            }
+            basic::AMQPMethod::Nack(n) => {
+                for tag in self.tags(n.delivery_tag, n.multiple) {
+                    ok(self.backend.reject(tag, n.requeue))?;
+                }
+                self.settled(n.delivery_tag, n.multiple);
+                None
+            }
+            basic::AMQPMethod::Recover(r) => {
+                self.recover(r.requeue)?;
+                Some(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})))
+            }
+            basic::AMQPMethod::RecoverAsync(r) => {
+                self.recover(r.requeue)?;
+                None
+            }
+            _ => return Err(Refusal::connection(503, "unexpected basic method from a client")),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.outstanding.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The outstanding tags a nack covers (`multiple`: every one up to `tag`).
+    fn tags(&self, tag: u64, multiple: bool) -> Vec<u64> {
+        if !multiple {
+            return vec![tag];
+        }
+        let all = self.lock();
+        if tag == 0 {
+            all.iter().copied().collect()
+        } else {
+            all.range(..=tag).copied().collect()
+        }
+    }
+
+    fn settled(&self, tag: u64, multiple: bool) {
+        let mut all = self.lock();
+        if !multiple {
+            all.remove(&tag);
+        } else if tag == 0 {
+            all.clear();
+        } else {
+            *all = all.split_off(&(tag + 1));
+        }
+    }
+
+    /// basic.recover: every unacknowledged delivery goes back to its queue (RabbitMQ
+    /// requeues whatever `requeue` says).
+    fn recover(&self, _requeue: bool) -> Result<(), Refusal> {
+        let tags: Vec<u64> = std::mem::take(&mut *self.lock()).into_iter().collect();
+        for tag in tags {
+            ok(self.backend.reject(tag, true))?;
+        }
+        Ok(())
+    }
+
+    /// A content header frame of the message being published.
+    pub(super) fn header(&mut self, header: AMQPContentHeader) -> Result<Option<Incoming2>, Refusal> {
+        let Some(incoming) = self.incoming.as_mut() else {
+            return Err(Refusal::connection(505, "unexpected content header frame"));
+        };
+        if incoming.properties.is_some() {
+            return Err(Refusal::connection(505, "a second content header for one message"));
+        }
+        if header.body_size > self.max_body as u64 {
+            self.incoming = None;
+            return Err(Refusal::channel(
+                406,
+                format!("message size {} is larger than configured max size {}", header.body_size, self.max_body),
+            ));
+        }
+        incoming.properties = Some(from_lapin_properties(&header.properties));
+        incoming.size = header.body_size;
+        incoming.body.reserve(header.body_size as usize);
+        Ok(self.complete())
+    }
+
+    /// A body frame of the message being published.
+    pub(super) fn body(&mut self, part: Vec<u8>) -> Result<Option<Incoming2>, Refusal> {
+        let Some(incoming) = self.incoming.as_mut() else {
+            return Err(Refusal::connection(505, "unexpected content body frame"));
+        };
+        if incoming.properties.is_none() {
+            return Err(Refusal::connection(505, "a content body before its header"));
+        }
+        incoming.body.extend_from_slice(&part);
+        if incoming.body.len() as u64 > incoming.size {
+            return Err(Refusal::connection(501, "the content body is longer than its header said"));
+        }
+        Ok(self.complete())
+    }
+
+    fn complete(&mut self) -> Option<Incoming2> {
+        let whole = self
+            .incoming
+            .as_ref()
+            .is_some_and(|i| i.properties.is_some() && i.body.len() as u64 == i.size);
+        if !whole {
+            return None;
+        }
+        let incoming = self.incoming.take()?;
+        Some(Incoming2 {
+            message: Arc::new(Published {
+                body: incoming.body.into_boxed_slice(),
+                properties: incoming.properties.unwrap_or_default(),
+                exchange: incoming.publish.exchange.as_str().into(),
+                routing_key: incoming.publish.routing_key.as_str().into(),
+            }),
+            flags: PublishFlags {
+                mandatory: incoming.publish.mandatory,
+                immediate: incoming.publish.immediate,
+                confirm: false,
+            },
+        })
+    }
+
+    /// Publishes a complete message; in confirm mode its confirm follows in order.
+    pub(super) async fn publish(&mut self, message: Incoming2) -> After {
+        let mut flags = message.flags;
+        flags.confirm = self.confirms.is_some();
+        let result = self.backend.publish(message.message.clone(), flags).await;
+        let outcome = match result {
+            Ok(confirmation) => confirmation,
+            Err(Error::Unroutable { .. }) if self.confirms.is_some() => {
+                Confirmation::Pending(Box::pin(std::future::ready(result.map(|_| ()))))
+            }
+            Err(e @ Error::Unroutable { .. }) => {
+                returned(&self.out, self.id, &e, &message.message).await;
+                Confirmation::Done
+            }
+            Err(e) => return After::Refuse(Refusal::of(&e)),
+        };
+        if let Some(confirms) = &self.confirms {
+            self.published += 1;
+            let _ = confirms.send((self.published, outcome, message.message));
+        }
+        After::Continue
+    }
+
+    /// A task that sends each publish's confirm once it resolves, in publishing order: a
+    /// returned message is returned, then acknowledged (as RabbitMQ does); a nacked one
+    /// nacked; one refused after the fact (its exchange is gone) closes the channel.
+    fn confirm_pipeline(&self) -> mpsc::UnboundedSender<(u64, Confirmation, Arc<Published>)> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Confirmation, Arc<Published>)>();
+        let out = self.out.clone();
+        let refusals = self.refusals.clone();
+        let id = self.id;
+        tokio::spawn(async move {
+            while let Some((tag, confirmation, message)) = rx.recv().await {
+                let outcome = match confirmation {
+                    Confirmation::Done => Ok(()),
+                    Confirmation::Pending(pending) => pending.await,
+                };
+                let confirmed = match outcome {
+                    Ok(()) => true,
+                    Err(e @ Error::Unroutable { .. }) => {
+                        returned(&out, id, &e, &message).await;
+                        true
+                    }
+                    Err(Error::Nacked { .. }) => false,
+                    Err(e) => {
+                        let _ = refusals.send((id, Refusal::of(&e)));
+                        return;
+                    }
+                };
+                let method = if confirmed {
+                    basic::AMQPMethod::Ack(basic::Ack {
+                        delivery_tag: tag,
+                        multiple: false,
+                    })
+                } else {
+                    basic::AMQPMethod::Nack(basic::Nack {
+                        delivery_tag: tag,
+                        multiple: false,
+                        requeue: false,
+                    })
+                };
+                if !out.method(id, AMQPClass::Basic(method)).await {
+                    break;
+                }
+            }
+        });
+        tx
+    }
+
+    /// Ends the channel: consumers stop, unacknowledged deliveries go back to their queues.
+    pub(super) async fn shutdown(&mut self) {
+        for (_, task) in self.consumers.drain() {
+            task.abort();
+        }
+        let _ = self.backend.close().await;
+    }
+}
+
+impl Drop for ClientChannel {
+    fn drop(&mut self) {
+        for (_, task) in self.consumers.drain() {
+            task.abort();
+        }
+        self.backend.shutdown();
+    }
+}
+
+/// A basic.return of a message no queue took (mandatory) or no consumer could take now
+/// (immediate).
+async fn returned(out: &Output, channel: u16, error: &Error, message: &Published) {
+    let Error::Unroutable {
+        reply_code,
+        reply_text,
+        exchange,
+        routing_key,
+    } = error
+    else {
+        return;
+    };
+    let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+        reply_code: *reply_code,
+        reply_text: reply_text.as_str().into(),
+        exchange: exchange.as_str().into(),
+        routing_key: routing_key.as_str().into(),
+    }));
+    out.with_content(channel, method, message).await;
+}
+
+/// A complete message, ready to publish.
+pub(super) struct Incoming2 {
+    message: Arc<Published>,
+    flags: PublishFlags,
+}
+
+/// Forwards a consumer's deliveries to the client; tells it when the broker cancels the
+/// consumer (its queue deleted), as RabbitMQ does with consumer_cancel_notify.
+async fn forward(
+    channel: u16,
+    tag: Arc<str>,
+    mut deliveries: crate::backend::DeliveryStream,
+    out: Output,
+    outstanding: Option<Outstanding>,
+) {
+    while let Some(delivery) = deliveries.recv().await {
+        match delivery {
+            Ok(d) => {
+                if let Some(outstanding) = &outstanding {
+                    outstanding
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(d.delivery_tag);
+                }
+                if !out
+                    .deliver(channel, &tag, d.delivery_tag, d.redelivered, &d.message)
+                    .await
+                {
+                    return;
+                }
+            }
+            Err(_) => {
+                let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: (*tag).into(),
+                    nowait: true,
+                }));
+                out.method(channel, cancel).await;
+                return;
+            }
+        }
+    }
+}

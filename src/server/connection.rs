@@ -1,0 +1,491 @@
+//! One client connection: the AMQP 0-9-1 handshake as RabbitMQ does it (protocol header,
+//! start / start-ok with PLAIN or AMQPLAIN, tune / tune-ok, open), then frames dispatched to
+//! channels, heartbeats both ways, and a close in RabbitMQ's manner for every error.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::{channel, connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use super::channel::{After, ClientChannel};
+use super::frames::{FrameReader, ReadError};
+use super::output::{Output, QUEUED};
+use super::reply::Refusal;
+use super::Shared;
+use crate::connection::BrokerConnection;
+
+/// The protocol header of AMQP 0-9-1, the only version spoken.
+const HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+/// What the server proposes in connection.tune (RabbitMQ's defaults).
+const CHANNEL_MAX: u16 = 2047;
+const FRAME_MAX: u32 = 131_072;
+const HEARTBEAT: u16 = 60;
+/// The smallest frame_max AMQP allows.
+const FRAME_MIN: u32 = 4096;
+/// How long a client has for the whole handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Serves one client until it closes, fails, or the server shuts down.
+pub(super) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUED);
+    let writer = tokio::spawn(async move {
+        while let Some(buffer) = rx.recv().await {
+            if write.write_all(&buffer).await.is_err() {
+                break;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    let (refusals, refused) = mpsc::unbounded_channel();
+    let mut session = Session {
+        refusals,
+        refused,
+        out: Output::new(tx, FRAME_MAX as usize),
+        reader: FrameReader::new(read, FRAME_MAX as usize),
+        peer,
+        shared: shared.clone(),
+        channels: HashMap::new(),
+        closing: HashMap::new(),
+        broker: None,
+        heartbeat: Duration::ZERO,
+        channel_max: CHANNEL_MAX,
+        user: String::new(),
+        name: String::new(),
+    };
+    shared.metrics.connection_opened();
+    match tokio::time::timeout(HANDSHAKE, session.handshake()).await {
+        Ok(Ok(())) => {
+            tracing::info!(client = %peer, user = %session.user, name = %session.name, "connection opened");
+            session.run().await;
+        }
+        Ok(Err(reason)) => tracing::info!(client = %peer, %reason, "connection refused"),
+        Err(_) => tracing::info!(client = %peer, "handshake timed out"),
+    }
+    session.channels.clear();
+    session.closing.clear();
+    if let Some(broker) = session.broker.take() {
+        // Unacknowledged deliveries go back, exclusive queues go.
+        let _ = broker.close().await;
+    }
+    drop(session);
+    let _ = writer.await;
+    shared.metrics.connection_closed();
+}
+
+struct Session<R> {
+    /// Refusals that come after the method (a publish whose commit failed).
+    refusals: mpsc::UnboundedSender<(u16, Refusal)>,
+    refused: mpsc::UnboundedReceiver<(u16, Refusal)>,
+    out: Output,
+    reader: FrameReader<R>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    channels: HashMap<u16, ClientChannel>,
+    /// Channels the server closed, waiting for the client's close-ok.
+    closing: HashMap<u16, ()>,
+    broker: Option<BrokerConnection>,
+    heartbeat: Duration,
+    channel_max: u16,
+    user: String,
+    name: String,
+}
+
+impl<R: AsyncRead + Unpin> Session<R> {
+    async fn handshake(&mut self) -> Result<(), String> {
+        let header = self.reader.protocol_header().await.map_err(|e| format!("{e:?}"))?;
+        if &header != HEADER {
+            // RabbitMQ answers a wrong header with the one it speaks, then closes.
+            self.out.send_raw(HEADER.to_vec()).await;
+            return Err(format!("protocol header {header:?} is not AMQP 0-9-1"));
+        }
+        self.out
+            .method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start())))
+            .await;
+        let start_ok = match self.next_handshake_frame().await? {
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(ok)) => ok,
+            other => return Err(self.refuse_handshake(other).await),
+        };
+        self.name = match start_ok.client_properties.inner().iter().find(|(k, _)| k.as_str() == "connection_name") {
+            Some((_, AMQPValue::LongString(s))) => s.to_string(),
+            _ => String::new(),
+        };
+        let Some(user) = self.shared.users.check(
+            start_ok.mechanism.as_str(),
+            start_ok.response.as_bytes(),
+            self.peer.ip(),
+        ) else {
+            let refusal = Refusal::connection(
+                403,
+                format!(
+                    "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                    start_ok.mechanism.as_str()
+                ),
+            );
+            self.close_connection(&refusal, 10, 11).await;
+            return Err("login refused".into());
+        };
+        self.user = user;
+        self.out
+            .method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Tune(connection::Tune {
+                    channel_max: CHANNEL_MAX,
+                    frame_max: FRAME_MAX,
+                    heartbeat: HEARTBEAT,
+                })),
+            )
+            .await;
+        let tune_ok = match self.next_handshake_frame().await? {
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(ok)) => ok,
+            other => return Err(self.refuse_handshake(other).await),
+        };
+        let frame_max = match tune_ok.frame_max {
+            0 => FRAME_MAX,
+            n => n.min(FRAME_MAX),
+        };
+        if frame_max < FRAME_MIN {
+            let refusal = Refusal::connection(530, format!("frame_max={frame_max} < {FRAME_MIN} min size"));
+            self.close_connection(&refusal, 10, 31).await;
+            return Err("frame_max too small".into());
+        }
+        self.reader.frame_max = frame_max as usize;
+        self.out.set_frame_max(frame_max as usize);
+        self.channel_max = match tune_ok.channel_max {
+            0 => CHANNEL_MAX,
+            n => n.min(CHANNEL_MAX),
+        };
+        self.heartbeat = Duration::from_secs(u64::from(tune_ok.heartbeat));
+        let open = match self.next_handshake_frame().await? {
+            AMQPClass::Connection(connection::AMQPMethod::Open(open)) => open,
+            other => return Err(self.refuse_handshake(other).await),
+        };
+        if open.virtual_host.as_str() != "/" {
+            let refusal = Refusal::connection(
+                530,
+                format!("vhost {} not found", open.virtual_host.as_str()),
+            );
+            self.close_connection(&refusal, 10, 40).await;
+            return Err("unknown virtual host".into());
+        }
+        let broker = BrokerConnection::connect(&self.shared.url)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.broker = Some(broker);
+        self.out
+            .method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})))
+            .await;
+        Ok(())
+    }
+
+    async fn next_handshake_frame(&mut self) -> Result<AMQPClass, String> {
+        loop {
+            match self.reader.next().await {
+                Ok(AMQPFrame::Method(0, method)) => return Ok(method),
+                Ok(AMQPFrame::Heartbeat) => continue,
+                Ok(other) => {
+                    let refusal = Refusal::connection(505, format!("unexpected frame during the handshake: {other:?}"));
+                    self.close_connection(&refusal, 0, 0).await;
+                    return Err("unexpected frame".into());
+                }
+                Err(e) => return Err(format!("{e:?}")),
+            }
+        }
+    }
+
+    async fn refuse_handshake(&mut self, method: AMQPClass) -> String {
+        let refusal = Refusal::connection(503, "unexpected method during the connection handshake");
+        self.close_connection(&refusal, method.get_amqp_class_id(), method.get_amqp_method_id())
+            .await;
+        "unexpected method".into()
+    }
+
+    /// Sends connection.close and waits (briefly) for close-ok.
+    async fn close_connection(&mut self, refusal: &Refusal, class_id: u16, method_id: u16) {
+        self.out
+            .method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                    reply_code: refusal.code,
+                    reply_text: refusal.text.as_str().into(),
+                    class_id,
+                    method_id,
+                })),
+            )
+            .await;
+        let wait = async {
+            loop {
+                match self.reader.next().await {
+                    Ok(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) | Err(_) => return,
+                    // RabbitMQ discards everything else once it has sent close.
+                    Ok(_) => continue,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+    }
+
+    async fn run(&mut self) {
+        let mut shutdown: watch::Receiver<bool> = self.shared.shutdown.clone();
+        let silence = if self.heartbeat.is_zero() {
+            None
+        } else {
+            Some(self.heartbeat * 2)
+        };
+        let mut beat = tokio::time::interval(if self.heartbeat.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            self.heartbeat / 2
+        });
+        beat.tick().await;
+        loop {
+            let next = async {
+                match silence {
+                    Some(limit) => tokio::time::timeout(limit, self.reader.next()).await.ok(),
+                    None => Some(self.reader.next().await),
+                }
+            };
+            tokio::select! {
+                frame = next => {
+                    let Some(frame) = frame else {
+                        tracing::info!(client = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat.as_secs());
+                        return;
+                    };
+                    match frame {
+                        Ok(frame) => {
+                            if !self.frame(frame).await {
+                                return;
+                            }
+                        }
+                        Err(ReadError::Closed) => {
+                            tracing::info!(client = %self.peer, "client closed the connection");
+                            return;
+                        }
+                        Err(ReadError::Io(e)) => {
+                            tracing::info!(client = %self.peer, error = %e, "connection lost");
+                            return;
+                        }
+                        Err(ReadError::TooLarge(size)) => {
+                            let refusal = Refusal::connection(501, format!("frame size {size} is larger than frame_max {}", self.reader.frame_max));
+                            self.close_connection(&refusal, 0, 0).await;
+                            return;
+                        }
+                        Err(ReadError::Malformed(reason)) => {
+                            let refusal = Refusal::connection(501, format!("malformed frame: {reason}"));
+                            self.close_connection(&refusal, 0, 0).await;
+                            return;
+                        }
+                    }
+                }
+                _ = beat.tick(), if !self.heartbeat.is_zero() => {
+                    if !self.out.send(&[AMQPFrame::Heartbeat]).await {
+                        return;
+                    }
+                }
+                Some((id, refusal)) = self.refused.recv() => {
+                    if self.channels.contains_key(&id) && !self.refuse(id, refusal, 60, 40).await {
+                        return;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    let refusal = Refusal::connection(320, "broker forced connection closure with reason 'shutdown'");
+                    self.close_connection(&refusal, 0, 0).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles one frame; false when the connection ends.
+    async fn frame(&mut self, frame: AMQPFrame) -> bool {
+        match frame {
+            AMQPFrame::Heartbeat => true,
+            AMQPFrame::Method(0, method) => match method {
+                AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
+                    self.out
+                        .method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})))
+                        .await;
+                    false
+                }
+                AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => false,
+                AMQPClass::Connection(connection::AMQPMethod::Blocked(_))
+                | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_))
+                | AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => true,
+                other => {
+                    let refusal = Refusal::connection(503, "unexpected method on channel 0");
+                    self.close_connection(&refusal, other.get_amqp_class_id(), other.get_amqp_method_id())
+                        .await;
+                    false
+                }
+            },
+            AMQPFrame::Method(id, method) => self.channel_method(id, method).await,
+            AMQPFrame::Header(id, header) => {
+                let Some(channel) = self.channels.get_mut(&id) else {
+                    return self.unknown_channel(id).await;
+                };
+                match channel.header(header) {
+                    Ok(Some(message)) => self.publish(id, message).await,
+                    Ok(None) => true,
+                    Err(refusal) => self.refuse(id, refusal, 60, 40).await,
+                }
+            }
+            AMQPFrame::Body(id, part) => {
+                let Some(channel) = self.channels.get_mut(&id) else {
+                    return self.unknown_channel(id).await;
+                };
+                match channel.body(part) {
+                    Ok(Some(message)) => self.publish(id, message).await,
+                    Ok(None) => true,
+                    Err(refusal) => self.refuse(id, refusal, 60, 40).await,
+                }
+            }
+            AMQPFrame::ProtocolHeader(_) | AMQPFrame::InvalidHeartbeat(_) => {
+                let refusal = Refusal::connection(501, "unexpected frame");
+                self.close_connection(&refusal, 0, 0).await;
+                false
+            }
+        }
+    }
+
+    async fn publish(&mut self, id: u16, message: super::channel::Incoming2) -> bool {
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return true;
+        };
+        self.shared.metrics.published();
+        match channel.publish(message).await {
+            After::Refuse(refusal) => self.refuse(id, refusal, 60, 40).await,
+            _ => true,
+        }
+    }
+
+    async fn channel_method(&mut self, id: u16, method: AMQPClass) -> bool {
+        if self.closing.contains_key(&id) {
+            // After the server's channel.close only close-ok counts (RabbitMQ drops the rest).
+            if matches!(method, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))) {
+                self.closing.remove(&id);
+            } else if matches!(method, AMQPClass::Channel(channel::AMQPMethod::Close(_))) {
+                self.closing.remove(&id);
+                self.out
+                    .method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})))
+                    .await;
+            }
+            return true;
+        }
+        if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = &method {
+            if !self.channels.contains_key(&id) {
+                if id > self.channel_max {
+                    let refusal = Refusal::connection(530, format!("channel number {id} is above channel_max {}", self.channel_max));
+                    self.close_connection(&refusal, 20, 10).await;
+                    return false;
+                }
+                let Some(broker) = &self.broker else { return false };
+                let backend = match broker.channel().await {
+                    Ok(backend) => backend,
+                    Err(e) => {
+                        let refusal = Refusal::of(&e);
+                        self.close_connection(&refusal, 20, 10).await;
+                        return false;
+                    }
+                };
+                let max_body = broker.max_message_size();
+                let channel = ClientChannel::new(id, backend, self.out.clone(), max_body, self.refusals.clone());
+                self.channels.insert(id, channel);
+                self.shared.metrics.channel_opened();
+                self.out
+                    .method(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})))
+                    .await;
+                return true;
+            }
+        }
+        let class_id = method.get_amqp_class_id();
+        let method_id = method.get_amqp_method_id();
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return self.unknown_channel(id).await;
+        };
+        match channel.method(method).await {
+            After::Continue => true,
+            After::Closed => {
+                self.channels.remove(&id);
+                self.shared.metrics.channel_closed();
+                true
+            }
+            After::Refuse(refusal) => self.refuse(id, refusal, class_id, method_id).await,
+        }
+    }
+
+    /// A frame on a channel that is not open: RabbitMQ closes the connection (504).
+    async fn unknown_channel(&mut self, id: u16) -> bool {
+        let refusal = Refusal::connection(504, format!("expected 'channel.open' on channel {id}"));
+        self.close_connection(&refusal, 0, 0).await;
+        false
+    }
+
+    /// Closes the channel (soft errors) or the connection (hard ones); false when the
+    /// connection ends.
+    async fn refuse(&mut self, id: u16, refusal: Refusal, class_id: u16, method_id: u16) -> bool {
+        if refusal.hard {
+            self.close_connection(&refusal, class_id, method_id).await;
+            return false;
+        }
+        if let Some(mut channel) = self.channels.remove(&id) {
+            channel.shutdown().await;
+            self.shared.metrics.channel_closed();
+        }
+        self.closing.insert(id, ());
+        self.out
+            .method(
+                id,
+                AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                    reply_code: refusal.code,
+                    reply_text: refusal.text.as_str().into(),
+                    class_id,
+                    method_id,
+                })),
+            )
+            .await;
+        true
+    }
+}
+
+/// connection.start: version 0-9, RabbitMQ's capabilities that carrot serve implements.
+fn start() -> connection::Start {
+    let mut capabilities = FieldTable::default();
+    for name in [
+        "publisher_confirms",
+        "consumer_cancel_notify",
+        "basic.nack",
+        "per_consumer_qos",
+        "authentication_failure_close",
+    ] {
+        capabilities.insert(name.into(), AMQPValue::Boolean(true));
+    }
+    capabilities.insert("exchange_exchange_bindings".into(), AMQPValue::Boolean(false));
+    let mut properties = FieldTable::default();
+    properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
+    properties.insert("product".into(), AMQPValue::LongString("carrot".into()));
+    properties.insert(
+        "version".into(),
+        AMQPValue::LongString(env!("CARGO_PKG_VERSION").into()),
+    );
+    properties.insert("platform".into(), AMQPValue::LongString("Rust".into()));
+    properties.insert(
+        "information".into(),
+        AMQPValue::LongString("carrot serve: the embedded brokers on the AMQP 0-9-1 wire".into()),
+    );
+    connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: properties,
+        mechanisms: "PLAIN AMQPLAIN".into(),
+        locales: "en_US".into(),
+    }
+}

@@ -1,0 +1,153 @@
+//! `carrot serve`: the embedded brokers (memory://, sqlite://) on the AMQP 0-9-1 wire, so
+//! that any client (kombu, pika, lapin, Celery) can use them.
+//!
+//! Frames are parsed and written by amq-protocol, the codec lapin uses. Each client
+//! connection is a connection to the embedded broker and each AMQP channel one of its
+//! channels, so every guarantee of the embedded brokers holds through the wire: a message
+//! published with confirms on sqlite:// is confirmed after its commit; a client that goes
+//! away has its unacknowledged messages requeued, marked redelivered; exclusive and
+//! auto-delete queues follow their connection. Errors close the channel or the connection
+//! with RabbitMQ's reply codes and texts.
+//!
+//! ```no_run
+//! # async fn run() -> carrot::Result<()> {
+//! let server = carrot::server::Server::bind(carrot::server::ServerConfig::new(
+//!     "sqlite:///var/lib/carrot/broker.db",
+//!     "127.0.0.1:5672".parse().unwrap(),
+//! ))
+//! .await?;
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod channel;
+mod connection;
+mod frames;
+mod metrics;
+mod output;
+mod reply;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use auth::Users;
+pub use metrics::Metrics;
+
+use crate::error::{Error, Result};
+
+/// What a server serves, where, and to whom.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The embedded broker: `memory://NAME` or `sqlite://PATH`.
+    pub url: String,
+    /// The address to listen on (default 127.0.0.1:5672).
+    pub listen: SocketAddr,
+    /// Who may connect (default guest/guest, from loopback only).
+    pub users: Users,
+}
+
+impl ServerConfig {
+    /// A server of `url` on `listen`, for guest/guest from loopback.
+    pub fn new(url: impl Into<String>, listen: SocketAddr) -> Self {
+        ServerConfig {
+            url: url.into(),
+            listen,
+            users: Users::default(),
+        }
+    }
+}
+
+/// What every connection of a server shares.
+#[derive(Debug)]
+struct Shared {
+    url: String,
+    users: Users,
+    shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    /// Keeps a memory:// broker alive while the server runs, and checks the URL at bind time.
+    _broker: crate::BrokerConnection,
+}
+
+impl Server {
+    /// Checks the broker URL (memory:// or sqlite:// only) and binds the address.
+    pub async fn bind(config: ServerConfig) -> Result<Server> {
+        let url = crate::url::BrokerUrl::parse(&config.url)?;
+        if matches!(url, crate::url::BrokerUrl::Amqp(_)) {
+            return Err(Error::InvalidArgument(
+                "carrot serve puts an embedded broker (memory:// or sqlite://PATH) on the wire; an amqp:// URL is a broker already".into(),
+            ));
+        }
+        let broker = crate::BrokerConnection::connect(&config.url).await?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            Error::InvalidArgument(format!("cannot listen on {}: {e}", config.listen))
+        })?;
+        let (stop, shutdown) = watch::channel(false);
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                url: config.url,
+                users: config.users,
+                shutdown,
+                metrics: Arc::default(),
+            }),
+            stop,
+            _broker: broker,
+        })
+    }
+
+    /// The address it listens on (the port chosen by the system for port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::InvalidArgument(format!("the listening socket: {e}")))
+    }
+
+    /// Its counters: connections, channels, messages published.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Accepts clients until `shutdown` completes; then closes every connection with 320
+    /// CONNECTION_FORCED (as RabbitMQ does when it stops) and waits for them, a few seconds
+    /// at most.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tasks.spawn(connection::serve(stream, peer, self.shared.clone()));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        let _ = self.stop.send(true);
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+            tasks.abort_all();
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! What a connection sends: frames serialized into one buffer per message and queued to the
+//! task that writes the socket. The queue is bounded, so a client that stops reading slows
+//! its own deliveries down instead of growing the server's memory.
+
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::{basic, AMQPClass};
+use tokio::sync::mpsc;
+
+use crate::backend::Published;
+
+/// Buffers waiting for the socket, per connection.
+pub(super) const QUEUED: usize = 256;
+
+/// The sending side of a connection, cheap to clone (each consumer task has one).
+#[derive(Clone, Debug)]
+pub(super) struct Output {
+    tx: mpsc::Sender<Vec<u8>>,
+    /// The largest frame the client accepts (negotiated frame_max).
+    frame_max: usize,
+}
+
+impl Output {
+    pub(super) fn new(tx: mpsc::Sender<Vec<u8>>, frame_max: usize) -> Self {
+        Output { tx, frame_max }
+    }
+
+    pub(super) fn set_frame_max(&mut self, frame_max: usize) {
+        self.frame_max = frame_max;
+    }
+
+    /// Sends frames as one write; false once the connection is gone.
+    pub(super) async fn send(&self, frames: &[AMQPFrame]) -> bool {
+        let mut buffer = Vec::new();
+        for frame in frames {
+            super::frames::write(&mut buffer, frame);
+        }
+        self.tx.send(buffer).await.is_ok()
+    }
+
+    /// Sends bytes as they are (the protocol header answering a wrong one).
+    pub(super) async fn send_raw(&self, bytes: Vec<u8>) -> bool {
+        self.tx.send(bytes).await.is_ok()
+    }
+
+    /// Sends one method.
+    pub(super) async fn method(&self, channel: u16, method: AMQPClass) -> bool {
+        self.send(&[AMQPFrame::Method(channel, method)]).await
+    }
+
+    /// Sends a method that carries a message (deliver, get-ok, return), with its content
+    /// header and its body cut to the frame size.
+    pub(super) async fn with_content(
+        &self,
+        channel: u16,
+        method: AMQPClass,
+        message: &Published,
+    ) -> bool {
+        let properties = crate::backend::amqp::convert::to_lapin_properties(&message.properties)
+            .unwrap_or_default();
+        let mut frames = vec![
+            AMQPFrame::Method(channel, method),
+            AMQPFrame::Header(
+                channel,
+                amq_protocol::frame::AMQPContentHeader {
+                    class_id: 60,
+                    body_size: message.body.len() as u64,
+                    properties,
+                },
+            ),
+        ];
+        let chunk = self.frame_max.saturating_sub(8).max(1);
+        for part in message.body.chunks(chunk) {
+            frames.push(AMQPFrame::Body(channel, part.to_vec()));
+        }
+        self.send(&frames).await
+    }
+
+    /// A basic.deliver of `message` to consumer `tag`.
+    pub(super) async fn deliver(
+        &self,
+        channel: u16,
+        tag: &str,
+        delivery_tag: u64,
+        redelivered: bool,
+        message: &Published,
+    ) -> bool {
+        let method = AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+            consumer_tag: tag.into(),
+            delivery_tag,
+            redelivered,
+            exchange: (*message.exchange).into(),
+            routing_key: (*message.routing_key).into(),
+        }));
+        self.with_content(channel, method, message).await
+    }
+}
