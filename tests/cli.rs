@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod cli_support;
+mod serve_support;
 
 use std::time::{Duration, Instant};
 

@@ -84,11 +84,17 @@ mod tests {
         let users = Users::default();
         let loopback: IpAddr = "127.0.0.1".parse().unwrap();
         let remote: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(users.check("PLAIN", b"\0guest\0guest", loopback).as_deref(), Some("guest"));
+        assert_eq!(
+            users.check("PLAIN", b"\0guest\0guest", loopback).as_deref(),
+            Some("guest")
+        );
         assert_eq!(users.check("PLAIN", b"\0guest\0guest", remote), None);
         assert_eq!(users.check("PLAIN", b"\0guest\0nope", loopback), None);
         assert_eq!(users.check("EXTERNAL", b"", loopback), None);
         let other = Users::new([("app".to_string(), "s3cret".to_string())]);
-        assert_eq!(other.check("PLAIN", b"\0app\0s3cret", remote).as_deref(), Some("app"));
+        assert_eq!(
+            other.check("PLAIN", b"\0app\0s3cret", remote).as_deref(),
+            Some("app")
+        );
     }
 }

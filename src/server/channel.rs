@@ -103,18 +103,26 @@ impl ClientChannel {
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 self.shutdown().await;
                 self.out
-                    .method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})))
+                    .method(
+                        id,
+                        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    )
                     .await;
                 return Ok(After::Closed);
             }
             AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
                 ok(self.backend.flow(flow.active).await)?;
                 answer = Some(reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(
-                    channel::FlowOk { active: flow.active },
+                    channel::FlowOk {
+                        active: flow.active,
+                    },
                 ))));
             }
             AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
-                return Err(Refusal::connection(504, format!("second 'channel.open' seen on channel {id}")));
+                return Err(Refusal::connection(
+                    504,
+                    format!("second 'channel.open' seen on channel {id}"),
+                ));
             }
             AMQPClass::Exchange(m) => answer = self.exchange(m).await?.map(reply),
             AMQPClass::Queue(m) => answer = self.queue(m).await?.map(reply),
@@ -135,7 +143,11 @@ impl ClientChannel {
             other => {
                 return Err(Refusal::connection(
                     503,
-                    format!("method {}.{} is not valid here", other.get_amqp_class_id(), other.get_amqp_method_id()),
+                    format!(
+                        "method {}.{} is not valid here",
+                        other.get_amqp_class_id(),
+                        other.get_amqp_method_id()
+                    ),
                 ))
             }
         }
@@ -145,7 +157,10 @@ impl ClientChannel {
         Ok(After::Continue)
     }
 
-    async fn exchange(&mut self, method: exchange::AMQPMethod) -> Result<Option<AMQPClass>, Refusal> {
+    async fn exchange(
+        &mut self,
+        method: exchange::AMQPMethod,
+    ) -> Result<Option<AMQPClass>, Refusal> {
         Ok(match method {
             exchange::AMQPMethod::Declare(d) => {
                 let kind = match d.kind.as_str() {
@@ -158,22 +173,35 @@ impl ClientChannel {
                         ExchangeType::Direct
                     }
                     other => {
-                        return Err(Refusal::connection(503, format!("invalid exchange type '{other}'")))
+                        return Err(Refusal::connection(
+                            503,
+                            format!("invalid exchange type '{other}'"),
+                        ))
                     }
                 };
                 if d.internal {
-                    return Err(Refusal::connection(540, "internal exchanges are not implemented by carrot serve"));
+                    return Err(Refusal::connection(
+                        540,
+                        "internal exchanges are not implemented by carrot serve",
+                    ));
                 }
                 let mut spec = ExchangeSpec::new(d.exchange.as_str(), kind);
                 spec.durable = d.durable;
                 spec.auto_delete = d.auto_delete;
                 spec.arguments = from_lapin_table(&d.arguments);
                 ok(self.backend.declare_exchange(&spec, d.passive).await)?;
-                (!d.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})))
+                (!d.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
+                    exchange::DeclareOk {},
+                )))
             }
             exchange::AMQPMethod::Delete(d) => {
-                ok(self.backend.delete_exchange(d.exchange.as_str(), d.if_unused).await)?;
-                (!d.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})))
+                ok(self
+                    .backend
+                    .delete_exchange(d.exchange.as_str(), d.if_unused)
+                    .await)?;
+                (!d.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(
+                    exchange::DeleteOk {},
+                )))
             }
             _ => {
                 return Err(Refusal::connection(
@@ -205,30 +233,53 @@ impl ClientChannel {
                 let arguments = from_lapin_table(&b.arguments);
                 ok(self
                     .backend
-                    .bind(b.queue.as_str(), b.exchange.as_str(), b.routing_key.as_str(), &arguments)
+                    .bind(
+                        b.queue.as_str(),
+                        b.exchange.as_str(),
+                        b.routing_key.as_str(),
+                        &arguments,
+                    )
                     .await)?;
-                (!b.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})))
+                (!b.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::BindOk(
+                    queue::BindOk {},
+                )))
             }
             queue::AMQPMethod::Unbind(u) => {
                 let arguments = from_lapin_table(&u.arguments);
                 ok(self
                     .backend
-                    .unbind(u.queue.as_str(), u.exchange.as_str(), u.routing_key.as_str(), &arguments)
+                    .unbind(
+                        u.queue.as_str(),
+                        u.exchange.as_str(),
+                        u.routing_key.as_str(),
+                        &arguments,
+                    )
                     .await)?;
-                Some(AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})))
+                Some(AMQPClass::Queue(queue::AMQPMethod::UnbindOk(
+                    queue::UnbindOk {},
+                )))
             }
             queue::AMQPMethod::Purge(p) => {
                 let message_count = ok(self.backend.purge(p.queue.as_str()).await)?;
-                (!p.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count })))
+                (!p.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(
+                    queue::PurgeOk { message_count },
+                )))
             }
             queue::AMQPMethod::Delete(d) => {
                 let message_count = ok(self
                     .backend
                     .delete_queue(d.queue.as_str(), d.if_unused, d.if_empty)
                     .await)?;
-                (!d.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count })))
+                (!d.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(
+                    queue::DeleteOk { message_count },
+                )))
             }
-            _ => return Err(Refusal::connection(503, "unexpected queue method from a client")),
+            _ => {
+                return Err(Refusal::connection(
+                    503,
+                    "unexpected queue method from a client",
+                ))
+            }
         })
     }
 
@@ -251,7 +302,12 @@ impl ClientChannel {
             basic::AMQPMethod::Consume(c) => {
                 let (tag, deliveries) = ok(self
                     .backend
-                    .consume(c.queue.as_str(), c.consumer_tag.as_str(), c.no_ack, c.exclusive)
+                    .consume(
+                        c.queue.as_str(),
+                        c.consumer_tag.as_str(),
+                        c.no_ack,
+                        c.exclusive,
+                    )
                     .await)?;
                 if !c.nowait {
                     self.out
@@ -285,7 +341,9 @@ impl ClientChannel {
             basic::AMQPMethod::Get(g) => {
                 let got = ok(self.backend.get(g.queue.as_str(), g.no_ack).await)?;
                 match got {
-                    None => Some(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {}))),
+                    None => Some(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
+                        basic::GetEmpty {},
+                    ))),
                     Some(d) => {
                         if !g.no_ack {
                             self.lock().insert(d.delivery_tag);
@@ -327,13 +385,20 @@ impl ClientChannel {
             }
             basic::AMQPMethod::Recover(r) => {
                 self.recover(r.requeue)?;
-                Some(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})))
+                Some(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(
+                    basic::RecoverOk {},
+                )))
             }
             basic::AMQPMethod::RecoverAsync(r) => {
                 self.recover(r.requeue)?;
                 None
             }
-            _ => return Err(Refusal::connection(503, "unexpected basic method from a client")),
+            _ => {
+                return Err(Refusal::connection(
+                    503,
+                    "unexpected basic method from a client",
+                ))
+            }
         })
     }
 
@@ -376,18 +441,27 @@ impl ClientChannel {
     }
 
     /// A content header frame of the message being published.
-    pub(super) fn header(&mut self, header: AMQPContentHeader) -> Result<Option<Incoming2>, Refusal> {
+    pub(super) fn header(
+        &mut self,
+        header: AMQPContentHeader,
+    ) -> Result<Option<Incoming2>, Refusal> {
         let Some(incoming) = self.incoming.as_mut() else {
             return Err(Refusal::connection(505, "unexpected content header frame"));
         };
         if incoming.properties.is_some() {
-            return Err(Refusal::connection(505, "a second content header for one message"));
+            return Err(Refusal::connection(
+                505,
+                "a second content header for one message",
+            ));
         }
         if header.body_size > self.max_body as u64 {
             self.incoming = None;
             return Err(Refusal::channel(
                 406,
-                format!("message size {} is larger than configured max size {}", header.body_size, self.max_body),
+                format!(
+                    "message size {} is larger than configured max size {}",
+                    header.body_size, self.max_body
+                ),
             ));
         }
         incoming.properties = Some(from_lapin_properties(&header.properties));
@@ -406,7 +480,10 @@ impl ClientChannel {
         }
         incoming.body.extend_from_slice(&part);
         if incoming.body.len() as u64 > incoming.size {
-            return Err(Refusal::connection(501, "the content body is longer than its header said"));
+            return Err(Refusal::connection(
+                501,
+                "the content body is longer than its header said",
+            ));
         }
         Ok(self.complete())
     }

@@ -102,20 +102,32 @@ struct Session<R> {
 
 impl<R: AsyncRead + Unpin> Session<R> {
     async fn handshake(&mut self) -> Result<(), String> {
-        let header = self.reader.protocol_header().await.map_err(|e| format!("{e:?}"))?;
+        let header = self
+            .reader
+            .protocol_header()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         if &header != HEADER {
             // RabbitMQ answers a wrong header with the one it speaks, then closes.
             self.out.send_raw(HEADER.to_vec()).await;
             return Err(format!("protocol header {header:?} is not AMQP 0-9-1"));
         }
         self.out
-            .method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start())))
+            .method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Start(start())),
+            )
             .await;
         let start_ok = match self.next_handshake_frame().await? {
             AMQPClass::Connection(connection::AMQPMethod::StartOk(ok)) => ok,
             other => return Err(self.refuse_handshake(other).await),
         };
-        self.name = match start_ok.client_properties.inner().iter().find(|(k, _)| k.as_str() == "connection_name") {
+        self.name = match start_ok
+            .client_properties
+            .inner()
+            .iter()
+            .find(|(k, _)| k.as_str() == "connection_name")
+        {
             Some((_, AMQPValue::LongString(s))) => s.to_string(),
             _ => String::new(),
         };
@@ -154,7 +166,8 @@ impl<R: AsyncRead + Unpin> Session<R> {
             n => n.min(FRAME_MAX),
         };
         if frame_max < FRAME_MIN {
-            let refusal = Refusal::connection(530, format!("frame_max={frame_max} < {FRAME_MIN} min size"));
+            let refusal =
+                Refusal::connection(530, format!("frame_max={frame_max} < {FRAME_MIN} min size"));
             self.close_connection(&refusal, 10, 31).await;
             return Err("frame_max too small".into());
         }
@@ -182,7 +195,10 @@ impl<R: AsyncRead + Unpin> Session<R> {
             .map_err(|e| e.to_string())?;
         self.broker = Some(broker);
         self.out
-            .method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})))
+            .method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+            )
             .await;
         Ok(())
     }
@@ -193,7 +209,10 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 Ok(AMQPFrame::Method(0, method)) => return Ok(method),
                 Ok(AMQPFrame::Heartbeat) => continue,
                 Ok(other) => {
-                    let refusal = Refusal::connection(505, format!("unexpected frame during the handshake: {other:?}"));
+                    let refusal = Refusal::connection(
+                        505,
+                        format!("unexpected frame during the handshake: {other:?}"),
+                    );
                     self.close_connection(&refusal, 0, 0).await;
                     return Err("unexpected frame".into());
                 }
@@ -204,8 +223,12 @@ impl<R: AsyncRead + Unpin> Session<R> {
 
     async fn refuse_handshake(&mut self, method: AMQPClass) -> String {
         let refusal = Refusal::connection(503, "unexpected method during the connection handshake");
-        self.close_connection(&refusal, method.get_amqp_class_id(), method.get_amqp_method_id())
-            .await;
+        self.close_connection(
+            &refusal,
+            method.get_amqp_class_id(),
+            method.get_amqp_method_id(),
+        )
+        .await;
         "unexpected method".into()
     }
 
@@ -225,7 +248,11 @@ impl<R: AsyncRead + Unpin> Session<R> {
         let wait = async {
             loop {
                 match self.reader.next().await {
-                    Ok(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) | Err(_) => return,
+                    Ok(AMQPFrame::Method(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)),
+                    ))
+                    | Err(_) => return,
                     // RabbitMQ discards everything else once it has sent close.
                     Ok(_) => continue,
                 }
@@ -312,8 +339,17 @@ impl<R: AsyncRead + Unpin> Session<R> {
             AMQPFrame::Method(0, method) => match method {
                 AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
                     self.out
-                        .method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})))
+                        .method(
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                                connection::CloseOk {},
+                            )),
+                        )
                         .await;
+                    // As RabbitMQ: the client closes the socket once it has the close-ok;
+                    // closing it first would race the client's read of close-ok.
+                    let linger = async { while self.reader.next().await.is_ok() {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(3), linger).await;
                     false
                 }
                 AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => false,
@@ -322,8 +358,12 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 | AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => true,
                 other => {
                     let refusal = Refusal::connection(503, "unexpected method on channel 0");
-                    self.close_connection(&refusal, other.get_amqp_class_id(), other.get_amqp_method_id())
-                        .await;
+                    self.close_connection(
+                        &refusal,
+                        other.get_amqp_class_id(),
+                        other.get_amqp_method_id(),
+                    )
+                    .await;
                     false
                 }
             },
@@ -375,7 +415,10 @@ impl<R: AsyncRead + Unpin> Session<R> {
             } else if matches!(method, AMQPClass::Channel(channel::AMQPMethod::Close(_))) {
                 self.closing.remove(&id);
                 self.out
-                    .method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})))
+                    .method(
+                        id,
+                        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    )
                     .await;
             }
             return true;
@@ -383,11 +426,19 @@ impl<R: AsyncRead + Unpin> Session<R> {
         if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = &method {
             if !self.channels.contains_key(&id) {
                 if id > self.channel_max {
-                    let refusal = Refusal::connection(530, format!("channel number {id} is above channel_max {}", self.channel_max));
+                    let refusal = Refusal::connection(
+                        530,
+                        format!(
+                            "channel number {id} is above channel_max {}",
+                            self.channel_max
+                        ),
+                    );
                     self.close_connection(&refusal, 20, 10).await;
                     return false;
                 }
-                let Some(broker) = &self.broker else { return false };
+                let Some(broker) = &self.broker else {
+                    return false;
+                };
                 let backend = match broker.channel().await {
                     Ok(backend) => backend,
                     Err(e) => {
@@ -397,11 +448,20 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     }
                 };
                 let max_body = broker.max_message_size();
-                let channel = ClientChannel::new(id, backend, self.out.clone(), max_body, self.refusals.clone());
+                let channel = ClientChannel::new(
+                    id,
+                    backend,
+                    self.out.clone(),
+                    max_body,
+                    self.refusals.clone(),
+                );
                 self.channels.insert(id, channel);
                 self.shared.metrics.channel_opened();
                 self.out
-                    .method(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})))
+                    .method(
+                        id,
+                        AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+                    )
                     .await;
                 return true;
             }
@@ -468,7 +528,10 @@ fn start() -> connection::Start {
     ] {
         capabilities.insert(name.into(), AMQPValue::Boolean(true));
     }
-    capabilities.insert("exchange_exchange_bindings".into(), AMQPValue::Boolean(false));
+    capabilities.insert(
+        "exchange_exchange_bindings".into(),
+        AMQPValue::Boolean(false),
+    );
     let mut properties = FieldTable::default();
     properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
     properties.insert("product".into(), AMQPValue::LongString("carrot".into()));

@@ -146,7 +146,10 @@ impl Server {
         }
         let _ = self.stop.send(true);
         let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
             tasks.abort_all();
         }
     }

@@ -42,6 +42,8 @@ pub fn durable_backends() -> Vec<Backend> {
     vec![
         Backend { name: "amqp", url: |_| amqp_url() },
         Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())) },
+        Backend { name: "serve-memory", url: |_| Some(crate::serve_support::served("memory://carrot-cli-serve")) },
+        Backend { name: "serve-sqlite", url: |_| Some(crate::serve_support::served(&format!("sqlite://{}", crate::serve_support::sqlite_file("cli").display()))) },
     ]
 }
 

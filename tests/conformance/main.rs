@@ -31,6 +31,8 @@
 
 #[macro_use]
 mod support;
+#[path = "../serve_support/mod.rs"]
+mod serve_support;
 
 mod bad_input;
 mod builder_specs;

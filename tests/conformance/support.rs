@@ -53,34 +53,17 @@ pub fn backends() -> Vec<Backend> {
         Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}", sqlite_path(scope).display())), restart: Some(|scope| carrot::SqliteBroker::open(sqlite_path(scope)).expect("the scenario's sqlite broker opens").restart()), immediate: false },
         Backend { name: "amqp", url: |_| amqp_url(), restart: amqp_restart(), immediate: false },
         Backend { name: "serve-memory", url: |_| served("memory://carrot-serve-conformance"), restart: None, immediate: false },
-        Backend { name: "serve-sqlite", url: |_| served(&format!("sqlite://{}", sqlite_path(&format!("serve-{}", run_id())).display())), restart: None, immediate: false },
+        Backend { name: "serve-sqlite", url: |_| served(&format!("sqlite://{}", crate::serve_support::sqlite_file("conformance").display())), restart: None, immediate: false },
     ]
 }
 
-/// `carrot serve` of `broker` on a loopback port, started once per test process (in a thread
-/// of its own, so that it outlives every scenario's runtime), reached through the amqp
-/// backend (lapin) with publisher confirms, as RabbitMQ is.
+/// `carrot serve` of `broker`, reached through the amqp backend (lapin) with publisher
+/// confirms, as RabbitMQ is.
 fn served(broker: &str) -> Option<String> {
-    static SERVERS: OnceLock<Mutex<std::collections::HashMap<String, u16>>> = OnceLock::new();
-    let mut servers = SERVERS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let port = *servers.entry(broker.to_string()).or_insert_with(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let url = broker.to_string();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("a runtime for carrot serve");
-            runtime.block_on(async move {
-                let config = carrot::server::ServerConfig::new(&url, "127.0.0.1:0".parse().expect("an address"));
-                let server = carrot::server::Server::bind(config).await.expect("carrot serve binds");
-                tx.send(server.local_addr().expect("its address").port()).expect("the port is taken");
-                server.run(std::future::pending()).await;
-            });
-        });
-        rx.recv().expect("carrot serve starts")
-    });
-    Some(format!("amqp://guest:guest@127.0.0.1:{port}/%2F?confirm_publish=true"))
+    Some(format!(
+        "{}?confirm_publish=true",
+        crate::serve_support::served(broker)
+    ))
 }
 
 /// Restarts RabbitMQ with the command in `CARROT_TEST_AMQP_RESTART` (`.ci/run` sets it); the

@@ -256,3 +256,22 @@ conformance!(a_closed_connection_refuses_new_work, |t| async move {
     );
     Ok(())
 });
+
+// A connection closed and then dropped ends once: on sqlite, whose connection ids are row ids
+// that SQLite reuses, dropping a closed connection closed the next one opened (seen through
+// `carrot serve`, which opens and closes a connection per client).
+conformance!(
+    dropping_a_closed_connection_leaves_newer_ones_open,
+    |t| async move {
+        for _ in 0..3 {
+            let old = t.connect().await?;
+            old.close().await?;
+            let newer = t.connect().await?;
+            drop(old);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            newer.declare_queue(&QueueSpec::new(t.name("q"))).await?;
+            newer.close().await?;
+        }
+        Ok(())
+    }
+);

@@ -110,6 +110,10 @@ impl SqliteBroker {
 pub(crate) struct SqliteConnection {
     engine: Arc<Engine>,
     id: i64,
+    /// Closed by `close`: `Drop` must not close it again, since SQLite may have given its id
+    /// to a connection opened since (row ids of deleted rows are reused), which a second
+    /// close would end.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteConnection {
@@ -120,12 +124,19 @@ impl SqliteConnection {
             .await
             .map_err(|e| Error::task_failed("opening the sqlite broker file", e))??;
         let id = engine.call(|b| b.open_connection()).await?;
-        Ok(SqliteConnection { engine, id })
+        Ok(SqliteConnection {
+            engine,
+            id,
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 }
 
 impl Drop for SqliteConnection {
     fn drop(&mut self) {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let id = self.id;
         self.engine.detach(move |b| b.close_connection(id));
     }
@@ -146,6 +157,9 @@ impl Transport for SqliteConnection {
     }
 
     async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
         let id = self.id;
         self.engine.call(move |b| b.close_connection(id)).await
     }

@@ -1,0 +1,480 @@
+//! `carrot serve` as a client sees it: the command started as a process, on memory:// and
+//! sqlite://; pika and kombu unmodified (tests/interop/serve_clients.py); the handshake and
+//! abusive input answered as RabbitMQ answers them (a wrong protocol header, a wrong
+//! password, a frame on a channel that is not open, an oversized frame, a malformed frame,
+//! tx.select, a client that disconnects in the middle of a frame); SIGTERM closing clients
+//! with 320 CONNECTION_FORCED; and a server SIGKILLed mid-stream over sqlite:// that loses no
+//! confirmed message once restarted.
+//!
+//! The whole conformance suite also runs through `carrot serve` (tests/conformance, backends
+//! serve-memory and serve-sqlite).
+
+mod amqp_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
+use amq_protocol::protocol::{channel, connection, tx, AMQPClass};
+use amqp_support::{skip_or_fail, unique};
+use carrot::{BrokerConnection, Consumer, DeliveryMode, Error, Publisher, QueueSpec, SendOptions};
+
+const CARROT: &str = env!("CARGO_BIN_EXE_carrot");
+const CLIENTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/serve_clients.py"
+);
+
+/// A `carrot serve` process; killed when dropped.
+struct Served {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Served {
+    /// Starts `carrot serve --url URL` on a free loopback port and waits until it accepts.
+    fn start(url: &str) -> Served {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        let child = Command::new(CARROT)
+            .args(["--url", url, "serve", "--listen", &address.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("carrot serve starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "carrot serve does not accept on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Served { child, address }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2F", self.address)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sqlite_file(test: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{}.db", unique("serve", test)))
+}
+
+fn remove(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// The Python that can import pika and kombu, if any (a failure under CI).
+fn python() -> Option<String> {
+    let python = std::env::var("CARROT_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    match Command::new(&python)
+        .args(["-c", "import pika, kombu"])
+        .output()
+    {
+        Ok(out) if out.status.success() => Some(python),
+        _ => {
+            skip_or_fail(&format!(
+                "{python} cannot import pika and kombu: pip install pika kombu"
+            ));
+            None
+        }
+    }
+}
+
+#[test]
+fn pika_and_kombu_use_it_unmodified_on_memory_and_sqlite() {
+    let Some(python) = python() else { return };
+    let file = sqlite_file("clients");
+    for url in [
+        "memory://serve-clients".to_string(),
+        format!("sqlite://{}", file.display()),
+    ] {
+        let served = Served::start(&url);
+        for client in ["pika", "kombu"] {
+            let out = Command::new(&python)
+                .args([
+                    CLIENTS,
+                    client,
+                    "--url",
+                    &served.url(),
+                    "--queue",
+                    &unique("serve", client),
+                ])
+                .output()
+                .expect("serve_clients.py runs");
+            assert!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+                "{client} on {url}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    remove(&file);
+}
+
+/// A client speaking raw frames.
+struct Raw {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(address: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        Raw {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, frame: &AMQPFrame) {
+        let context = gen_frame(frame)(WriteContext::from(Vec::new())).expect("a frame");
+        self.stream.write_all(&context.write).expect("write");
+    }
+
+    fn method(&mut self, channel: u16, method: AMQPClass) {
+        self.send(&AMQPFrame::Method(channel, method));
+    }
+
+    /// The next frame, or `None` when the server closed the connection.
+    fn next(&mut self) -> Option<AMQPFrame> {
+        loop {
+            if let Ok((rest, frame)) = parse_frame(&self.buffer[..]) {
+                let used = self.buffer.len() - rest.len();
+                self.buffer.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The next method, skipping heartbeats.
+    fn next_method(&mut self) -> Option<AMQPClass> {
+        loop {
+            match self.next()? {
+                AMQPFrame::Method(_, method) => return Some(method),
+                AMQPFrame::Heartbeat => continue,
+                other => panic!("expected a method, got {other:?}"),
+            }
+        }
+    }
+
+    /// Protocol header, start-ok (PLAIN), tune-ok, open: a connection ready for channels.
+    fn handshake(address: SocketAddr, password: &str) -> (Raw, Option<AMQPClass>) {
+        let mut raw = Raw::connect(address);
+        raw.stream
+            .write_all(b"AMQP\x00\x00\x09\x01")
+            .expect("header");
+        let Some(AMQPClass::Connection(connection::AMQPMethod::Start(start))) = raw.next_method()
+        else {
+            panic!("no connection.start")
+        };
+        assert_eq!((start.version_major, start.version_minor), (0, 9));
+        assert!(start.mechanisms.to_string().contains("PLAIN"));
+        raw.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: Default::default(),
+                mechanism: "PLAIN".into(),
+                response: format!("\0guest\0{password}").into(),
+                locale: "en_US".into(),
+            })),
+        );
+        let tune = match raw.next_method() {
+            Some(AMQPClass::Connection(connection::AMQPMethod::Tune(tune))) => tune,
+            other => return (raw, other),
+        };
+        raw.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max: tune.channel_max,
+                frame_max: tune.frame_max,
+                heartbeat: 0,
+            })),
+        );
+        raw.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: "/".into(),
+            })),
+        );
+        let opened = raw.next_method();
+        (raw, opened)
+    }
+
+    fn open(address: SocketAddr) -> Raw {
+        let (raw, opened) = Raw::handshake(address, "guest");
+        assert!(
+            matches!(
+                opened,
+                Some(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+            ),
+            "{opened:?}"
+        );
+        raw
+    }
+
+    /// The reply code of the connection.close the server sends next.
+    fn closed_with(&mut self) -> u16 {
+        match self.next_method() {
+            Some(AMQPClass::Connection(connection::AMQPMethod::Close(close))) => {
+                self.method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
+                close.reply_code
+            }
+            other => panic!("expected connection.close, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_answered_as_rabbitmq_answers_it_and_the_server_stays_up() {
+    let served = Served::start("memory://serve-abuse");
+    let address = served.address;
+
+    // A protocol header of another protocol: the server answers with its own and closes.
+    let mut raw = Raw::connect(address);
+    raw.stream.write_all(b"HTTP/1.1 GET /\r\n").expect("write");
+    let mut answer = [0u8; 8];
+    raw.stream
+        .read_exact(&mut answer)
+        .expect("the server's header");
+    assert_eq!(&answer, b"AMQP\x00\x00\x09\x01");
+
+    // A wrong password: connection.close 403.
+    let (mut raw, replied) = Raw::handshake(address, "wrong");
+    match replied {
+        Some(AMQPClass::Connection(connection::AMQPMethod::Close(close))) => {
+            assert_eq!(close.reply_code, 403);
+            assert!(
+                close.reply_text.to_string().starts_with("ACCESS_REFUSED"),
+                "{close:?}"
+            );
+        }
+        other => panic!("expected a 403 close, got {other:?}"),
+    }
+    assert!(
+        raw.next().is_none() || raw.next().is_none(),
+        "the connection ends"
+    );
+
+    // A method on a channel that was never opened: 504 CHANNEL_ERROR.
+    let mut raw = Raw::open(address);
+    raw.method(
+        5,
+        AMQPClass::Channel(channel::AMQPMethod::Flow(channel::Flow { active: true })),
+    );
+    assert_eq!(raw.closed_with(), 504);
+
+    // tx.select: 540 NOT_IMPLEMENTED, never ignored.
+    let mut raw = Raw::open(address);
+    raw.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    );
+    assert!(matches!(
+        raw.next_method(),
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    raw.method(1, AMQPClass::Tx(tx::AMQPMethod::Select(tx::Select {})));
+    assert_eq!(raw.closed_with(), 540);
+
+    // A frame larger than the negotiated frame_max: 501 FRAME_ERROR.
+    let mut raw = Raw::open(address);
+    let mut huge = vec![3u8, 0, 1];
+    huge.extend_from_slice(&(10_000_000u32).to_be_bytes());
+    raw.stream.write_all(&huge).expect("write");
+    assert_eq!(raw.closed_with(), 501);
+
+    // A frame whose end octet is wrong: 501 FRAME_ERROR.
+    let mut raw = Raw::open(address);
+    raw.stream
+        .write_all(&[8, 0, 0, 0, 0, 0, 0, 0x00])
+        .expect("write");
+    assert_eq!(raw.closed_with(), 501);
+
+    // A client that goes away in the middle of a frame.
+    let mut raw = Raw::open(address);
+    raw.stream
+        .write_all(&[1, 0, 1, 0, 0, 0, 100, 0, 20])
+        .expect("write");
+    drop(raw);
+
+    // The server is still up.
+    let _ = Raw::open(address);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("a runtime")
+}
+
+async fn client(url: &str) -> BrokerConnection {
+    BrokerConnection::builder()
+        .url(url)
+        .retry_policy(carrot::RetryPolicy::default().max_retries(Some(0)))
+        .connect()
+        .await
+        .expect("a client connection")
+}
+
+#[test]
+fn sigterm_closes_clients_with_connection_forced() {
+    let mut served = Served::start("memory://serve-sigterm");
+    let mut raw = Raw::open(served.address);
+    served.signal("TERM");
+    assert_eq!(raw.closed_with(), 320);
+    let status = served
+        .wait(Duration::from_secs(10))
+        .expect("carrot serve stops");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_server_killed_mid_stream_over_sqlite_loses_no_confirmed_message() {
+    let file = sqlite_file("sigkill");
+    let url = format!("sqlite://{}", file.display());
+    let queue = unique("serve", "sigkill");
+    let mut served = Served::start(&url);
+    let confirmed = runtime().block_on(async {
+        let conn = client(&served.url()).await;
+        conn.declare_queue(&QueueSpec::new(&queue).durable(true))
+            .await
+            .expect("declare");
+        let publisher = Publisher::builder(&conn)
+            .routing_key(&queue)
+            .serializer("raw")
+            .confirm_publish(true)
+            .build()
+            .await
+            .expect("a publisher");
+        let options = SendOptions::new().delivery_mode(DeliveryMode::Persistent);
+        let mut confirmed = Vec::new();
+        for n in 0..2000u32 {
+            if n == 1000 {
+                // Killed without a chance to clean up, mid-stream.
+                served.signal("KILL");
+            }
+            match publisher.send_with(&n.to_string(), options.clone()).await {
+                Ok(()) => confirmed.push(n),
+                Err(_) => break,
+            }
+        }
+        confirmed
+    });
+    assert!(
+        confirmed.len() >= 1000,
+        "{} confirmed before the kill",
+        confirmed.len()
+    );
+    let _ = served.wait(Duration::from_secs(5));
+    drop(served);
+    let restarted = Served::start(&url);
+    let got = runtime().block_on(async {
+        let conn = client(&restarted.url()).await;
+        let mut consumer = Consumer::builder(&conn)
+            .queue(&queue)
+            .durable(true)
+            .build()
+            .await
+            .expect("a consumer");
+        let mut got = std::collections::BTreeSet::new();
+        while let Some(message) = consumer.fetch().await.expect("fetch") {
+            got.insert(
+                message
+                    .decode::<String>()
+                    .expect("text")
+                    .parse::<u32>()
+                    .expect("a number"),
+            );
+            message.ack().expect("ack");
+        }
+        got
+    });
+    let lost: Vec<u32> = confirmed
+        .iter()
+        .copied()
+        .filter(|n| !got.contains(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} confirmed messages lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    drop(restarted);
+    remove(&file);
+}
+
+#[test]
+fn an_unknown_virtual_host_and_an_amqp_url_are_refused() {
+    let served = Served::start("memory://serve-vhost");
+    let err = runtime().block_on(async {
+        BrokerConnection::builder()
+            .url(format!("amqp://guest:guest@{}/other", served.address))
+            .retry_policy(carrot::RetryPolicy::default().max_retries(Some(0)))
+            .connect()
+            .await
+            .unwrap_err()
+    });
+    assert!(matches!(err, Error::AccessRefused(_)), "{err:?}");
+    let out = Command::new(CARROT)
+        .args([
+            "--url",
+            "amqp://127.0.0.1:1/",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("carrot runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("embedded broker"));
+}

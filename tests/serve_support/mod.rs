@@ -1,0 +1,40 @@
+//! `carrot serve` for the suites that run through it (conformance, CLI): one server per
+//! embedded broker and test process, on a loopback port, in a thread of its own so that it
+//! outlives every test's runtime.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// The amqp:// URL of a `carrot serve` of `broker` (`memory://NAME` or `sqlite://PATH`),
+/// started on first use.
+pub fn served(broker: &str) -> String {
+    static SERVERS: OnceLock<Mutex<HashMap<String, u16>>> = OnceLock::new();
+    let mut servers = SERVERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let port = *servers.entry(broker.to_string()).or_insert_with(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let url = broker.to_string();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("a runtime for carrot serve");
+            runtime.block_on(async move {
+                let listen = "127.0.0.1:0".parse().expect("an address");
+                let config = carrot::server::ServerConfig::new(&url, listen);
+                let server = carrot::server::Server::bind(config)
+                    .await
+                    .expect("carrot serve binds");
+                let port = server.local_addr().expect("its address").port();
+                tx.send(port).expect("the port is taken");
+                server.run(std::future::pending()).await;
+            });
+        });
+        rx.recv().expect("carrot serve starts")
+    });
+    format!("amqp://guest:guest@127.0.0.1:{port}/%2F")
+}
+
+/// A sqlite file of this test process for a served broker.
+pub fn sqlite_file(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("carrot-serve-{name}-{}.db", std::process::id()))
+}
