@@ -39,8 +39,16 @@ where
     let (read, mut write) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUED);
     let writer = tokio::spawn(async move {
-        while let Some(buffer) = rx.recv().await {
-            if write.write_all(&buffer).await.is_err() {
+        // What is queued by then goes out in one write (up to 256 KiB): one system call for
+        // many small deliveries.
+        while let Some(mut batch) = rx.recv().await {
+            while batch.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if write.write_all(&batch).await.is_err() {
                 break;
             }
         }
