@@ -10,97 +10,24 @@
 //! serve-memory and serve-sqlite).
 
 mod amqp_support;
+#[path = "serve_support/process.rs"]
+mod process;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
 
 use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
-use amq_protocol::protocol::{channel, connection, tx, AMQPClass};
+use amq_protocol::protocol::{basic, channel, connection, tx, AMQPClass};
 use amqp_support::{skip_or_fail, unique};
 use carrot::{BrokerConnection, Consumer, DeliveryMode, Error, Publisher, QueueSpec, SendOptions};
+use process::{client, remove, runtime, sqlite_file, Served, CARROT};
 
-const CARROT: &str = env!("CARGO_BIN_EXE_carrot");
 const CLIENTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/interop/serve_clients.py"
 );
-
-/// A `carrot serve` process; killed when dropped.
-struct Served {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Served {
-    /// Starts `carrot serve --url URL` on a free loopback port and waits until it accepts.
-    fn start(url: &str) -> Served {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-        let child = Command::new(CARROT)
-            .args(["--url", url, "serve", "--listen", &address.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("carrot serve starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(address).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "carrot serve does not accept on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Served { child, address }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2F", self.address)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sqlite_file(test: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("{}.db", unique("serve", test)))
-}
-
-fn remove(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-}
 
 /// The Python that can import pika and kombu, if any (a failure under CI).
 fn python() -> Option<String> {
@@ -160,6 +87,7 @@ struct Raw {
 impl Raw {
     fn connect(address: SocketAddr) -> Raw {
         let stream = TcpStream::connect(address).expect("connect");
+        stream.set_nodelay(true).expect("no delay");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a read timeout");
@@ -352,19 +280,6 @@ fn bad_input_is_answered_as_rabbitmq_answers_it_and_the_server_stays_up() {
     let _ = Raw::open(address);
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().expect("a runtime")
-}
-
-async fn client(url: &str) -> BrokerConnection {
-    BrokerConnection::builder()
-        .url(url)
-        .retry_policy(carrot::RetryPolicy::default().max_retries(Some(0)))
-        .connect()
-        .await
-        .expect("a client connection")
-}
-
 #[test]
 fn sigterm_closes_clients_with_connection_forced() {
     let mut served = Served::start("memory://serve-sigterm");
@@ -477,4 +392,180 @@ fn an_unknown_virtual_host_and_an_amqp_url_are_refused() {
         .expect("carrot runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("embedded broker"));
+}
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssAnon")
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_and_loses_none() {
+    const MESSAGES: u32 = 30_000;
+    const SIZE: usize = 4096;
+    let file = sqlite_file("stuck");
+    let served = Served::start(&format!("sqlite://{}", file.display()));
+    let url = served.url();
+    let queue = unique("serve", "stuck");
+    let rt = runtime();
+    let conn = rt.block_on(client(&url));
+    rt.block_on(conn.declare_queue(&QueueSpec::new(&queue).durable(true)))
+        .expect("declared");
+
+    // A consumer (acks, no prefetch limit) that never reads its socket again.
+    let mut stuck = Raw::open(served.address);
+    stuck.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    );
+    assert!(matches!(
+        stuck.next_method(),
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    stuck.method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: queue.as_str().into(),
+            consumer_tag: "stuck".into(),
+            no_local: false,
+            no_ack: false,
+            exclusive: false,
+            nowait: false,
+            arguments: Default::default(),
+        })),
+    );
+    assert!(matches!(
+        stuck.next_method(),
+        Some(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
+    ));
+    let before = rss_kib(served.child.id());
+
+    // 120 MiB published for it: the server keeps what the client cannot take in the queue
+    // (on disk), not in its memory, and goes on serving other clients.
+    rt.block_on(async {
+        let publisher = Publisher::builder(&conn)
+            .exchange("")
+            .routing_key(&queue)
+            .serializer("raw")
+            .build()
+            .await
+            .expect("a publisher");
+        let body = vec![7u8; SIZE];
+        for _ in 0..MESSAGES {
+            publisher.send(&body).await.expect("sent");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let info = rt
+        .block_on(conn.queue_info(&queue))
+        .expect("the server answers another client");
+    let held = MESSAGES - info.message_count;
+    let grown = rss_kib(served.child.id()).saturating_sub(before);
+    assert!(
+        held < 12_000,
+        "{held} of {MESSAGES} messages left the queue for a client that reads nothing"
+    );
+    assert!(
+        grown < 64 * 1024,
+        "the server grew by {grown} KiB for a client that reads nothing"
+    );
+
+    // The client goes: every message it was handed comes back, none is lost.
+    drop(stuck);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = rt.block_on(conn.queue_info(&queue)).expect("queue info");
+        if info.message_count == MESSAGES {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {MESSAGES} messages back in the queue",
+            info.message_count
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = rt.block_on(conn.close());
+    remove(&file);
+}
+
+#[test]
+fn two_thousand_connections_are_served_at_once() {
+    const CONNECTIONS: usize = 2_000;
+    let rt = runtime();
+    let server = rt
+        .block_on(carrot::server::Server::bind(
+            carrot::server::ServerConfig::new(
+                "memory://serve-many",
+                "127.0.0.1:0".parse().expect("an address"),
+            ),
+        ))
+        .expect("bound");
+    let address = server.local_addr().expect("its address");
+    let metrics = server.metrics();
+    let running = rt.spawn(server.run(std::future::pending()));
+
+    // Four threads open them (handshake done), and keep them.
+    let opened: Vec<Raw> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(move || {
+                    (0..CONNECTIONS / 4)
+                        .map(|_| Raw::open(address))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("a thread"))
+            .collect()
+    });
+    assert_eq!(opened.len(), CONNECTIONS);
+    assert_eq!(metrics.connections() as usize, CONNECTIONS);
+
+    // One more client is served as usual.
+    let url = format!("amqp://guest:guest@{address}/%2F");
+    let queue = unique("serve", "many");
+    rt.block_on(async {
+        let conn = client(&url).await;
+        conn.declare_queue(&QueueSpec::new(&queue))
+            .await
+            .expect("declared");
+        Publisher::builder(&conn)
+            .routing_key(&queue)
+            .build()
+            .await
+            .expect("a publisher")
+            .send(&1)
+            .await
+            .expect("sent");
+        let mut consumer = Consumer::builder(&conn)
+            .queue(&queue)
+            .auto_declare(false)
+            .build()
+            .await
+            .expect("a consumer");
+        let message = consumer.fetch().await.expect("fetch").expect("the message");
+        message.ack().expect("acked");
+        conn.close().await.expect("closed");
+    });
+
+    // All of them go: the server lets every one go.
+    drop(opened);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metrics.connections() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} connections left",
+            metrics.connections()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running.abort();
 }

@@ -8,6 +8,7 @@
 pub(crate) mod amqp;
 pub(crate) mod arguments;
 pub(crate) mod death;
+mod delivery_stream;
 pub(crate) mod embedded;
 pub(crate) mod memory;
 pub(crate) mod rules;
@@ -19,7 +20,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::Result;
@@ -44,12 +44,7 @@ pub(crate) struct Delivery {
     pub(crate) consumer_tag: Option<Arc<str>>,
 }
 
-/// Deliveries of one consumer. It ends after the application cancels the consumer or closes
-/// its channel; an end the application did not ask for is an error: the last item says why
-/// when the broker knows ([`Error::ConsumerCancelled`](crate::Error::ConsumerCancelled), a
-/// recovery that gave up), and the consumer reports an end without one as cancelled by the
-/// broker.
-pub(crate) type DeliveryStream = mpsc::UnboundedReceiver<Result<Delivery>>;
+pub(crate) use delivery_stream::{DeliveryStream, Feed, Replenish};
 
 /// What `publish` returns: the message is routed (`Done`), or its publisher confirm is still
 /// to come (`Pending`, RabbitMQ), for the caller to await now or later (pipelined confirms).
@@ -113,6 +108,14 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
     /// now (it changes with a failover); 0 for the embedded brokers.
     fn current_url(&self) -> usize {
         0
+    }
+    /// Every queue of the broker with its ready and unacknowledged messages and its
+    /// consumers, by name (the embedded brokers; RabbitMQ's management plugin has its own).
+    #[cfg(feature = "serve")]
+    async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+        Err(crate::Error::Unsupported(
+            "queue statistics come from the embedded brokers only; RabbitMQ has `rabbitmqctl list_queues`".into(),
+        ))
     }
 }
 

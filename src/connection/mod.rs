@@ -196,6 +196,12 @@ impl BrokerConnection {
         self.inner.options.max_message_size
     }
 
+    /// Every queue of an embedded broker with its counts (`carrot serve --metrics`).
+    #[cfg(feature = "serve")]
+    pub(crate) async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+        self.inner.transport.queue_stats().await
+    }
+
     /// Whether publishers confirm by default (the URL's `confirm_publish` option).
     pub fn confirm_publish_default(&self) -> bool {
         matches!(self.url(), BrokerUrl::Amqp(s) if s.confirm_publish)

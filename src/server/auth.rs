@@ -36,6 +36,35 @@ impl Users {
         }
     }
 
+    /// Reads users from a file: one `NAME:PASSWORD` per line; blank lines and lines starting
+    /// with `#` are skipped. A line without a name or a colon is an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) that gives its number.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<Vec<(String, String)>> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::Error::InvalidArgument(format!(
+                "cannot read the users file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut users = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let user = Users::parse_one(line).map_err(|_| {
+                crate::Error::InvalidArgument(format!(
+                    "line {} of the users file {} is not NAME:PASSWORD",
+                    number + 1,
+                    path.display()
+                ))
+            })?;
+            users.push(user);
+        }
+        Ok(users)
+    }
+
     /// The user the client authenticated as, if the credentials are good and the user may
     /// connect from `peer`.
     pub(super) fn check(&self, mechanism: &str, response: &[u8], peer: IpAddr) -> Option<String> {
@@ -93,8 +122,42 @@ mod tests {
         assert_eq!(users.check("EXTERNAL", b"", loopback), None);
         let other = Users::new([("app".to_string(), "s3cret".to_string())]);
         assert_eq!(
+            users
+                .check(
+                    "AMQPLAIN",
+                    b"\x05LOGINS\x00\x00\x00\x05guest\x08PASSWORDS\x00\x00\x00\x05guest",
+                    loopback
+                )
+                .as_deref(),
+            Some("guest")
+        );
+        assert_eq!(
             other.check("PLAIN", b"\0app\0s3cret", remote).as_deref(),
             Some("app")
         );
+    }
+
+    #[test]
+    fn a_users_file_skips_comments_and_names_a_bad_line() {
+        let dir = std::env::temp_dir().join(format!("carrot-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        std::fs::write(&good, "# who may connect\n\napp:s3cret\nops:a:b\n").unwrap();
+        assert_eq!(
+            Users::from_file(&good).unwrap(),
+            vec![
+                ("app".to_string(), "s3cret".to_string()),
+                ("ops".to_string(), "a:b".to_string())
+            ]
+        );
+        let bad = dir.join("bad");
+        std::fs::write(&bad, "app:s3cret\nnobody\n").unwrap();
+        let error = Users::from_file(&bad).unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        let missing = Users::from_file(dir.join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("cannot read the users file"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -53,6 +53,7 @@ pub(super) struct ClientChannel {
     outstanding: Outstanding,
     consumers: HashMap<String, JoinHandle<()>>,
     max_body: usize,
+    metrics: Arc<super::Metrics>,
 }
 
 fn ok<M>(result: Result<M, Error>) -> Result<M, Refusal> {
@@ -66,6 +67,7 @@ impl ClientChannel {
         out: Output,
         max_body: usize,
         refusals: mpsc::UnboundedSender<(u16, Refusal)>,
+        metrics: Arc<super::Metrics>,
     ) -> Self {
         ClientChannel {
             id,
@@ -78,6 +80,7 @@ impl ClientChannel {
             outstanding: Arc::default(),
             consumers: HashMap::new(),
             max_body,
+            metrics,
         }
     }
 
@@ -325,6 +328,7 @@ impl ClientChannel {
                     deliveries,
                     self.out.clone(),
                     (!c.no_ack).then(|| self.outstanding.clone()),
+                    self.metrics.clone(),
                 ));
                 self.consumers.insert(tag.to_string(), task);
                 None
@@ -362,6 +366,7 @@ impl ClientChannel {
                             message_count: left,
                         }));
                         self.out.with_content(self.id, method, &d.message).await;
+                        self.metrics.delivered();
                         None
                     }
                 }
@@ -634,6 +639,7 @@ async fn forward(
     mut deliveries: crate::backend::DeliveryStream,
     out: Output,
     outstanding: Option<Outstanding>,
+    metrics: Arc<super::Metrics>,
 ) {
     while let Some(delivery) = deliveries.recv().await {
         match delivery {
@@ -650,6 +656,7 @@ async fn forward(
                 {
                     return;
                 }
+                metrics.delivered();
             }
             Err(_) => {
                 let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {

@@ -29,7 +29,7 @@ const HEARTBEAT: u16 = 60;
 /// The smallest frame_max AMQP allows.
 const FRAME_MIN: u32 = 4096;
 /// How long a client has for the whole handshake.
-const HANDSHAKE: Duration = Duration::from_secs(10);
+pub(super) const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Serves one client until it closes, fails, or the server shuts down.
 pub(super) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
@@ -462,6 +462,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     self.out.clone(),
                     max_body,
                     self.refusals.clone(),
+                    self.shared.metrics.clone(),
                 );
                 self.channels.insert(id, channel);
                 self.shared.metrics.channel_opened();

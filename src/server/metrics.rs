@@ -1,16 +1,31 @@
-//! What a server counts, for `carrot serve --metrics` and tests.
+//! What a server counts, for `carrot serve --metrics` and tests: connections, channels,
+//! messages published and delivered (rates are differences of these totals over time), and
+//! the broker's queues with their ready and unacknowledged messages.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of a running server.
-#[derive(Debug, Default)]
+use crate::error::Result;
+
+/// Counters of a running server, and its broker's queues.
+#[derive(Debug)]
 pub struct Metrics {
     connections: AtomicU64,
     channels: AtomicU64,
     published: AtomicU64,
+    delivered: AtomicU64,
+    broker: crate::BrokerConnection,
 }
 
 impl Metrics {
+    pub(super) fn new(broker: crate::BrokerConnection) -> Self {
+        Metrics {
+            connections: AtomicU64::new(0),
+            channels: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            broker,
+        }
+    }
     pub(super) fn connection_opened(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
@@ -26,6 +41,9 @@ impl Metrics {
     pub(super) fn published(&self) {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
+    pub(super) fn delivered(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
 
     /// Open client connections.
     pub fn connections(&self) -> u64 {
@@ -39,4 +57,27 @@ impl Metrics {
     pub fn published_total(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
     }
+    /// Messages delivered (basic.deliver and basic.get-ok) since the server started.
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Every queue of the broker, by name, with its ready and unacknowledged messages and its
+    /// consumers (over sqlite://, those of every process sharing the file).
+    pub async fn queues(&self) -> Result<Vec<QueueStats>> {
+        self.broker.queue_stats().await
+    }
+}
+
+/// A queue's counts at one moment: what `carrot serve --metrics` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue's name.
+    pub name: String,
+    /// Messages waiting to be delivered.
+    pub ready: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub unacked: u64,
+    /// Consumers of the queue.
+    pub consumers: u64,
 }

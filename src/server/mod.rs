@@ -27,6 +27,7 @@ mod frames;
 mod metrics;
 mod output;
 mod reply;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,7 +38,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use auth::Users;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, QueueStats};
+pub use tls::Tls;
 
 use crate::error::{Error, Result};
 
@@ -50,6 +52,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Who may connect (default guest/guest, from loopback only).
     pub users: Users,
+    /// TLS (clients connect with amqps://); plain AMQP when `None` (the default).
+    pub tls: Option<Tls>,
 }
 
 impl ServerConfig {
@@ -59,6 +63,7 @@ impl ServerConfig {
             url: url.into(),
             listen,
             users: Users::default(),
+            tls: None,
         }
     }
 }
@@ -78,12 +83,14 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// Keeps a memory:// broker alive while the server runs, and checks the URL at bind time.
     _broker: crate::BrokerConnection,
 }
 
 impl Server {
-    /// Checks the broker URL (memory:// or sqlite:// only) and binds the address.
+    /// Checks the broker URL (memory:// or sqlite:// only) and the TLS files, and binds the
+    /// address.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
         let url = crate::url::BrokerUrl::parse(&config.url)?;
         if matches!(url, crate::url::BrokerUrl::Amqp(_)) {
@@ -91,6 +98,7 @@ impl Server {
                 "carrot serve puts an embedded broker (memory:// or sqlite://PATH) on the wire; an amqp:// URL is a broker already".into(),
             ));
         }
+        let tls = config.tls.as_ref().map(Tls::config).transpose()?;
         let broker = crate::BrokerConnection::connect(&config.url).await?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::InvalidArgument(format!("cannot listen on {}: {e}", config.listen))
@@ -102,9 +110,10 @@ impl Server {
                 url: config.url,
                 users: config.users,
                 shutdown,
-                metrics: Arc::default(),
+                metrics: Arc::new(Metrics::new(broker.clone())),
             }),
             stop,
+            tls,
             _broker: broker,
         })
     }
@@ -116,7 +125,13 @@ impl Server {
             .map_err(|e| Error::InvalidArgument(format!("the listening socket: {e}")))
     }
 
-    /// Its counters: connections, channels, messages published.
+    /// Whether clients connect with TLS (amqps://).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Its counters (connections, channels, messages published and delivered) and its
+    /// broker's queues.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
     }
@@ -132,7 +147,27 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        tasks.spawn(connection::serve(stream, peer, self.shared.clone()));
+                        let shared = self.shared.clone();
+                        match self.tls.clone() {
+                            None => {
+                                tasks.spawn(connection::serve(stream, peer, shared));
+                            }
+                            Some(config) => {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                                tasks.spawn(async move {
+                                    let accepted = tokio::time::timeout(
+                                        connection::HANDSHAKE,
+                                        acceptor.accept(stream),
+                                    )
+                                    .await;
+                                    match accepted {
+                                        Ok(Ok(stream)) => connection::serve(stream, peer, shared).await,
+                                        Ok(Err(e)) => tracing::info!(client = %peer, error = %e, "TLS handshake failed"),
+                                        Err(_) => tracing::info!(client = %peer, "TLS handshake timed out"),
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: wait, do not spin.

@@ -663,3 +663,51 @@ conformance!(
         Ok(())
     }
 );
+
+/// More messages than the embedded brokers hand a consumer before it takes them from its
+/// stream (4,096), so that handing out stops and must resume as the consumer reads.
+const BEYOND_THE_WINDOW: i64 = 10_000;
+
+conformance!(
+    a_consumer_that_pauses_gets_every_message_in_order,
+    |t| async move {
+        for no_ack in [true, false] {
+            let conn = t.connect().await?;
+            let mut consumer = t.consumer(&conn).no_ack(no_ack).build().await?;
+            let publisher = t
+                .publisher(&conn)
+                .delivery_mode(DeliveryMode::Transient)
+                .build()
+                .await?;
+            for n in 0..BEYOND_THE_WINDOW {
+                publisher.send(&n).await?;
+            }
+            consumer.consume().await?;
+            // The consumer does not read: the embedded brokers keep what does not fit its
+            // window in the queue (RabbitMQ's client buffers it all).
+            tokio::time::sleep(QUIET).await;
+            if matches!(t.backend.name, "memory" | "sqlite") {
+                let ready = conn.queue_info(&t.name("q")).await?.message_count as i64;
+                assert!(
+                    ready >= BEYOND_THE_WINDOW - 4096,
+                    "{ready} messages left in the queue for a consumer that does not read"
+                );
+            }
+            for expected in 0..BEYOND_THE_WINDOW {
+                let message = within("the next message", consumer.next_message())
+                    .await?
+                    .expect("a message");
+                assert_eq!(num(&message), expected);
+                if !no_ack {
+                    message.ack()?;
+                }
+                if expected % 3_000 == 2_999 {
+                    tokio::time::sleep(QUIET).await;
+                }
+            }
+            consumer.cancel().await?;
+            conn.close().await?;
+        }
+        Ok(())
+    }
+);

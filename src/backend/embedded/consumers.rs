@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use crate::backend::Delivery;
-use crate::error::Result;
+use crate::backend::Feed;
 
 /// A consumer subscribed to a queue.
 #[derive(Debug)]
@@ -18,7 +15,7 @@ pub(crate) struct Subscriber {
     pub(crate) prefetch: u16,
     /// Its deliveries not settled yet.
     pub(crate) unacked: u32,
-    pub(crate) tx: mpsc::UnboundedSender<Result<Delivery>>,
+    pub(crate) feed: Feed,
     /// Its delivery stream was dropped: it takes nothing more, and goes.
     pub(crate) gone: bool,
 }
@@ -26,19 +23,21 @@ pub(crate) struct Subscriber {
 impl Subscriber {
     /// Whether its own window lets it take one more delivery.
     pub(crate) fn has_credit(&self) -> bool {
-        self.no_ack || self.prefetch == 0 || self.unacked < u32::from(self.prefetch)
+        (self.no_ack || self.prefetch == 0 || self.unacked < u32::from(self.prefetch))
+            && self.feed.room() > 0
     }
 
     /// How many deliveries its own window lets it take now, at most `chunk`.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn credit(&self, chunk: usize) -> usize {
-        if self.no_ack || self.prefetch == 0 {
+        let own = if self.no_ack || self.prefetch == 0 {
             chunk
         } else {
             usize::from(self.prefetch)
                 .saturating_sub(self.unacked as usize)
                 .min(chunk)
-        }
+        };
+        own.min(self.feed.room())
     }
 }
 

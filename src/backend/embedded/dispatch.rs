@@ -57,7 +57,7 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
             let Some(ch) = self.channels.get(&s.channel) else {
                 continue;
             };
-            if !ch.flow || s.gone || s.tx.is_closed() {
+            if !ch.flow || s.gone || s.feed.is_closed() {
                 continue;
             }
             let mut own = s.credit(chunk);

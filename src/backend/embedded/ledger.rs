@@ -24,6 +24,12 @@ impl<T> Ledger<T> {
         self.entries.len()
     }
 
+    /// The unsettled deliveries, oldest first.
+    #[cfg(feature = "serve")]
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> + '_ {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
     /// Records a delivery; `tag` is greater than every tag recorded before.
     pub(crate) fn insert(&mut self, tag: u64, value: T) {
         debug_assert!(self.entries.back().is_none_or(|(last, _)| *last < tag));

@@ -16,13 +16,12 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use tokio::sync::mpsc;
 
 pub(crate) use channel::{ChannelState, Unacked};
 pub(crate) use consumers::{Subscriber, Subscribers};
 pub(crate) use dispatch::{Handing, Source};
 
-use crate::backend::{rules, DeliveryStream};
+use crate::backend::{rules, DeliveryStream, Feed, Replenish};
 use crate::error::Result;
 
 /// When settling a delivery makes its queue worth another dispatch.
@@ -196,6 +195,18 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
     }
 
     /// The consumers of a queue in this process.
+    /// Unsettled deliveries by queue, across every channel (of this process).
+    #[cfg(feature = "serve")]
+    pub(crate) fn unacked_by_queue(&self) -> HashMap<Arc<str>, u64> {
+        let mut counts: HashMap<Arc<str>, u64> = HashMap::default();
+        for channel in self.channels.values() {
+            for unacked in channel.unacked.values() {
+                *counts.entry(unacked.queue.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
     pub(crate) fn consumers_of(&self, queue: &str) -> &[Subscriber] {
         self.consumers.get(queue).map_or(&[], |s| &s.list)
     }
@@ -229,9 +240,10 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
         tag: Arc<str>,
         no_ack: bool,
         exclusive: bool,
+        replenish: Replenish,
     ) -> Result<DeliveryStream> {
         let prefetch = self.channel_mut(channel)?.consumer_prefetch;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (feed, rx) = Feed::new(queue.clone(), replenish);
         self.consumers
             .entry(queue.clone())
             .or_insert_with(|| Subscribers::new(queue.clone()))
@@ -243,7 +255,7 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
                 exclusive,
                 prefetch,
                 unacked: 0,
-                tx,
+                feed,
                 gone: false,
             });
         Ok(rx)
@@ -277,7 +289,7 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
     pub(crate) fn queue_deleted(&mut self, queue: &str) {
         if let Some(subs) = self.consumers.remove(queue) {
             for s in subs.list {
-                let _ = s.tx.send(Err(rules::consumer_cancelled(&s.tag, queue)));
+                s.feed.fail(rules::consumer_cancelled(&s.tag, queue));
             }
         }
     }

@@ -161,6 +161,11 @@ impl Transport for MemoryConnection {
         self.broker.lock().close_connection(self.id);
         Ok(())
     }
+
+    #[cfg(feature = "serve")]
+    async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+        Ok(self.broker.lock().queue_stats())
+    }
 }
 
 #[derive(Debug)]
@@ -244,9 +249,15 @@ impl Channel for MemoryChannel {
         no_ack: bool,
         exclusive: bool,
     ) -> Result<(Arc<str>, DeliveryStream)> {
+        let broker = Arc::downgrade(&self.broker);
+        let replenish: crate::backend::Replenish = Arc::new(move |queue: Arc<str>| {
+            if let Some(broker) = broker.upgrade() {
+                broker.lock().replenish(&queue);
+            }
+        });
         self.broker
             .lock()
-            .consume(self.id, queue, consumer_tag, no_ack, exclusive)
+            .consume(self.id, queue, consumer_tag, no_ack, exclusive, replenish)
     }
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {
         self.broker.lock().cancel(self.id, consumer_tag)

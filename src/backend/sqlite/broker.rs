@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use tokio::sync::mpsc;
 
 use super::liveness::Identity;
 use super::schema::{storage_error, Checkpointer};
@@ -51,11 +50,7 @@ pub(super) struct QueueEntry {
 pub(super) type Layer = ChannelLayer<i64, i64>;
 
 /// A delivery to hand out once its transaction commits: (channel, consumer stream, delivery).
-pub(super) type Outgoing = (
-    u64,
-    mpsc::UnboundedSender<crate::error::Result<Delivery>>,
-    Delivery,
-);
+pub(super) type Outgoing = (u64, crate::backend::Feed, Delivery);
 
 pub(super) struct Broker {
     pub(super) db: Connection,

@@ -37,13 +37,14 @@ impl Source<i64, i64> for RowSource<'_> {
 
     fn deliver(&mut self, to: Handing<'_, i64>, row: Row) -> Result<Option<i64>, Row> {
         let consumer = to.consumer;
-        if consumer.tx.is_closed() {
+        if consumer.feed.is_closed() {
             return Err(row);
         }
         let id = row.id;
+        consumer.feed.reserve();
         self.outbox.push((
             consumer.channel,
-            consumer.tx.clone(),
+            consumer.feed.clone(),
             Delivery {
                 message: Arc::new(row.message),
                 delivery_tag: to.delivery_tag,
@@ -168,6 +169,7 @@ impl Broker {
         tag: &str,
         no_ack: bool,
         exclusive: bool,
+        replenish: crate::backend::Replenish,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let connection = self.layer.connection_of(channel)?;
         let q = self.usable_queue(connection, queue)?;
@@ -187,9 +189,9 @@ impl Broker {
         if q.limits.expires.is_some() {
             self.touch(queue)?;
         }
-        let rx = self
-            .layer
-            .subscribe(channel, &q.name, tag.clone(), no_ack, exclusive)?;
+        let rx =
+            self.layer
+                .subscribe(channel, &q.name, tag.clone(), no_ack, exclusive, replenish)?;
         self.dirty.insert(q.name.clone());
         Ok((tag, rx))
     }
@@ -281,7 +283,8 @@ impl Broker {
 
     /// Forgets deliveries of a transaction that did not commit (the rows are still ready).
     pub(super) fn undo_outbox(&mut self) {
-        for (channel, _, delivery) in std::mem::take(&mut self.outbox) {
+        for (channel, feed, delivery) in std::mem::take(&mut self.outbox) {
+            feed.unreserve();
             self.layer.unrecord(channel, delivery.delivery_tag);
         }
     }

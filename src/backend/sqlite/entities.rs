@@ -133,6 +133,30 @@ impl Broker {
         Ok(())
     }
 
+    /// Every queue with its ready (not expired), unacknowledged (owned by a connection) and
+    /// consumer counts, by name, across every process of the file. One scan of the messages.
+    #[cfg(feature = "serve")]
+    pub(super) fn queue_stats(&mut self) -> Result<Vec<crate::server::QueueStats>> {
+        let now = now_ms();
+        self.rows_of(
+            "SELECT q.name,
+                    (SELECT count(*) FROM messages m WHERE m.queue = q.name AND m.owner IS NULL
+                       AND coalesce(m.expires_at, 9223372036854775807) > ?1),
+                    (SELECT count(*) FROM messages m WHERE m.queue = q.name AND m.owner IS NOT NULL),
+                    (SELECT count(*) FROM consumers c WHERE c.queue = q.name)
+             FROM queues q ORDER BY q.name",
+            [now],
+            |row| {
+                Ok(crate::server::QueueStats {
+                    name: row.get(0)?,
+                    ready: row.get::<_, i64>(1)? as u64,
+                    unacked: row.get::<_, i64>(2)? as u64,
+                    consumers: row.get::<_, i64>(3)? as u64,
+                })
+            },
+        )
+    }
+
     pub(super) fn queue_info(&mut self, name: &str) -> Result<QueueInfo> {
         let now = now_ms();
         let messages: i64 = self

@@ -163,6 +163,11 @@ impl Transport for SqliteConnection {
         let id = self.id;
         self.engine.call(move |b| b.close_connection(id)).await
     }
+
+    #[cfg(feature = "serve")]
+    async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+        self.engine.call(|b| b.queue_stats()).await
+    }
 }
 
 #[derive(Debug)]
@@ -265,8 +270,17 @@ impl Channel for SqliteChannel {
         exclusive: bool,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let (id, queue, tag) = (self.id, queue.to_string(), consumer_tag.to_string());
+        let engine = Arc::downgrade(&self.engine);
+        let replenish: crate::backend::Replenish = Arc::new(move |queue: Arc<str>| {
+            if let Some(engine) = engine.upgrade() {
+                engine.detach(move |b| {
+                    b.dirty.insert(queue);
+                    Ok(())
+                });
+            }
+        });
         self.engine
-            .call(move |b| b.consume(id, &queue, &tag, no_ack, exclusive))
+            .call(move |b| b.consume(id, &queue, &tag, no_ack, exclusive, replenish))
             .await
     }
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {

@@ -70,8 +70,8 @@ impl Broker {
             }
             return;
         }
-        for (_, tx, delivery) in self.outbox.drain(..) {
-            let _ = tx.send(Ok(delivery));
+        for (_, feed, delivery) in self.outbox.drain(..) {
+            feed.send_reserved(delivery);
         }
         self.commits += 1;
         if self.commits >= CHECKPOINT_EVERY {

@@ -1,11 +1,13 @@
 //! `carrot serve`: the embedded broker of --url on the AMQP 0-9-1 wire.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use carrot::server::{Server, ServerConfig, Users};
+use carrot::server::{Metrics, Server, ServerConfig, Tls, Users};
 
 use crate::failure::Failure;
 
@@ -18,38 +20,82 @@ pub(crate) struct ServeArgs {
     /// RabbitMQ does.
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = Users::parse_one)]
     users: Vec<(String, String)>,
-    /// Print the server's counters (connections, channels, messages published) to stderr
-    /// every this many seconds.
+    /// A file of users, one NAME:PASSWORD per line (`#` starts a comment), added to those of
+    /// --user.
+    #[arg(long, value_name = "FILE")]
+    users_file: Option<PathBuf>,
+    /// Speak TLS (clients connect with amqps://) with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Every this many seconds, print to stderr the connections, channels, publish and
+    /// deliver rates, and each queue with its ready and unacknowledged messages and consumers.
     #[arg(long, value_name = "SECONDS")]
     metrics: Option<u64>,
 }
 
 pub(crate) async fn run(url: &str, args: ServeArgs) -> Result<(), Failure> {
     let mut config = ServerConfig::new(url, args.listen);
-    if !args.users.is_empty() {
-        config.users = Users::new(args.users);
+    let mut users = args.users;
+    if let Some(file) = &args.users_file {
+        users.extend(Users::from_file(file)?);
+    }
+    if !users.is_empty() {
+        config.users = Users::new(users);
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(Tls { cert, key });
     }
     let server = Server::bind(config).await?;
     let address = server.local_addr()?;
-    eprintln!("carrot: serving {url} on amqp://{address}");
+    let scheme = if server.is_tls() { "amqps" } else { "amqp" };
+    eprintln!("carrot: serving {url} on {scheme}://{address}");
     if let Some(seconds) = args.metrics {
-        let metrics = server.metrics();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(seconds.max(1)));
-            loop {
-                tick.tick().await;
-                eprintln!(
-                    "carrot: connections {} channels {} published {}",
-                    metrics.connections(),
-                    metrics.channels(),
-                    metrics.published_total()
-                );
-            }
-        });
+        tokio::spawn(report(
+            server.metrics(),
+            Duration::from_secs(seconds.max(1)),
+        ));
     }
     server.run(stopped()).await;
     eprintln!("carrot: stopped");
     Ok(())
+}
+
+/// Every `period`, one line on stderr: connections, channels, publish and deliver rates over
+/// the period; then one line per queue with its ready and unacknowledged messages and its
+/// consumers.
+async fn report(metrics: Arc<Metrics>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    let (mut published, mut delivered) = (metrics.published_total(), metrics.delivered_total());
+    let mut last = Instant::now();
+    loop {
+        tick.tick().await;
+        let (p, d) = (metrics.published_total(), metrics.delivered_total());
+        let elapsed = last.elapsed().as_secs_f64().max(1e-3);
+        last = Instant::now();
+        eprintln!(
+            "carrot: connections {} channels {} publish {:.1}/s deliver {:.1}/s (total published {p}, delivered {d})",
+            metrics.connections(),
+            metrics.channels(),
+            (p - published) as f64 / elapsed,
+            (d - delivered) as f64 / elapsed,
+        );
+        (published, delivered) = (p, d);
+        match metrics.queues().await {
+            Ok(queues) => {
+                for q in queues {
+                    eprintln!(
+                        "carrot:   queue {:?} ready {} unacked {} consumers {}",
+                        q.name, q.ready, q.unacked, q.consumers
+                    );
+                }
+            }
+            Err(e) => eprintln!("carrot:   queues: {e}"),
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

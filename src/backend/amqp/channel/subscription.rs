@@ -87,7 +87,7 @@ impl AmqpChannel {
         self.link
             .runtime()
             .spawn(forward(me, subscription, consumer, generation, tx, resumes));
-        Ok((tag, rx))
+        Ok((tag, DeliveryStream::unbounded(rx)))
     }
 
     /// basic.consume on the current channel (waiting for a recovery if one runs); the

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{millis_since, Held, QueueSource, State};
 use crate::backend::memory::queue::NEVER;
 use crate::backend::rules;
-use crate::backend::{Delivery, DeliveryStream, PublishFlags, Published};
+use crate::backend::{Delivery, DeliveryStream, PublishFlags, Published, Replenish};
 use crate::error::{Error, Result};
 
 impl State {
@@ -161,6 +161,7 @@ impl State {
         tag: &str,
         no_ack: bool,
         exclusive: bool,
+        replenish: Replenish,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let name = self.usable_queue(channel, queue)?.name.clone();
         let current = self.layer.consumers_of(&name).iter().map(|s| s.exclusive);
@@ -168,7 +169,7 @@ impl State {
         let tag = self.layer.consumer_tag(channel, tag)?;
         let rx = self
             .layer
-            .subscribe(channel, &name, tag.clone(), no_ack, exclusive)?;
+            .subscribe(channel, &name, tag.clone(), no_ack, exclusive, replenish)?;
         let now = self.now();
         if let Some(q) = self.queues.get_mut(&name) {
             q.had_subscriber = true;

@@ -79,7 +79,9 @@ impl Source<u64, Held> for QueueSource<'_> {
             redelivered: ready.redelivered,
             consumer_tag: Some(to.consumer.tag.clone()),
         };
-        if to.consumer.tx.send(Ok(delivery)).is_err() {
+        to.consumer.feed.reserve();
+        if !to.consumer.feed.send_reserved(delivery) {
+            to.consumer.feed.unreserve();
             return Err(ready);
         }
         Ok((!to.consumer.no_ack).then_some(Held {
@@ -207,6 +209,11 @@ impl State {
         }
     }
 
+    /// A consumer took half its window back: hands it (and the others) more.
+    pub(in crate::backend::memory) fn replenish(&mut self, queue: &str) {
+        self.dispatch(queue);
+    }
+
     /// Hands waiting messages to consumers with credit, round robin (expiring the heads of the
     /// queue first).
     fn dispatch(&mut self, queue: &str) {
@@ -254,6 +261,24 @@ impl State {
         for q in self.queues.values_mut() {
             q.retain(|r| r.message.properties.delivery_mode() == Some(DeliveryMode::Persistent));
         }
+    }
+
+    /// Every queue with its ready, unacknowledged and consumer counts, by name.
+    #[cfg(feature = "serve")]
+    pub(crate) fn queue_stats(&self) -> Vec<crate::server::QueueStats> {
+        let unacked = self.layer.unacked_by_queue();
+        let mut stats: Vec<_> = self
+            .queues
+            .values()
+            .map(|queue| crate::server::QueueStats {
+                name: queue.name.to_string(),
+                ready: queue.len() as u64,
+                unacked: unacked.get(&queue.name).copied().unwrap_or(0),
+                consumers: self.layer.consumers_of(&queue.name).len() as u64,
+            })
+            .collect();
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
     }
 
     fn info(&self, queue: &Queue) -> QueueInfo {
