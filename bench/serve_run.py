@@ -27,8 +27,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CARROT = os.path.join(ROOT, "target/release/carrot")
-PEER = os.path.join(ROOT, "target/release/examples/lapin_peer")
+CARROT = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release/carrot")
+PEER = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release/examples/lapin_peer")
 RABBIT = os.environ.get("CARROT_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
@@ -38,10 +38,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve(url):
+def serve(url, threads=None):
     port = free_port()
+    extra = ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(
-        [CARROT, "--url", url, "serve", "--listen", f"127.0.0.1:{port}"],
+        [CARROT, "--url", url, "serve", "--listen", f"127.0.0.1:{port}"] + extra,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -57,8 +58,9 @@ def serve(url):
     return proc, f"amqp://guest:guest@127.0.0.1:{port}/%2F"
 
 
-def peer(url, messages, persistent, server_pid):
-    args = [PEER, "--url", url, "--messages", str(messages), "--size", "100", "--prefetch", "1000", "--json"]
+def peer(url, messages, persistent, server_pid, channels=1):
+    args = [PEER, "--url", url, "--messages", str(messages), "--size", "100", "--prefetch", "1000", "--json",
+            "--producers", str(channels), "--consumers", str(channels)]
     if persistent:
         args += ["--persistent", "--confirm", "--confirm-window", "256"]
     before = cpu_s(server_pid)
@@ -141,13 +143,20 @@ def idle_connection(port):
 
 
 def idle_cost(pid, port, count):
+    """(RSS before, RSS after, connections opened): a server that stops answering handshakes
+    (RabbitMQ out of file descriptors) ends the count there."""
     before = rss_kb(pid)
-    socks = [idle_connection(port) for _ in range(count)]
+    socks = []
+    try:
+        for _ in range(count):
+            socks.append(idle_connection(port))
+    except OSError as e:
+        print(f"stopped after {len(socks)} connections: {e}", file=sys.stderr)
     time.sleep(2)
     after = rss_kb(pid)
     for s in socks:
         s.close()
-    return before, after
+    return before, after, len(socks)
 
 
 def main():
@@ -156,11 +165,13 @@ def main():
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--persistent-messages", type=int, default=50_000)
     parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=None, help="carrot serve --threads")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="carrot-serve-bench-")
-    memory, memory_url = serve("memory://bench")
-    sqlite, sqlite_url = serve(f"sqlite://{tmp}/bench.db")
-    rates = {k: [] for k in ("rabbit_t", "serve_t", "rabbit_p", "serve_p")}
+    memory, memory_url = serve("memory://bench", args.threads)
+    sqlite, sqlite_url = serve(f"sqlite://{tmp}/bench.db", args.threads)
+    keys = ("t1", "t4", "p1", "p4")
+    rates = {f"{who}_{k}": [] for who in ("rabbit", "serve") for k in keys}
     cpu = {k: [] for k in rates}
     rabbit = beam_pid()
     if rabbit is None:
@@ -169,12 +180,12 @@ def main():
         for r in range(args.rounds):
             order = [("rabbit", RABBIT), ("serve", None)] if r % 2 == 0 else [("serve", None), ("rabbit", RABBIT)]
             for who, url in order:
-                t = peer(url or memory_url, args.messages, False, rabbit if url else memory.pid)
-                p = peer(url or sqlite_url, args.persistent_messages, True, rabbit if url else sqlite.pid)
-                rates[f"{who}_t"].append(t["consumed_per_s"])
-                rates[f"{who}_p"].append(p["consumed_per_s"])
-                cpu[f"{who}_t"].append(t["per_server_cpu_s"])
-                cpu[f"{who}_p"].append(p["per_server_cpu_s"])
+                for channels in (1, 4):
+                    t = peer(url or memory_url, args.messages, False, rabbit if url else memory.pid, channels)
+                    p = peer(url or sqlite_url, args.persistent_messages, True, rabbit if url else sqlite.pid, channels)
+                    for key, result in ((f"t{channels}", t), (f"p{channels}", p)):
+                        rates[f"{who}_{key}"].append(result["consumed_per_s"])
+                        cpu[f"{who}_{key}"].append(result["per_server_cpu_s"])
         port = int(memory_url.rsplit(":", 1)[1].split("/")[0])
         serve_idle = idle_cost(memory.pid, port, args.idle)
         rabbit_idle = idle_cost(rabbit, 5672, args.idle)
@@ -190,12 +201,15 @@ def main():
     print(f"Command: `python3 bench/serve_run.py --rounds {args.rounds} --messages {args.messages} "
           f"--persistent-messages {args.persistent_messages}` (builds: `cargo build --release --bin carrot "
           f"--example lapin_peer`; RabbitMQ from `.ci/rabbitmq.sh start`), one run, rounds alternating, "
-          f"load average {load:.1f} at the end, 2 cores. The client is bench/peers/lapin_peer.rs (1 producer, "
-          f"1 consumer, 100-byte bodies, prefetch 1000); consumed/s, median of the rounds [min - max].\n")
+          f"load average {load:.1f} at the end, 2 cores. The client is bench/peers/lapin_peer.rs (one connection; "
+          f"1 producer and 1 consumer, or 4 and 4, each on its own channel; 100-byte bodies, prefetch 1000); "
+          f"consumed/s, median of the rounds [min - max].\n")
     print("| workload | RabbitMQ | carrot serve | carrot / RabbitMQ | target |")
     print("| --- | ---: | ---: | ---: | --- |")
-    workloads = (("t", "transient, memory:// (RabbitMQ: transient queue)", "2x"),
-                 ("p", "persistent + confirms (256 in flight), sqlite:// (RabbitMQ: durable queue)", "1x"))
+    workloads = (("t1", "transient 1/1, memory:// (RabbitMQ: transient queue)", "2x"),
+                 ("t4", "transient 4/4, memory:// (RabbitMQ: transient queue)", "2x"),
+                 ("p1", "persistent + confirms (256 in flight) 1/1, sqlite:// (RabbitMQ: durable queue)", "1x"),
+                 ("p4", "persistent + confirms (256 in flight) 4/4, sqlite:// (RabbitMQ: durable queue)", "1x"))
     for key, name, target in workloads:
         a, b = rates[f"rabbit_{key}"], rates[f"serve_{key}"]
         print(f"| {name}: consumed/s | {med['rabbit_'+key]:,.0f} [{min(a):,.0f} - {max(a):,.0f}] | "
@@ -207,10 +221,10 @@ def main():
               f"{med_cpu['serve_'+key]/med_cpu['rabbit_'+key]:.2f}x | |")
     print()
     print(f"Memory of {args.idle:,} idle connections (resident memory of the server process, before -> after):\n")
-    print("| server | before | after | per connection |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, (before, after) in (("RabbitMQ (beam)", rabbit_idle), ("carrot serve (memory://)", serve_idle)):
-        print(f"| {name} | {before/1024:,.1f} MiB | {after/1024:,.1f} MiB | {(after-before)/args.idle:,.1f} KiB |")
+    print("| server | connections opened | before | after | per connection |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, (before, after, opened) in (("RabbitMQ (beam)", rabbit_idle), ("carrot serve (memory://)", serve_idle)):
+        print(f"| {name} | {opened:,} | {before/1024:,.1f} MiB | {after/1024:,.1f} MiB | {(after-before)/max(opened, 1):,.1f} KiB |")
 
 
 if __name__ == "__main__":

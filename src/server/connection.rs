@@ -282,19 +282,13 @@ impl<R: AsyncRead + Unpin> Session<R> {
             self.heartbeat / 2
         });
         beat.tick().await;
+        // When the client was last heard from, checked at each beat (a timer per frame would
+        // cost more than the frame).
+        let mut heard = tokio::time::Instant::now();
         loop {
-            let next = async {
-                match silence {
-                    Some(limit) => tokio::time::timeout(limit, self.reader.next()).await.ok(),
-                    None => Some(self.reader.next().await),
-                }
-            };
             tokio::select! {
-                frame = next => {
-                    let Some(frame) = frame else {
-                        tracing::info!(client = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat.as_secs());
-                        return;
-                    };
+                frame = self.reader.next() => {
+                    heard = tokio::time::Instant::now();
                     match frame {
                         Ok(frame) => {
                             if !self.frame(frame).await {
@@ -322,6 +316,10 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     }
                 }
                 _ = beat.tick(), if !self.heartbeat.is_zero() => {
+                    if silence.is_some_and(|limit| heard.elapsed() > limit) {
+                        tracing::info!(client = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat.as_secs());
+                        return;
+                    }
                     if !self.out.send(&[AMQPFrame::Heartbeat]).await {
                         return;
                     }

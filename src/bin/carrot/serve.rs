@@ -30,10 +30,23 @@ pub(crate) struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Threads that serve clients (1: one thread for everything, which leaves the other cores
+    /// to the clients and SQLite's writer; default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     /// Every this many seconds, print to stderr the connections, channels, publish and
     /// deliver rates, and each queue with its ready and unacknowledged messages and consumers.
     #[arg(long, value_name = "SECONDS")]
     metrics: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The runtime's worker threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.threads.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 pub(crate) async fn run(url: &str, args: ServeArgs) -> Result<(), Failure> {
