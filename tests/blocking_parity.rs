@@ -33,6 +33,23 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "next",
         "blocking::ConsumerSet::iterconsume returns a std Iterator, whose next() is the twin",
     ),
+    (
+        "Server",
+        "bind",
+        "the AMQP server is a network service on tokio (its connections are tasks); blocking \
+         programs run it as the `carrot serve` command",
+    ),
+    (
+        "Server",
+        "run",
+        "the AMQP server is a network service on tokio (its connections are tasks); blocking \
+         programs run it as the `carrot serve` command",
+    ),
+    (
+        "Metrics",
+        "queues",
+        "a server's metrics are read beside the server, on its runtime",
+    ),
 ];
 
 /// A public method: its name and whether it is `async`.

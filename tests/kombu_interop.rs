@@ -2,11 +2,14 @@
 //! unchanged, and the reverse — json (with non-ASCII text), raw text and raw bytes, with headers,
 //! priority and both delivery modes.
 //!
+//! Both run through RabbitMQ and through `carrot serve` over memory:// and sqlite://.
+//!
 //! Needs `CARROT_TEST_AMQP_URL` and a Python 3 with kombu (`pip install kombu`); the
 //! interpreter is `CARROT_TEST_PYTHON`, `python3` by default. kombu's side is
 //! `tests/interop/kombu_peer.py`.
 
 mod amqp_support;
+mod serve_support;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -327,4 +330,35 @@ async fn carrot_decodes_what_kombu_publishes() {
     let queue = unique("kombu_interop", "from-kombu");
     let body = kombu_to_carrot(url.clone(), python, queue.clone());
     run_then_delete_queues(&url, &[queue], LIMIT, body).await;
+}
+
+/// The URLs of `carrot serve` over memory:// and over sqlite:// (started in this process).
+fn served_urls() -> Vec<String> {
+    vec![
+        serve_support::served("memory://kombu-interop"),
+        serve_support::served(&format!(
+            "sqlite://{}",
+            serve_support::sqlite_file("kombu-interop").display()
+        )),
+    ]
+}
+
+#[tokio::test]
+async fn kombu_decodes_what_carrot_publishes_through_carrot_serve() {
+    let Some(python) = python() else { return };
+    for url in served_urls() {
+        let queue = unique("kombu_interop", "serve-to-kombu");
+        let body = carrot_to_kombu(url.clone(), python.clone(), queue.clone());
+        run_then_delete_queues(&url, &[queue], LIMIT, body).await;
+    }
+}
+
+#[tokio::test]
+async fn carrot_decodes_what_kombu_publishes_through_carrot_serve() {
+    let Some(python) = python() else { return };
+    for url in served_urls() {
+        let queue = unique("kombu_interop", "serve-from-kombu");
+        let body = kombu_to_carrot(url.clone(), python.clone(), queue.clone());
+        run_then_delete_queues(&url, &[queue], LIMIT, body).await;
+    }
 }

@@ -15,6 +15,8 @@
 //! unpickles it is refused by carrot even with pickle accepted, and a consumer's default
 //! accept list refuses pickle, yaml and msgpack (both on the embedded `memory://` broker).
 //!
+//! The matrix runs through RabbitMQ and through `carrot serve` (memory:// and sqlite://).
+//!
 //! Needs `CARROT_TEST_AMQP_URL` and a Python 3 with kombu, msgpack, PyYAML, brotli and
 //! backports.zstd (`pip install kombu msgpack pyyaml brotli backports.zstd`); the
 //! interpreter is `CARROT_TEST_PYTHON`, `python3` by default. kombu's side is
@@ -22,6 +24,7 @@
 //! compare bodies in.
 
 mod amqp_support;
+mod serve_support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -1027,19 +1030,15 @@ fn matrix(directions: &[(&str, &Outcome)]) -> String {
     text
 }
 
-#[tokio::test]
-async fn every_serializer_and_compression_both_ways() {
-    let Some(url) = setting("CARROT_TEST_AMQP_URL", "an amqp:// URL of RabbitMQ") else {
-        return;
-    };
-    let Some(python) = python() else { return };
+/// The whole matrix, both ways, through the broker at `url`.
+async fn matrix_through(url: String, python: String) {
     let to_kombu = unique("kombu_matrix", "to-kombu");
     let from_kombu = unique("kombu_matrix", "from-kombu");
     let body = {
         let (url, to_kombu, from_kombu) = (url.clone(), to_kombu.clone(), from_kombu.clone());
         async move {
             let sent = carrot_to_kombu(url.clone(), python.clone(), to_kombu).await;
-            let received = kombu_to_carrot(url, python, from_kombu).await;
+            let received = kombu_to_carrot(url.clone(), python, from_kombu).await;
             let directions = [
                 ("carrot → kombu (carrot publishes, kombu consumes)", &sent),
                 (
@@ -1047,7 +1046,11 @@ async fn every_serializer_and_compression_both_ways() {
                     &received,
                 ),
             ];
-            eprintln!("{}", matrix(&directions));
+            eprintln!(
+                "through {}:\n{}",
+                url.split('@').next_back().unwrap_or(""),
+                matrix(&directions)
+            );
             let failed = sent
                 .iter()
                 .chain(&received)
@@ -1062,6 +1065,27 @@ async fn every_serializer_and_compression_both_ways() {
         }
     };
     run_then_delete_queues(&url, &[to_kombu, from_kombu], LIMIT, body).await;
+}
+
+#[tokio::test]
+async fn every_serializer_and_compression_both_ways() {
+    let Some(url) = setting("CARROT_TEST_AMQP_URL", "an amqp:// URL of RabbitMQ") else {
+        return;
+    };
+    let Some(python) = python() else { return };
+    matrix_through(url, python).await;
+}
+
+#[tokio::test]
+async fn every_serializer_and_compression_both_ways_through_carrot_serve() {
+    let Some(python) = python() else { return };
+    let file = serve_support::sqlite_file("kombu-matrix");
+    for broker in [
+        "memory://kombu-matrix".to_string(),
+        format!("sqlite://{}", file.display()),
+    ] {
+        matrix_through(serve_support::served(&broker), python.clone()).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

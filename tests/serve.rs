@@ -394,7 +394,8 @@ fn an_unknown_virtual_host_and_an_amqp_url_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("embedded broker"));
 }
 
-/// The resident memory of a process, in KiB.
+/// The anonymous resident memory of a process (its heap, SQLite's page cache included), in
+/// KiB: the database file mapped in memory is the kernel's page cache, not counted.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
     status
@@ -406,7 +407,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_and_loses_none() {
-    const MESSAGES: u32 = 30_000;
+    const MESSAGES: u32 = 60_000;
     const SIZE: usize = 4096;
     let file = sqlite_file("stuck");
     let served = Served::start(&format!("sqlite://{}", file.display()));
@@ -445,7 +446,7 @@ fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_and_loses_none
     ));
     let before = rss_kib(served.child.id());
 
-    // 120 MiB published for it: the server keeps what the client cannot take in the queue
+    // 240 MiB published for it: the server keeps what the client cannot take in the queue
     // (on disk), not in its memory, and goes on serving other clients.
     rt.block_on(async {
         let publisher = Publisher::builder(&conn)
@@ -471,7 +472,7 @@ fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_and_loses_none
         "{held} of {MESSAGES} messages left the queue for a client that reads nothing"
     );
     assert!(
-        grown < 64 * 1024,
+        grown < 96 * 1024,
         "the server grew by {grown} KiB for a client that reads nothing"
     );
 

@@ -235,4 +235,18 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
     async fn close(&self) -> Result<()>;
     /// Closes without waiting, for `Drop`: unacknowledged deliveries go back to their queues.
     fn shutdown(&self);
+    /// [`ack`](Channel::ack) without waiting for it to be stored: the operation is ordered
+    /// with the channel's next ones now, and its outcome comes with the `Confirmation`
+    /// (SQLite: after its commit). The other brokers settle at once.
+    #[cfg(feature = "serve")]
+    fn ack_pipelined(&self, delivery_tag: u64, multiple: bool) -> Result<Confirmation> {
+        self.ack(delivery_tag, multiple)
+            .map(|()| Confirmation::Done)
+    }
+    /// [`reject`](Channel::reject), pipelined as [`ack_pipelined`](Channel::ack_pipelined).
+    #[cfg(feature = "serve")]
+    fn reject_pipelined(&self, delivery_tag: u64, requeue: bool) -> Result<Confirmation> {
+        self.reject(delivery_tag, requeue)
+            .map(|()| Confirmation::Done)
+    }
 }

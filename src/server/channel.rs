@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, AMQPClass};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::output::Output;
@@ -16,6 +16,9 @@ use crate::backend::amqp::convert::{from_lapin_properties, from_lapin_table};
 use crate::backend::{Channel, Confirmation, PublishFlags, Published};
 use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::Error;
+
+/// Publishes and settlements a channel may have waiting for their commit.
+const IN_FLIGHT: usize = 1024;
 
 /// Delivery tags handed out on the channel and not yet settled (for `multiple` and recover).
 type Outstanding = Arc<Mutex<BTreeSet<u64>>>;
@@ -44,11 +47,14 @@ pub(super) struct ClientChannel {
     backend: Arc<dyn Channel>,
     out: Output,
     incoming: Option<Incoming>,
-    /// The confirm pipeline, in confirm mode: publish sequence numbers, their outcome, and
-    /// the message (for a basic.return).
-    confirms: Option<mpsc::UnboundedSender<(u64, Confirmation, Arc<Published>)>>,
-    /// Where a publish that fails after the fact (a sqlite commit) reports its refusal.
-    refusals: mpsc::UnboundedSender<(u16, Refusal)>,
+    /// Outcomes still to come (sqlite commits), and in confirm mode every publish, settled
+    /// in the order the client sent them by the channel's pipeline task.
+    pipeline: mpsc::UnboundedSender<(Pending, OwnedSemaphorePermit)>,
+    /// Bounds what the pipeline holds: beyond it the client waits (its frames stay in the
+    /// socket), as RabbitMQ's credit flow makes a publisher that outruns the disk wait.
+    in_flight: Arc<Semaphore>,
+    /// Whether the client asked for publisher confirms.
+    confirm_mode: bool,
     published: u64,
     outstanding: Outstanding,
     consumers: HashMap<String, JoinHandle<()>>,
@@ -66,16 +72,18 @@ impl ClientChannel {
         backend: Arc<dyn Channel>,
         out: Output,
         max_body: usize,
-        refusals: mpsc::UnboundedSender<(u16, Refusal)>,
+        refusals: mpsc::UnboundedSender<LateRefusal>,
         metrics: Arc<super::Metrics>,
     ) -> Self {
+        let pipeline = pipeline(id, out.clone(), refusals);
         ClientChannel {
             id,
             backend,
             out,
             incoming: None,
-            confirms: None,
-            refusals,
+            pipeline,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            confirm_mode: false,
             published: 0,
             outstanding: Arc::default(),
             consumers: HashMap::new(),
@@ -131,9 +139,7 @@ impl ClientChannel {
             AMQPClass::Queue(m) => answer = self.queue(m).await?.map(reply),
             AMQPClass::Basic(m) => answer = self.basic(m).await?.map(reply),
             AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => {
-                if self.confirms.is_none() {
-                    self.confirms = Some(self.confirm_pipeline());
-                }
+                self.confirm_mode = true;
                 if !select.nowait {
                     answer = Some(reply(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
                         confirm::SelectOk {},
@@ -371,19 +377,24 @@ impl ClientChannel {
                     }
                 }
             }
+            // Settled without waiting for a commit (the client expects no answer): a refusal
+            // (an unknown delivery tag) closes the channel when it comes.
             basic::AMQPMethod::Ack(a) => {
-                ok(self.backend.ack(a.delivery_tag, a.multiple))?;
+                let outcome = ok(self.backend.ack_pipelined(a.delivery_tag, a.multiple))?;
+                self.pending_settle(outcome, 80).await;
                 self.settled(a.delivery_tag, a.multiple);
                 None
             }
             basic::AMQPMethod::Reject(r) => {
-                ok(self.backend.reject(r.delivery_tag, r.requeue))?;
+                let outcome = ok(self.backend.reject_pipelined(r.delivery_tag, r.requeue))?;
+                self.pending_settle(outcome, 90).await;
                 self.settled(r.delivery_tag, false);
                 None
             }
             basic::AMQPMethod::Nack(n) => {
                 for tag in self.tags(n.delivery_tag, n.multiple) {
-                    ok(self.backend.reject(tag, n.requeue))?;
+                    let outcome = ok(self.backend.reject_pipelined(tag, n.requeue))?;
+                    self.pending_settle(outcome, 120).await;
                 }
                 self.settled(n.delivery_tag, n.multiple);
                 None
@@ -405,6 +416,20 @@ impl ClientChannel {
                 ))
             }
         })
+    }
+
+    /// A settlement whose outcome is still to come goes to the pipeline.
+    async fn pending_settle(&self, outcome: Confirmation, method_id: u16) {
+        if let Confirmation::Pending(_) = outcome {
+            self.to_pipeline(Pending::Settle(outcome, method_id)).await;
+        }
+    }
+
+    /// Hands an outcome to the pipeline, once it has room.
+    async fn to_pipeline(&self, pending: Pending) {
+        if let Ok(permit) = self.in_flight.clone().acquire_owned().await {
+            let _ = self.pipeline.send((pending, permit));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
@@ -517,73 +542,29 @@ impl ClientChannel {
         })
     }
 
-    /// Publishes a complete message; in confirm mode its confirm follows in order.
+    /// Publishes a complete message without waiting for its commit (sqlite): its outcome
+    /// (and in confirm mode its confirm) follows in order, through the pipeline.
     pub(super) async fn publish(&mut self, message: Incoming2) -> After {
         let mut flags = message.flags;
-        flags.confirm = self.confirms.is_some();
+        flags.confirm = true;
         let result = self.backend.publish(message.message.clone(), flags).await;
         let outcome = match result {
             Ok(confirmation) => confirmation,
-            Err(Error::Unroutable { .. }) if self.confirms.is_some() => {
+            // Returned in order with the outcomes still to come.
+            Err(Error::Unroutable { .. }) => {
                 Confirmation::Pending(Box::pin(std::future::ready(result.map(|_| ()))))
-            }
-            Err(e @ Error::Unroutable { .. }) => {
-                returned(&self.out, self.id, &e, &message.message).await;
-                Confirmation::Done
             }
             Err(e) => return After::Refuse(Refusal::of(&e)),
         };
-        if let Some(confirms) = &self.confirms {
+        let number = self.confirm_mode.then(|| {
             self.published += 1;
-            let _ = confirms.send((self.published, outcome, message.message));
+            self.published
+        });
+        if number.is_some() || matches!(outcome, Confirmation::Pending(_)) {
+            self.to_pipeline(Pending::Publish(number, outcome, message.message))
+                .await;
         }
         After::Continue
-    }
-
-    /// A task that sends each publish's confirm once it resolves, in publishing order: a
-    /// returned message is returned, then acknowledged (as RabbitMQ does); a nacked one
-    /// nacked; one refused after the fact (its exchange is gone) closes the channel.
-    fn confirm_pipeline(&self) -> mpsc::UnboundedSender<(u64, Confirmation, Arc<Published>)> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Confirmation, Arc<Published>)>();
-        let out = self.out.clone();
-        let refusals = self.refusals.clone();
-        let id = self.id;
-        tokio::spawn(async move {
-            while let Some((tag, confirmation, message)) = rx.recv().await {
-                let outcome = match confirmation {
-                    Confirmation::Done => Ok(()),
-                    Confirmation::Pending(pending) => pending.await,
-                };
-                let confirmed = match outcome {
-                    Ok(()) => true,
-                    Err(e @ Error::Unroutable { .. }) => {
-                        returned(&out, id, &e, &message).await;
-                        true
-                    }
-                    Err(Error::Nacked { .. }) => false,
-                    Err(e) => {
-                        let _ = refusals.send((id, Refusal::of(&e)));
-                        return;
-                    }
-                };
-                let method = if confirmed {
-                    basic::AMQPMethod::Ack(basic::Ack {
-                        delivery_tag: tag,
-                        multiple: false,
-                    })
-                } else {
-                    basic::AMQPMethod::Nack(basic::Nack {
-                        delivery_tag: tag,
-                        multiple: false,
-                        requeue: false,
-                    })
-                };
-                if !out.method(id, AMQPClass::Basic(method)).await {
-                    break;
-                }
-            }
-        });
-        tx
     }
 
     /// Ends the channel: consumers stop, unacknowledged deliveries go back to their queues.
@@ -602,6 +583,76 @@ impl Drop for ClientChannel {
         }
         self.backend.shutdown();
     }
+}
+
+/// What a channel's pipeline task settles, in the order the client sent it.
+pub(super) enum Pending {
+    /// A publish: its confirm number in confirm mode, its outcome, and the message (for a
+    /// basic.return).
+    Publish(Option<u64>, Confirmation, Arc<Published>),
+    /// An ack, reject or nack (the basic method id, for a refusal) and its outcome.
+    Settle(Confirmation, u16),
+}
+
+/// A refusal that comes after its method: the channel, the refusal, and the class and method
+/// that caused it.
+pub(super) type LateRefusal = (u16, Refusal, u16, u16);
+
+/// The task that settles a channel's outcomes in order: a returned message is returned (and
+/// in confirm mode then acknowledged, as RabbitMQ does), a nacked one nacked, and anything
+/// refused after the fact (its exchange gone, an unknown delivery tag) closes the channel.
+fn pipeline(
+    id: u16,
+    out: Output,
+    refusals: mpsc::UnboundedSender<LateRefusal>,
+) -> mpsc::UnboundedSender<(Pending, OwnedSemaphorePermit)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Pending, OwnedSemaphorePermit)>();
+    tokio::spawn(async move {
+        // Each permit goes when its outcome is settled.
+        while let Some((item, _permit)) = rx.recv().await {
+            let (number, confirmation, message, method_id) = match item {
+                Pending::Publish(number, confirmation, message) => {
+                    (number, confirmation, Some(message), 40)
+                }
+                Pending::Settle(confirmation, method_id) => (None, confirmation, None, method_id),
+            };
+            let outcome = match confirmation {
+                Confirmation::Done => Ok(()),
+                Confirmation::Pending(pending) => pending.await,
+            };
+            let confirmed = match outcome {
+                Ok(()) => true,
+                Err(e @ Error::Unroutable { .. }) => {
+                    if let Some(message) = &message {
+                        returned(&out, id, &e, message).await;
+                    }
+                    true
+                }
+                Err(Error::Nacked { .. }) => false,
+                Err(e) => {
+                    let _ = refusals.send((id, Refusal::of(&e), 60, method_id));
+                    return;
+                }
+            };
+            let Some(tag) = number else { continue };
+            let method = if confirmed {
+                basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: tag,
+                    multiple: false,
+                })
+            } else {
+                basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag: tag,
+                    multiple: false,
+                    requeue: false,
+                })
+            };
+            if !out.method(id, AMQPClass::Basic(method)).await {
+                break;
+            }
+        }
+    });
+    tx
 }
 
 /// A basic.return of a message no queue took (mandatory) or no consumer could take now

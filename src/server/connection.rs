@@ -13,7 +13,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use super::channel::{After, ClientChannel};
+use super::channel::{After, ClientChannel, LateRefusal};
 use super::frames::{FrameReader, ReadError};
 use super::output::{Output, QUEUED};
 use super::reply::Refusal;
@@ -92,8 +92,8 @@ where
 
 struct Session<R> {
     /// Refusals that come after the method (a publish whose commit failed).
-    refusals: mpsc::UnboundedSender<(u16, Refusal)>,
-    refused: mpsc::UnboundedReceiver<(u16, Refusal)>,
+    refusals: mpsc::UnboundedSender<LateRefusal>,
+    refused: mpsc::UnboundedReceiver<LateRefusal>,
     out: Output,
     reader: FrameReader<R>,
     peer: SocketAddr,
@@ -324,8 +324,8 @@ impl<R: AsyncRead + Unpin> Session<R> {
                         return;
                     }
                 }
-                Some((id, refusal)) = self.refused.recv() => {
-                    if self.channels.contains_key(&id) && !self.refuse(id, refusal, 60, 40).await {
+                Some((id, refusal, class_id, method_id)) = self.refused.recv() => {
+                    if self.channels.contains_key(&id) && !self.refuse(id, refusal, class_id, method_id).await {
                         return;
                     }
                 }

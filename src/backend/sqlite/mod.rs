@@ -297,6 +297,22 @@ impl Channel for SqliteChannel {
         self.engine
             .call_blocking(move |b| b.reject(id, delivery_tag, requeue))
     }
+    #[cfg(feature = "serve")]
+    fn ack_pipelined(&self, delivery_tag: u64, multiple: bool) -> Result<Confirmation> {
+        let id = self.id;
+        let committed = self
+            .engine
+            .begin_call(move |b| b.ack(id, delivery_tag, multiple))?;
+        Ok(Confirmation::Pending(Box::pin(committed)))
+    }
+    #[cfg(feature = "serve")]
+    fn reject_pipelined(&self, delivery_tag: u64, requeue: bool) -> Result<Confirmation> {
+        let id = self.id;
+        let committed = self
+            .engine
+            .begin_call(move |b| b.reject(id, delivery_tag, requeue))?;
+        Ok(Confirmation::Pending(Box::pin(committed)))
+    }
     async fn qos(&self, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()> {
         let id = self.id;
         self.engine
