@@ -64,14 +64,31 @@ impl DeliveryStream {
     /// Polls for the next item.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery>>> {
         let polled = self.rx.poll_recv(cx);
-        if let (Poll::Ready(Some(Ok(_))), Some(window)) = (&polled, &self.window) {
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.taken();
+        }
+        polled
+    }
+
+    /// The next item if one is there now.
+    #[cfg(feature = "serve")]
+    pub(crate) fn try_recv(&mut self) -> Option<Result<Delivery>> {
+        let item = self.rx.try_recv().ok()?;
+        if item.is_ok() {
+            self.taken();
+        }
+        Some(item)
+    }
+
+    /// A delivery left the stream: once half the window is free again, the broker (which may
+    /// have stopped handing out) is asked for more.
+    fn taken(&self) {
+        if let Some(window) = &self.window {
             let before = window.in_flight.fetch_sub(1, Ordering::AcqRel);
-            // Half the window is free again: the broker may have stopped handing out.
             if before == WINDOW / 2 + 1 {
                 (window.replenish)(window.queue.clone());
             }
         }
-        polled
     }
 }
 

@@ -42,9 +42,16 @@ where
         // What is queued by then goes out in one write (up to 256 KiB): one system call for
         // many small deliveries.
         while let Some(mut batch) = rx.recv().await {
+            // Once, let the tasks that are about to send run first: their frames join this
+            // write (fewer, larger writes cost both sides less than many small ones).
+            let mut yielded = false;
             while batch.len() < 256 * 1024 {
                 match rx.try_recv() {
                     Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) if !yielded => {
+                        yielded = true;
+                        tokio::task::yield_now().await;
+                    }
                     Err(_) => break,
                 }
             }

@@ -92,6 +92,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+/// Appends a body frame of `part` to `out`, without copying the part into a frame first.
+pub(super) fn write_body(out: &mut Vec<u8>, channel: u16, part: &[u8]) {
+    out.push(3);
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    out.extend_from_slice(part);
+    out.push(0xCE);
+}
+
 /// Appends the serialized frame to `out`.
 pub(super) fn write(out: &mut Vec<u8>, frame: &AMQPFrame) {
     let buffer = std::mem::take(out);

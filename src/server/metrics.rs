@@ -42,7 +42,10 @@ impl Metrics {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
     pub(super) fn delivered(&self) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.delivered_many(1);
+    }
+    pub(super) fn delivered_many(&self, count: u64) {
+        self.delivered.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Open client connections.

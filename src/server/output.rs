@@ -55,11 +55,25 @@ impl Output {
         method: AMQPClass,
         message: &Published,
     ) -> bool {
+        let mut buffer = Vec::new();
+        self.encode_with_content(&mut buffer, channel, method, message);
+        self.tx.send(buffer).await.is_ok()
+    }
+
+    /// Appends a method that carries a message to `buffer` (several go out in one write).
+    pub(super) fn encode_with_content(
+        &self,
+        buffer: &mut Vec<u8>,
+        channel: u16,
+        method: AMQPClass,
+        message: &Published,
+    ) {
         let properties = crate::backend::amqp::convert::to_lapin_properties(&message.properties)
             .unwrap_or_default();
-        let mut frames = vec![
-            AMQPFrame::Method(channel, method),
-            AMQPFrame::Header(
+        super::frames::write(buffer, &AMQPFrame::Method(channel, method));
+        super::frames::write(
+            buffer,
+            &AMQPFrame::Header(
                 channel,
                 amq_protocol::frame::AMQPContentHeader {
                     class_id: 60,
@@ -67,23 +81,23 @@ impl Output {
                     properties,
                 },
             ),
-        ];
+        );
         let chunk = self.frame_max.saturating_sub(8).max(1);
         for part in message.body.chunks(chunk) {
-            frames.push(AMQPFrame::Body(channel, part.to_vec()));
+            super::frames::write_body(buffer, channel, part);
         }
-        self.send(&frames).await
     }
 
-    /// A basic.deliver of `message` to consumer `tag`.
-    pub(super) async fn deliver(
+    /// Appends a basic.deliver of `message` to consumer `tag` to `buffer`.
+    pub(super) fn encode_deliver(
         &self,
+        buffer: &mut Vec<u8>,
         channel: u16,
         tag: &str,
         delivery_tag: u64,
         redelivered: bool,
         message: &Published,
-    ) -> bool {
+    ) {
         let method = AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
             consumer_tag: tag.into(),
             delivery_tag,
@@ -91,6 +105,6 @@ impl Output {
             exchange: (*message.exchange).into(),
             routing_key: (*message.routing_key).into(),
         }));
-        self.with_content(channel, method, message).await
+        self.encode_with_content(buffer, channel, method, message);
     }
 }
