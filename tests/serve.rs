@@ -255,6 +255,24 @@ fn bad_input_is_answered_as_rabbitmq_answers_it_and_the_server_stays_up() {
     raw.method(1, AMQPClass::Tx(tx::AMQPMethod::Select(tx::Select {})));
     assert_eq!(raw.closed_with(), 540);
 
+    // basic.recover with requeue=false: 540 NOT_IMPLEMENTED, as RabbitMQ answers it.
+    let mut raw = Raw::open(address);
+    raw.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    );
+    assert!(matches!(
+        raw.next_method(),
+        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    ));
+    raw.method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover {
+            requeue: false,
+        })),
+    );
+    assert_eq!(raw.closed_with(), 540);
+
     // A frame larger than the negotiated frame_max: 501 FRAME_ERROR.
     let mut raw = Raw::open(address);
     let mut huge = vec![3u8, 0, 1];

@@ -460,9 +460,12 @@ impl ClientChannel {
         }
     }
 
-    /// basic.recover: every unacknowledged delivery goes back to its queue (RabbitMQ
-    /// requeues whatever `requeue` says).
-    fn recover(&self, _requeue: bool) -> Result<(), Refusal> {
+    /// basic.recover: every unacknowledged delivery goes back to its queue; `requeue = false`
+    /// (redeliver to the same consumer) is refused with 540, as RabbitMQ refuses it.
+    fn recover(&self, requeue: bool) -> Result<(), Refusal> {
+        if !requeue {
+            return Err(Refusal::connection(540, "requeue=false"));
+        }
         let tags: Vec<u64> = std::mem::take(&mut *self.lock()).into_iter().collect();
         for tag in tags {
             ok(self.backend.reject(tag, true))?;
