@@ -424,11 +424,14 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
-fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_and_loses_none() {
+fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_then_is_cut_off_and_loses_none() {
     const MESSAGES: u32 = 60_000;
     const SIZE: usize = 4096;
     let file = sqlite_file("stuck");
-    let served = Served::start(&format!("sqlite://{}", file.display()));
+    let served = Served::start_with(
+        &format!("sqlite://{}", file.display()),
+        &["--write-timeout", "2"],
+    );
     let url = served.url();
     let queue = unique("serve", "stuck");
     let rt = runtime();
@@ -494,9 +497,9 @@ fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_and_loses_none
         "the server grew by {grown} KiB for a client that reads nothing"
     );
 
-    // The client goes: every message it was handed comes back, none is lost.
-    drop(stuck);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // The client has read nothing for the send timeout (2 s here): the server cuts it off,
+    // and every message it was handed comes back; none is lost.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let info = rt.block_on(conn.queue_info(&queue)).expect("queue info");
         if info.message_count == MESSAGES {
@@ -508,6 +511,19 @@ fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_and_loses_none
             info.message_count
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    stuck
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a read timeout");
+    let mut sink = [0u8; 64 * 1024];
+    loop {
+        match stuck.stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server did not close the stalled connection: {e}"),
+        }
     }
     let _ = rt.block_on(conn.close());
     remove(&file);

@@ -10,8 +10,8 @@ use std::time::Duration;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::channel::{After, ClientChannel, LateRefusal};
 use super::frames::{FrameReader, ReadError};
@@ -36,35 +36,14 @@ pub(super) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (read, mut write) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUED);
-    let writer = tokio::spawn(async move {
-        // What is queued by then goes out in one write (up to 256 KiB): one system call for
-        // many small deliveries.
-        while let Some(mut batch) = rx.recv().await {
-            // Once, let the tasks that are about to send run first: their frames join this
-            // write (fewer, larger writes cost both sides less than many small ones).
-            let mut yielded = false;
-            while batch.len() < 256 * 1024 {
-                match rx.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) if !yielded => {
-                        yielded = true;
-                        tokio::task::yield_now().await;
-                    }
-                    Err(_) => break,
-                }
-            }
-            if write.write_all(&batch).await.is_err() {
-                break;
-            }
-        }
-        let _ = write.shutdown().await;
-    });
+    let (read, write) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUED);
+    let (writer, stalled) = super::output::writer(write, rx, shared.write_timeout, peer);
     let (refusals, refused) = mpsc::unbounded_channel();
     let mut session = Session {
         refusals,
         refused,
+        stalled,
         out: Output::new(tx, FRAME_MAX as usize),
         reader: FrameReader::new(read, FRAME_MAX as usize),
         peer,
@@ -101,6 +80,8 @@ struct Session<R> {
     /// Refusals that come after the method (a publish whose commit failed).
     refusals: mpsc::UnboundedSender<LateRefusal>,
     refused: mpsc::UnboundedReceiver<LateRefusal>,
+    /// Fires when the client has read nothing for the send timeout.
+    stalled: oneshot::Receiver<()>,
     out: Output,
     reader: FrameReader<R>,
     peer: SocketAddr,
@@ -336,6 +317,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
                         return;
                     }
                 }
+                _ = &mut self.stalled => return,
                 _ = shutdown.changed() => {
                     let refusal = Refusal::connection(320, "broker forced connection closure with reason 'shutdown'");
                     self.close_connection(&refusal, 0, 0).await;

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub users: Users,
     /// TLS (clients connect with amqps://); plain AMQP when `None` (the default).
     pub tls: Option<Tls>,
+    /// How long a client may leave the server's frames unread before it is disconnected
+    /// (what it held goes back to its queues); 60 s by default.
+    pub write_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl ServerConfig {
             listen,
             users: Users::default(),
             tls: None,
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -72,6 +76,7 @@ impl ServerConfig {
 #[derive(Debug)]
 struct Shared {
     url: String,
+    write_timeout: Duration,
     users: Users,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -108,6 +113,7 @@ impl Server {
             listener,
             shared: Arc::new(Shared {
                 url: config.url,
+                write_timeout: config.write_timeout,
                 users: config.users,
                 shutdown,
                 metrics: Arc::new(Metrics::new(broker.clone())),

@@ -2,14 +2,63 @@
 //! task that writes the socket. The queue is bounded, so a client that stops reading slows
 //! its own deliveries down instead of growing the server's memory.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, AMQPClass};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::backend::Published;
 
 /// Buffers waiting for the socket, per connection.
 pub(super) const QUEUED: usize = 256;
+
+/// The task that writes a connection's socket. What is queued by then goes out in one write
+/// (up to 256 KiB): one system call for many small deliveries. A client that reads nothing
+/// for `write_timeout` while frames wait is cut off, and the returned receiver fires, so that
+/// the connection ends and what the client held goes back to its queues.
+pub(super) fn writer<W>(
+    mut write: W,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    write_timeout: Duration,
+    peer: SocketAddr,
+) -> (JoinHandle<()>, oneshot::Receiver<()>)
+where
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let (stalled, on_stall) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        while let Some(mut batch) = rx.recv().await {
+            // Once, let the tasks that are about to send run first: their frames join this
+            // write (fewer, larger writes cost both sides less than many small ones).
+            let mut yielded = false;
+            while batch.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) if !yielded => {
+                        yielded = true;
+                        tokio::task::yield_now().await;
+                    }
+                    Err(_) => break,
+                }
+            }
+            match tokio::time::timeout(write_timeout, write.write_all(&batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!(client = %peer, "the client read nothing for {}s: closing the connection", write_timeout.as_secs());
+                    let _ = stalled.send(());
+                    return;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
+    });
+    (task, on_stall)
+}
 
 /// The sending side of a connection, cheap to clone (each consumer task has one).
 #[derive(Clone, Debug)]

@@ -30,6 +30,10 @@ pub(crate) struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Seconds a client may leave the server's frames unread before it is disconnected (what
+    /// it held goes back to its queues).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout: u64,
     /// Threads that serve clients. One (the default) was measured best: the broker behind
     /// is one lock (memory://) or one writer thread (sqlite://), so more threads mostly add
     /// hand-offs between them; more can help many TLS clients.
@@ -50,6 +54,7 @@ impl ServeArgs {
 
 pub(crate) async fn run(url: &str, args: ServeArgs) -> Result<(), Failure> {
     let mut config = ServerConfig::new(url, args.listen);
+    config.write_timeout = Duration::from_secs(args.write_timeout);
     let mut users = args.users;
     if let Some(file) = &args.users_file {
         users.extend(Users::from_file(file)?);
