@@ -604,3 +604,55 @@ fn two_thousand_connections_are_served_at_once() {
     }
     running.abort();
 }
+
+#[test]
+fn sigterm_over_sqlite_leaves_the_file_clean_with_every_confirmed_message() {
+    const MESSAGES: usize = 1_000;
+    let file = sqlite_file("sigterm");
+    let url = format!("sqlite://{}", file.display());
+    let mut served = Served::start(&url);
+    let queue = unique("serve", "sigterm");
+    let rt = runtime();
+    let conn = rt.block_on(client(&served.url()));
+    rt.block_on(async {
+        conn.declare_queue(&QueueSpec::new(&queue).durable(true))
+            .await
+            .expect("declared");
+        let publisher = Publisher::builder(&conn)
+            .routing_key(&queue)
+            .delivery_mode(DeliveryMode::Persistent)
+            .confirm_publish(true)
+            .build()
+            .await
+            .expect("a publisher");
+        for n in 0..MESSAGES {
+            publisher.send(&n).await.expect("confirmed");
+        }
+    });
+    served.signal("TERM");
+    let status = served
+        .wait(Duration::from_secs(10))
+        .expect("carrot serve stops");
+    assert!(status.success(), "{status}");
+    drop(conn);
+    // The last process closed the file cleanly: SQLite folded its log into it.
+    for suffix in ["-wal", "-shm"] {
+        let left = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+        assert!(
+            std::fs::metadata(&left).map_or(true, |m| m.len() == 0),
+            "{} left behind",
+            left.display()
+        );
+    }
+    let count = rt.block_on(async {
+        let conn = BrokerConnection::connect(&url)
+            .await
+            .expect("the file opens");
+        conn.queue_info(&queue)
+            .await
+            .expect("the queue")
+            .message_count
+    });
+    assert_eq!(count as usize, MESSAGES);
+    remove(&file);
+}
