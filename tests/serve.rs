@@ -22,7 +22,7 @@ use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{basic, channel, connection, tx, AMQPClass};
 use amqp_support::{skip_or_fail, unique};
 use carrot::{BrokerConnection, Consumer, DeliveryMode, Error, Publisher, QueueSpec, SendOptions};
-use process::{client, remove, runtime, sqlite_file, Served, CARROT};
+use process::{client, remove, round_trip, runtime, sqlite_file, Served, CARROT};
 
 const CLIENTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -188,6 +188,18 @@ impl Raw {
         raw
     }
 
+    /// Opens channel `id` and checks the open-ok.
+    fn open_channel(&mut self, id: u16) {
+        self.method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        );
+        assert!(matches!(
+            self.next_method(),
+            Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+        ));
+    }
+
     /// The reply code of the connection.close the server sends next.
     fn closed_with(&mut self) -> u16 {
         match self.next_method() {
@@ -244,27 +256,13 @@ fn bad_input_is_answered_as_rabbitmq_answers_it_and_the_server_stays_up() {
 
     // tx.select: 540 NOT_IMPLEMENTED, never ignored.
     let mut raw = Raw::open(address);
-    raw.method(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-    );
-    assert!(matches!(
-        raw.next_method(),
-        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
-    ));
+    raw.open_channel(1);
     raw.method(1, AMQPClass::Tx(tx::AMQPMethod::Select(tx::Select {})));
     assert_eq!(raw.closed_with(), 540);
 
     // basic.recover with requeue=false: 540 NOT_IMPLEMENTED, as RabbitMQ answers it.
     let mut raw = Raw::open(address);
-    raw.method(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-    );
-    assert!(matches!(
-        raw.next_method(),
-        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
-    ));
+    raw.open_channel(1);
     raw.method(
         1,
         AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover {
@@ -441,14 +439,7 @@ fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_then_is_cut_of
 
     // A consumer (acks, no prefetch limit) that never reads its socket again.
     let mut stuck = Raw::open(served.address);
-    stuck.method(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-    );
-    assert!(matches!(
-        stuck.next_method(),
-        Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
-    ));
+    stuck.open_channel(1);
     stuck.method(
         1,
         AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
@@ -569,25 +560,7 @@ fn two_thousand_connections_are_served_at_once() {
     let queue = unique("serve", "many");
     rt.block_on(async {
         let conn = client(&url).await;
-        conn.declare_queue(&QueueSpec::new(&queue))
-            .await
-            .expect("declared");
-        Publisher::builder(&conn)
-            .routing_key(&queue)
-            .build()
-            .await
-            .expect("a publisher")
-            .send(&1)
-            .await
-            .expect("sent");
-        let mut consumer = Consumer::builder(&conn)
-            .queue(&queue)
-            .auto_declare(false)
-            .build()
-            .await
-            .expect("a consumer");
-        let message = consumer.fetch().await.expect("fetch").expect("the message");
-        message.ack().expect("acked");
+        round_trip(&conn, &queue, "one more").await;
         conn.close().await.expect("closed");
     });
 

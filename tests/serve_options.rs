@@ -14,7 +14,7 @@ use std::time::Duration;
 use amqp_support::{skip_or_fail, unique};
 use carrot::server::{Server, ServerConfig};
 use carrot::{BrokerConnection, Consumer, Error, Publisher, QueueSpec};
-use process::{client, remove, runtime, sqlite_file, Served, CARROT};
+use process::{client, remove, round_trip, runtime, sqlite_file, Served, CARROT};
 
 /// A throwaway CA and a certificate of `localhost` / 127.0.0.1 it signed, made with openssl;
 /// `None` (a failure under CI) without openssl.
@@ -115,27 +115,7 @@ fn tls_clients_connect_with_amqps_and_plain_ones_are_refused() {
     rt.block_on(async {
         let conn = client(&url).await;
         assert_eq!(conn.url().scheme(), "amqps");
-        conn.declare_queue(&QueueSpec::new(&queue))
-            .await
-            .expect("declared over TLS");
-        Publisher::builder(&conn)
-            .routing_key(&queue)
-            .confirm_publish(true)
-            .build()
-            .await
-            .expect("a publisher")
-            .send(&"over tls")
-            .await
-            .expect("confirmed over TLS");
-        let mut consumer = Consumer::builder(&conn)
-            .queue(&queue)
-            .auto_declare(false)
-            .build()
-            .await
-            .expect("a consumer");
-        let message = consumer.fetch().await.expect("fetch").expect("a message");
-        assert_eq!(message.decode::<String>().expect("text"), "over tls");
-        message.ack().expect("acked");
+        round_trip(&conn, &queue, "over tls").await;
         conn.close().await.expect("closed");
 
         // Plain AMQP to the TLS port does not get a session (and does not hang).

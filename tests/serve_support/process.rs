@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use carrot::BrokerConnection;
+use carrot::{BrokerConnection, Consumer, Publisher, QueueSpec};
 
 use crate::amqp_support::unique;
 
@@ -135,4 +135,29 @@ pub async fn client(url: &str) -> BrokerConnection {
         .connect()
         .await
         .expect("a client connection")
+}
+
+/// Declares `queue`, publishes `text` with a confirm, fetches it back, checks it and acks it.
+pub async fn round_trip(conn: &BrokerConnection, queue: &str, text: &str) {
+    conn.declare_queue(&QueueSpec::new(queue))
+        .await
+        .expect("declared");
+    Publisher::builder(conn)
+        .routing_key(queue)
+        .confirm_publish(true)
+        .build()
+        .await
+        .expect("a publisher")
+        .send(&text)
+        .await
+        .expect("confirmed");
+    let mut consumer = Consumer::builder(conn)
+        .queue(queue)
+        .auto_declare(false)
+        .build()
+        .await
+        .expect("a consumer");
+    let message = consumer.fetch().await.expect("fetch").expect("the message");
+    assert_eq!(message.decode::<String>().expect("text"), text);
+    message.ack().expect("acked");
 }
