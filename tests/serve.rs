@@ -135,6 +135,15 @@ impl Raw {
 
     /// Protocol header, start-ok (PLAIN), tune-ok, open: a connection ready for channels.
     fn handshake(address: SocketAddr, password: &str) -> (Raw, Option<AMQPClass>) {
+        Raw::handshake_with(address, password, 0)
+    }
+
+    /// The handshake, with this heartbeat interval in tune-ok.
+    fn handshake_with(
+        address: SocketAddr,
+        password: &str,
+        heartbeat: u16,
+    ) -> (Raw, Option<AMQPClass>) {
         let mut raw = Raw::connect(address);
         raw.stream
             .write_all(b"AMQP\x00\x00\x09\x01")
@@ -163,7 +172,7 @@ impl Raw {
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
                 channel_max: tune.channel_max,
                 frame_max: tune.frame_max,
-                heartbeat: 0,
+                heartbeat,
             })),
         );
         raw.method(
@@ -628,4 +637,39 @@ fn sigterm_over_sqlite_leaves_the_file_clean_with_every_confirmed_message() {
     });
     assert_eq!(count as usize, MESSAGES);
     remove(&file);
+}
+
+#[test]
+fn a_client_that_misses_two_heartbeats_is_disconnected() {
+    let served = Served::start("memory://serve-heartbeat");
+    let (mut raw, opened) = Raw::handshake_with(served.address, "guest", 1);
+    assert!(
+        matches!(
+            opened,
+            Some(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+        ),
+        "{opened:?}"
+    );
+    // The client says nothing more: the server sends heartbeats, then, two intervals on,
+    // closes the socket (as RabbitMQ does).
+    let start = std::time::Instant::now();
+    let mut beats = 0;
+    while let Some(frame) = raw.next() {
+        assert!(matches!(frame, AMQPFrame::Heartbeat), "{frame:?}");
+        beats += 1;
+    }
+    let silent = start.elapsed();
+    assert!(beats >= 1, "the server sent no heartbeat");
+    assert!(
+        silent >= Duration::from_millis(1_900) && silent < Duration::from_secs(5),
+        "disconnected after {silent:?}"
+    );
+
+    // A client that sends heartbeats stays.
+    let (mut raw, _) = Raw::handshake_with(served.address, "guest", 1);
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        raw.send(&AMQPFrame::Heartbeat);
+    }
+    raw.open_channel(1);
 }
