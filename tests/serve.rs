@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{basic, channel, connection, tx, AMQPClass};
-use amqp_support::{skip_or_fail, unique};
+use amqp_support::{connect, connect_with, skip_or_fail, unique};
 use carrot::{BrokerConnection, Consumer, DeliveryMode, Error, Publisher, QueueSpec, SendOptions};
-use process::{client, remove, round_trip, runtime, sqlite_file, Served, CARROT};
+use process::{remove, round_trip, runtime, sqlite_file, Served, CARROT};
 
 const CLIENTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -324,7 +324,13 @@ fn a_server_killed_mid_stream_over_sqlite_loses_no_confirmed_message() {
     let queue = unique("serve", "sigkill");
     let mut served = Served::start(&url);
     let confirmed = runtime().block_on(async {
-        let conn = client(&served.url()).await;
+        // No retries: the kill must end the stream at once, not start a recovery.
+        let conn = connect_with(
+            BrokerConnection::builder()
+                .url(served.url())
+                .retry_policy(carrot::RetryPolicy::default().max_retries(Some(0))),
+        )
+        .await;
         conn.declare_queue(&QueueSpec::new(&queue).durable(true))
             .await
             .expect("declare");
@@ -358,7 +364,7 @@ fn a_server_killed_mid_stream_over_sqlite_loses_no_confirmed_message() {
     drop(served);
     let restarted = Served::start(&url);
     let got = runtime().block_on(async {
-        let conn = client(&restarted.url()).await;
+        let conn = connect(&restarted.url()).await;
         let mut consumer = Consumer::builder(&conn)
             .queue(&queue)
             .durable(true)
@@ -442,7 +448,7 @@ fn a_client_that_stops_reading_holds_a_bounded_number_of_messages_then_is_cut_of
     let url = served.url();
     let queue = unique("serve", "stuck");
     let rt = runtime();
-    let conn = rt.block_on(client(&url));
+    let conn = rt.block_on(connect(&url));
     rt.block_on(conn.declare_queue(&QueueSpec::new(&queue).durable(true)))
         .expect("declared");
 
@@ -568,7 +574,7 @@ fn two_thousand_connections_are_served_at_once() {
     let url = format!("amqp://guest:guest@{address}/%2F");
     let queue = unique("serve", "many");
     rt.block_on(async {
-        let conn = client(&url).await;
+        let conn = connect(&url).await;
         round_trip(&conn, &queue, "one more").await;
         conn.close().await.expect("closed");
     });
@@ -595,7 +601,7 @@ fn sigterm_over_sqlite_leaves_the_file_clean_with_every_confirmed_message() {
     let mut served = Served::start(&url);
     let queue = unique("serve", "sigterm");
     let rt = runtime();
-    let conn = rt.block_on(client(&served.url()));
+    let conn = rt.block_on(connect(&served.url()));
     rt.block_on(async {
         conn.declare_queue(&QueueSpec::new(&queue).durable(true))
             .await

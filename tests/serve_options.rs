@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use amqp_support::{skip_or_fail, unique};
+use amqp_support::{connect, skip_or_fail, unique};
 use carrot::server::{Server, ServerConfig};
 use carrot::{BrokerConnection, Consumer, Error, Publisher, QueueSpec};
-use process::{client, remove, round_trip, runtime, sqlite_file, Served, CARROT};
+use process::{remove, round_trip, runtime, sqlite_file, Served, CARROT};
 
 /// A throwaway CA and a certificate of `localhost` / 127.0.0.1 it signed, made with openssl;
 /// `None` (a failure under CI) without openssl.
@@ -113,7 +113,7 @@ fn tls_clients_connect_with_amqps_and_plain_ones_are_refused() {
     let queue = unique("serve", "tls");
     let rt = runtime();
     rt.block_on(async {
-        let conn = client(&url).await;
+        let conn = connect(&url).await;
         assert_eq!(conn.url().scheme(), "amqps");
         round_trip(&conn, &queue, "over tls").await;
         conn.close().await.expect("closed");
@@ -166,7 +166,7 @@ fn users_come_from_a_file_and_others_are_refused() {
     let rt = runtime();
     rt.block_on(async {
         for (user, password) in [("app", "s3cret"), ("ops", "with:colons")] {
-            let conn = client(&format!(
+            let conn = connect(&format!(
                 "amqp://{user}:{}@{address}/%2F",
                 password.replace(':', "%3A")
             ))
@@ -198,7 +198,7 @@ fn users_come_from_a_file_and_others_are_refused() {
 
 /// Publishes 3 messages to `queue` and takes one without acknowledging it, through `url`.
 async fn three_published_one_held(url: &str, queue: &str) -> (BrokerConnection, Consumer) {
-    let conn = client(url).await;
+    let conn = connect(url).await;
     conn.declare_queue(&QueueSpec::new(queue))
         .await
         .expect("declared");

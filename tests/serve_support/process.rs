@@ -128,15 +128,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("a runtime")
 }
 
-pub async fn client(url: &str) -> BrokerConnection {
-    BrokerConnection::builder()
-        .url(url)
-        .retry_policy(carrot::RetryPolicy::default().max_retries(Some(0)))
-        .connect()
-        .await
-        .expect("a client connection")
-}
-
 /// Declares `queue`, publishes `text` with a confirm, fetches it back, checks it and acks it.
 pub async fn round_trip(conn: &BrokerConnection, queue: &str, text: &str) {
     conn.declare_queue(&QueueSpec::new(queue))
