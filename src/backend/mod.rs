@@ -7,6 +7,7 @@
 #[cfg(feature = "amqp")]
 pub(crate) mod amqp;
 pub(crate) mod arguments;
+mod closings;
 pub(crate) mod death;
 mod delivery_stream;
 pub(crate) mod embedded;
@@ -44,6 +45,7 @@ pub(crate) struct Delivery {
     pub(crate) consumer_tag: Option<Arc<str>>,
 }
 
+pub(crate) use closings::Closings;
 pub(crate) use delivery_stream::{DeliveryStream, Feed, Replenish};
 
 /// What `publish` returns: the message is routed (`Done`), or its publisher confirm is still
@@ -108,6 +110,12 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
     /// now (it changes with a failover); 0 for the embedded brokers.
     fn current_url(&self) -> usize {
         0
+    }
+    /// The closes that drops of this connection's channels (and of the connection) started
+    /// and left running in the background: RabbitMQ's, which wait for the broker's answer.
+    /// The embedded brokers close at once and have none.
+    fn closings(&self) -> Closings {
+        Closings::default()
     }
     /// Every queue of the broker with its ready and unacknowledged messages and its
     /// consumers, by name (the embedded brokers; RabbitMQ's management plugin has its own).

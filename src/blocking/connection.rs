@@ -22,22 +22,19 @@ pub struct BrokerConnection {
 impl BrokerConnection {
     /// See [`crate::BrokerConnection::connect`].
     pub fn connect(url: &str) -> Result<Self> {
-        let rt = Rt::new()?;
-        let inner = rt.block_on(crate::BrokerConnection::connect(url))?;
+        let (inner, rt) = Rt::connect(crate::BrokerConnection::connect(url))?;
         Ok(BrokerConnection { inner, rt })
     }
 
     /// See [`crate::BrokerConnection::from_env`].
     pub fn from_env() -> Result<Self> {
-        let rt = Rt::new()?;
-        let inner = rt.block_on(crate::BrokerConnection::from_env())?;
+        let (inner, rt) = Rt::connect(crate::BrokerConnection::from_env())?;
         Ok(BrokerConnection { inner, rt })
     }
 
     /// See [`crate::BrokerConnection::open`].
     pub fn open(url: BrokerUrl) -> Result<Self> {
-        let rt = Rt::new()?;
-        let inner = rt.block_on(crate::BrokerConnection::open(url))?;
+        let (inner, rt) = Rt::connect(crate::BrokerConnection::open(url))?;
         Ok(BrokerConnection { inner, rt })
     }
 
@@ -50,8 +47,7 @@ impl BrokerConnection {
     /// Connects with a [`ConnectionBuilder`] (the seed's keywords, failover URLs, retry
     /// policy, recovery, timeouts): the blocking twin of [`ConnectionBuilder::connect`].
     pub fn connect_with(builder: ConnectionBuilder) -> Result<Self> {
-        let rt = Rt::new()?;
-        let inner = rt.block_on(builder.connect())?;
+        let (inner, rt) = Rt::connect(builder.connect())?;
         Ok(BrokerConnection { inner, rt })
     }
 

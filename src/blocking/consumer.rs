@@ -1,6 +1,6 @@
 //! The blocking [`Consumer`] and its builder.
 
-use super::{consume_iter, BrokerConnection, Rt};
+use super::{BrokerConnection, IterConsume, IterQueue, Rt};
 use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
 use crate::serialization::Payload;
@@ -166,6 +166,27 @@ impl Consumer {
         self.rt.block_on(self.inner.next_message())
     }
 
+    /// See [`crate::Consumer::next_message_timeout`]: `Ok(None)` when no message came within
+    /// `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use carrot::blocking::{BrokerConnection, Consumer, Publisher};
+    /// let conn = BrokerConnection::connect("memory://blocking-next-timeout-doc")?;
+    /// let mut consumer = Consumer::builder(&conn).queue("jobs").build()?;
+    /// assert!(consumer.next_message_timeout(Duration::from_millis(10))?.is_none());
+    /// Publisher::builder(&conn).routing_key("jobs").build()?.send(&1)?;
+    /// let message = consumer.next_message_timeout(Duration::from_secs(5))?.expect("the message");
+    /// message.ack()?;
+    /// # Ok::<(), carrot::Error>(())
+    /// ```
+    pub fn next_message_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Message>> {
+        self.rt.block_on(self.inner.next_message_timeout(timeout))
+    }
+
     /// Consumes with callbacks; an [`Iterator`] of the processed messages (see
     /// [`crate::Consumer::iterconsume`]).
     ///
@@ -181,14 +202,8 @@ impl Consumer {
     /// }
     /// # Ok::<(), carrot::Error>(())
     /// ```
-    pub fn iterconsume(
-        &mut self,
-        limit: Option<usize>,
-    ) -> impl Iterator<Item = Result<Message>> + '_ {
-        let (rt, inner) = (&self.rt, &mut self.inner);
-        consume_iter(limit, move || {
-            rt.block_on(async { inner.iterconsume(Some(1)).next().await })
-        })
+    pub fn iterconsume(&mut self, limit: Option<usize>) -> IterConsume<'_> {
+        IterConsume::new(&mut self.inner, &self.rt, limit)
     }
 
     /// Fetches waiting messages; an [`Iterator`] (see [`crate::Consumer::iterqueue`]).
@@ -204,24 +219,8 @@ impl Consumer {
     /// assert!(items[1].as_ref().is_ok_and(|m| m.is_none())); // then an empty queue
     /// # Ok::<(), carrot::Error>(())
     /// ```
-    pub fn iterqueue(
-        &mut self,
-        options: IterQueueOptions,
-    ) -> impl Iterator<Item = Result<Option<Message>>> + '_ {
-        let mut remaining = options.limit;
-        let one = IterQueueOptions::new().limit(1).infinite(options.infinite);
-        std::iter::from_fn(move || {
-            if remaining == Some(0) {
-                return None;
-            }
-            let item = self
-                .rt
-                .block_on(async { self.inner.iterqueue(one).next().await });
-            if let (Some(_), Some(r)) = (&item, &mut remaining) {
-                *r -= 1;
-            }
-            item
-        })
+    pub fn iterqueue(&mut self, options: IterQueueOptions) -> IterQueue<'_> {
+        IterQueue::new(&mut self.inner, &self.rt, options)
     }
 
     /// See [`crate::Consumer::wait`].

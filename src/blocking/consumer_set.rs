@@ -1,6 +1,6 @@
 //! The blocking [`ConsumerSet`].
 
-use super::{consume_iter, BrokerConnection, Consumer, Rt};
+use super::{BrokerConnection, Consumer, Rt, SetIterConsume};
 use crate::error::{Error, Result};
 use crate::serialization::Payload;
 use crate::{Message, Qos};
@@ -82,14 +82,8 @@ impl ConsumerSet {
 
     /// Consumes from every queue with callbacks; an [`Iterator`] (see
     /// [`crate::ConsumerSet::iterconsume`]).
-    pub fn iterconsume(
-        &mut self,
-        limit: Option<usize>,
-    ) -> impl Iterator<Item = Result<Message>> + '_ {
-        let (rt, inner) = (&self.rt, &mut self.inner);
-        consume_iter(limit, move || {
-            rt.block_on(async { inner.iterconsume(Some(1)).next().await })
-        })
+    pub fn iterconsume(&mut self, limit: Option<usize>) -> SetIterConsume<'_> {
+        SetIterConsume::new(&mut self.inner, &self.rt, limit)
     }
 
     /// See [`crate::ConsumerSet::wait`].

@@ -2,8 +2,8 @@
 //!
 //! Every public method of the async types has its twin here, of the same name (a test,
 //! `tests/blocking_parity.rs`, fails when one is missing; its short list of exceptions says
-//! why each has none). `iterconsume` and `iterqueue` return real [`Iterator`]s, whose `next`
-//! is the twin of the async iterators' `next().await`; the keyword
+//! why each has none). `iterconsume` and `iterqueue` return real [`Iterator`]s ([`IterConsume`],
+//! [`IterQueue`], [`SetIterConsume`]), whose `next` is the twin of the async iterators' `next().await`; the keyword
 //! [`ConnectionBuilder`](crate::ConnectionBuilder) is shared, and
 //! [`BrokerConnection::connect_with`] is the twin of its `connect`. Do not call these methods from inside an async runtime (they
 //! block it); use the async types there.
@@ -56,59 +56,16 @@ macro_rules! getters {
 mod connection;
 mod consumer;
 mod consumer_set;
+mod iter;
 mod messaging;
 mod publisher;
+mod runtime;
 
-use std::future::Future;
-use std::sync::Arc;
-
-use tokio::runtime::Runtime;
-
-use crate::error::Result;
+use runtime::Rt;
 
 pub use connection::{BrokerConnection, ConnectionEvents};
 pub use consumer::{Consumer, ConsumerBuilder};
 pub use consumer_set::ConsumerSet;
+pub use iter::{IterConsume, IterQueue, SetIterConsume};
 pub use messaging::{Messaging, MessagingBuilder};
 pub use publisher::{PendingConfirm, Publisher, PublisherBuilder};
-
-/// The runtime of a blocking connection (see the module documentation).
-#[derive(Debug, Clone)]
-struct Rt(Arc<Runtime>);
-
-impl Rt {
-    /// One worker thread: carrot's background work (heartbeats, recovering a lost connection,
-    /// resuming consumers) goes on between the application's calls.
-    fn new() -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("carrot-blocking")
-            .enable_all()
-            .build()?;
-        Ok(Rt(Arc::new(rt)))
-    }
-
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.0.block_on(future)
-    }
-}
-
-/// An iterator over `next` that stops after `limit` items or at the first error.
-fn consume_iter<T>(
-    limit: Option<usize>,
-    mut next: impl FnMut() -> Option<Result<T>>,
-) -> impl Iterator<Item = Result<T>> {
-    let mut remaining = limit;
-    std::iter::from_fn(move || {
-        if remaining == Some(0) {
-            return None;
-        }
-        let item = next();
-        match (&item, &mut remaining) {
-            (Some(Err(_)), r) => *r = Some(0),
-            (Some(Ok(_)), Some(r)) => *r -= 1,
-            _ => {}
-        }
-        item
-    })
-}

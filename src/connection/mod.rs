@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use crate::backend::memory::MemoryConnection;
-use crate::backend::{Channel, QueueInfo, Transport};
+use crate::backend::{Channel, Closings, QueueInfo, Transport};
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
@@ -95,6 +95,20 @@ impl BrokerConnection {
     /// URLs, retry policy, recovery, timeouts, heartbeats.
     pub fn builder() -> ConnectionBuilder {
         ConnectionBuilder::default()
+    }
+
+    /// Connects with a [`ConnectionBuilder`] (the same as [`ConnectionBuilder::connect`]; the
+    /// blocking API has the same, as `carrot::blocking::BrokerConnection::connect_with`).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let builder = carrot::BrokerConnection::builder().url("memory://connect-with-doc");
+    /// let conn = carrot::BrokerConnection::connect_with(builder).await?;
+    /// assert_eq!(conn.url().scheme(), "memory");
+    /// # Ok::<(), carrot::Error>(()) }).unwrap();
+    /// ```
+    pub async fn connect_with(builder: ConnectionBuilder) -> Result<Self> {
+        builder.connect().await
     }
 
     /// Connects to an already parsed URL.
@@ -262,6 +276,11 @@ impl BrokerConnection {
             }
         };
         Ok((admin, channel))
+    }
+
+    /// The closes that drops on this connection left running (see [`Closings`]).
+    pub(crate) fn closings(&self) -> Closings {
+        self.inner.transport.closings()
     }
 
     pub(crate) async fn channel(&self) -> Result<Arc<dyn Channel>> {

@@ -7,6 +7,7 @@ mod iterate;
 mod options;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::backend::{Channel, DeliveryStream, QueueInfo};
 use crate::connection::BrokerConnection;
@@ -250,6 +251,29 @@ impl Consumer {
             if let Some(taken) = self.take(item) {
                 return taken.map(Some);
             }
+        }
+    }
+
+    /// [`next_message`](Self::next_message), waiting at most `timeout` for a message:
+    /// `Ok(None)` when none came within it. The consumer goes on consuming (a message that
+    /// comes later is there for the next call); subscribing first is bounded by the operation
+    /// timeout, as always.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let conn = carrot::BrokerConnection::connect("memory://next-message-timeout-doc").await?;
+    /// let mut consumer = carrot::Consumer::builder(&conn).queue("jobs").build().await?;
+    /// assert!(consumer.next_message_timeout(Duration::from_millis(10)).await?.is_none());
+    /// # Ok::<(), carrot::Error>(()) }).unwrap();
+    /// ```
+    pub async fn next_message_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
+        // Subscribed outside the timeout: a basic.consume cut short would leave a consumer on
+        // the broker that nothing reads. Waiting for a delivery can stop at any point.
+        self.consume().await?;
+        match tokio::time::timeout(timeout, self.next_message()).await {
+            Ok(next) => next,
+            Err(_) => Ok(None),
         }
     }
 

@@ -86,11 +86,12 @@ conformance!(header_keys_over_255_bytes_are_refused, |t| async move {
 });
 
 conformance!(messages_over_the_maximum_size_are_refused, |t| async move {
-    let conn = BrokerConnection::builder()
-        .url(t.url())
-        .max_message_size(1024)
-        .connect()
-        .await?;
+    let conn = BrokerConnection::connect_with(
+        BrokerConnection::builder()
+            .url(t.url())
+            .max_message_size(1024),
+    )
+    .await?;
     assert_eq!(conn.max_message_size(), 1024);
     let mut consumer = t.consumer(&conn).build().await?;
     let publisher = t.publisher(&conn).serializer("raw").build().await?;

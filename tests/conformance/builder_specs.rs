@@ -11,19 +11,6 @@ use carrot::{
 
 use crate::support::*;
 
-/// Waits (bounded) until `queue` holds `count` ready messages.
-async fn until_count(conn: &carrot::BrokerConnection, queue: &str, count: u32) {
-    within("queue count", async {
-        loop {
-            if conn.queue_info(queue).await.map(|i| i.message_count).ok() == Some(count) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-}
-
 /// Redeclaring with `spec` is accepted and with `other` refused: the broker holds `spec`.
 async fn queue_is_declared_as(
     conn: &carrot::BrokerConnection,

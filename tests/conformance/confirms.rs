@@ -15,7 +15,7 @@ conformance!(pipelined_confirms_report_every_message, |t| async move {
         pending.push(publisher.begin_send(&n).await?);
     }
     for confirm in pending {
-        within("a confirm", confirm).await?;
+        within("a confirm", confirm.wait()).await?;
     }
     let got = drain_numbers(&mut consumer).await?;
     assert_eq!(got, (0..200).collect::<Vec<i64>>(), "all, in order");
@@ -47,10 +47,10 @@ conformance!(
                 SendOptions::new().routing_key("nowhere").mandatory(true),
             )
             .await;
-        within("the routed confirm", routed).await?;
+        within("the routed confirm", routed.wait()).await?;
         // Embedded brokers know at once (the send itself fails); RabbitMQ says so in the confirm.
         let outcome = match lost {
-            Ok(pending) => within("the returned confirm", pending).await,
+            Ok(pending) => within("the returned confirm", pending.wait()).await,
             Err(e) => Err(e),
         };
         assert_err!(
@@ -78,15 +78,13 @@ conformance!(
         let pending = publisher.begin_send(&7).await?;
         assert!(pending.is_ready());
         pending.wait().await?;
-        let message = within("the message", async {
-            loop {
-                if let Some(m) = consumer.fetch().await.expect("fetch") {
-                    return m;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let mut deadline = Deadline::new("the message");
+        let message = loop {
+            if let Some(m) = consumer.fetch().await? {
+                break m;
             }
-        })
-        .await;
+            deadline.tick().await;
+        };
         assert_eq!(num(&message), 7);
         message.ack()?;
         Ok(())

@@ -14,17 +14,17 @@ conformance!(
         consumer.register_callback(|_, message| message.ack());
         let publisher = t.publisher(&conn).build().await?;
         publisher.send(&1).await?;
-        let waiting = tokio::spawn(async move {
+        let waiting = spawn(move || async move {
             let outcome = consumer.wait(None).await;
             (consumer, outcome)
         });
         // Let it take the message and start waiting for the next.
-        tokio::time::sleep(QUIET).await;
+        pause(QUIET).await;
         let admin = t.connect().await?;
         admin
             .delete_queue(&t.name("q"), carrot::DeleteQueueOptions::new())
             .await?;
-        let (mut consumer, outcome) = within("wait ends", waiting).await?;
+        let (mut consumer, outcome) = waiting.join().await?;
         assert_err!(
             outcome,
             Error::ConsumerCancelled { queue, .. } if queue == t.name("q")

@@ -685,7 +685,7 @@ conformance!(
             consumer.consume().await?;
             // The consumer does not read: the embedded brokers keep what does not fit its
             // window in the queue (RabbitMQ's client buffers it all).
-            tokio::time::sleep(QUIET).await;
+            pause(QUIET).await;
             if matches!(t.backend.name, "memory" | "sqlite") {
                 let ready = conn.queue_info(&t.name("q")).await?.message_count as i64;
                 assert!(
@@ -694,15 +694,13 @@ conformance!(
                 );
             }
             for expected in 0..BEYOND_THE_WINDOW {
-                let message = within("the next message", consumer.next_message())
-                    .await?
-                    .expect("a message");
+                let message = next(&mut consumer).await;
                 assert_eq!(num(&message), expected);
                 if !no_ack {
                     message.ack()?;
                 }
                 if expected % 3_000 == 2_999 {
-                    tokio::time::sleep(QUIET).await;
+                    pause(QUIET).await;
                 }
             }
             consumer.cancel().await?;

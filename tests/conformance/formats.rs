@@ -128,11 +128,12 @@ conformance!(
 conformance!(
     a_small_body_that_inflates_past_the_maximum_size_is_refused,
     |t| async move {
-        let conn = BrokerConnection::builder()
-            .url(t.url())
-            .max_message_size(64 * 1024)
-            .connect()
-            .await?;
+        let conn = BrokerConnection::connect_with(
+            BrokerConnection::builder()
+                .url(t.url())
+                .max_message_size(64 * 1024),
+        )
+        .await?;
         let mut consumer = t.consumer(&conn).build().await?;
         let publisher = t.publisher(&conn).build().await?;
         // A megabyte of zeros is about 1 KiB compressed: small enough to send, too large to

@@ -2,8 +2,11 @@
 //! against every backend.
 //!
 //! # Layout
-//! - `support.rs`: the backend list ([`support::backends`]), the `conformance!` macro that runs a
-//!   scenario on each backend with its own broker scope, bounded waits and small helpers.
+//! - `backends.rs`: the backend list ([`backends::backends`]), shared with the blocking twin
+//!   (`tests/blocking_conformance`).
+//! - `scenario.rs`: a scenario's scope, names and small helpers (shared with the twin).
+//! - `support.rs`: the `conformance!` macro that runs a scenario on each backend with its own
+//!   broker scope, bounded waits and small helpers (the twin has the same, blocking).
 //! - `routing.rs`: direct, fanout, topic and headers exchanges, the default exchange.
 //! - `entities.rs`: durable, auto-delete and exclusive exchanges and queues, redeclaration,
 //!   reserved names, missing entities.
@@ -25,10 +28,14 @@
 //!   keywords set one entity each, settings read back, an exclusive queue is auto-delete.
 //!
 //! # Adding a backend
-//! One line in [`support::backends`]. Scenarios only use the public API, name every exchange
+//! One line in [`backends::backends`]. Scenarios only use the public API, name every exchange
 //! and queue after their scope (on RabbitMQ all scenarios share one broker) and wait with
 //! bounded timeouts only.
 
+#[macro_use]
+mod assertions;
+mod backends;
+mod scenario;
 #[macro_use]
 mod support;
 #[path = "../serve_support/mod.rs"]

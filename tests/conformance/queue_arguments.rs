@@ -10,19 +10,6 @@ use carrot::{
 
 use crate::support::*;
 
-/// Waits (bounded) until `queue` holds `count` ready messages.
-async fn until_count(conn: &carrot::BrokerConnection, queue: &str, count: u32) {
-    within("queue count", async {
-        loop {
-            if conn.queue_info(queue).await.map(|i| i.message_count).ok() == Some(count) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-}
-
 /// A reader of the scenario's queue `name`, which it does not redeclare.
 async fn reader_of(
     t: &Scenario,
@@ -180,7 +167,7 @@ conformance!(unused_queues_expire, |t| async move {
         .await?;
     // Looking at the queue (a passive declare) counts as using it, so look once, well after
     // it should have expired.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    pause(Duration::from_millis(800)).await;
     assert_err!(conn.queue_info(&q).await, Error::NotFound(_));
     Ok(())
 });

@@ -923,17 +923,12 @@ conformance!(
         // Deliveries reach the client asynchronously on a network broker: start consuming and
         // wait until both queues have handed over their messages, so that both are waiting.
         set.consume().await?;
-        within("both queues delivered", async {
-            loop {
-                let a = conn.queue_info(&t.name("a")).await?.message_count;
-                let b = conn.queue_info(&t.name("b")).await?.message_count;
-                if a == 0 && b == 0 {
-                    return Ok::<(), carrot::Error>(());
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-        .await?;
+        let mut deadline = Deadline::new("both queues delivered");
+        while conn.queue_info(&t.name("a")).await?.message_count > 0
+            || conn.queue_info(&t.name("b")).await?.message_count > 0
+        {
+            deadline.tick().await;
+        }
         let mut order = Vec::new();
         let mut it = set.iterconsume(Some(20));
         while let Some(message) = within("iterconsume", it.next()).await {

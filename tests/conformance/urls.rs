@@ -8,6 +8,8 @@ use std::time::Duration;
 use carrot::url::BrokerUrl;
 use carrot::{BrokerConnection, Error, QueueSpec, BROKER_URL_ENV};
 
+use crate::support::pause;
+
 #[tokio::test]
 async fn bad_urls_are_invalid_and_never_show_the_password() {
     for url in [
@@ -200,12 +202,13 @@ fn builder_keywords_for_memory_and_sqlite() {
 
 #[tokio::test]
 async fn builder_connects_to_the_broker_its_keywords_name() {
-    let by_builder = BrokerConnection::builder()
-        .backend("memory")
-        .virtual_host("conformance-builder")
-        .connect()
-        .await
-        .unwrap();
+    let by_builder = BrokerConnection::connect_with(
+        BrokerConnection::builder()
+            .backend("memory")
+            .virtual_host("conformance-builder"),
+    )
+    .await
+    .unwrap();
     assert_eq!(by_builder.url().to_string(), "memory://conformance-builder");
     by_builder
         .declare_queue(&QueueSpec::new("built"))
@@ -268,7 +271,7 @@ conformance!(
             old.close().await?;
             let newer = t.connect().await?;
             drop(old);
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            pause(std::time::Duration::from_millis(50)).await;
             newer.declare_queue(&QueueSpec::new(t.name("q"))).await?;
             newer.close().await?;
         }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::backend::{Channel, Transport};
+use crate::backend::{Channel, Closings, Transport};
 use crate::connection::{ConnectionOptions, StatusHub};
 use crate::error::Result;
 use crate::url::BrokerUrl;
@@ -71,15 +71,21 @@ impl Transport for AmqpConnection {
     fn current_url(&self) -> usize {
         self.link.current_url()
     }
+
+    fn closings(&self) -> Closings {
+        self.link.closings().clone()
+    }
 }
 
 impl Drop for AmqpConnection {
     fn drop(&mut self) {
         if let Some(connection) = self.link.shut() {
             if connection.status().connected() {
-                self.link.runtime().spawn(async move {
-                    let _ = connection.close(200, "OK".into()).await;
-                });
+                let limit = self.link.options().timeouts.get_operation();
+                let close = async move {
+                    let _ = tokio::time::timeout(limit, connection.close(200, "OK".into())).await;
+                };
+                self.link.runtime().spawn(self.link.closings().track(close));
             }
         }
     }

@@ -333,21 +333,24 @@ impl Channel for AmqpChannel {
         };
         // The first poll queues channel.close on the connection now, in order with whatever
         // the application sends next (a queue_info right after dropping a consumer must see
-        // the consumer gone); a task waits for close-ok, at most the operation timeout.
-        let limit = self.link.options().timeouts.get_operation();
-        let mut closing = Box::pin(async move {
-            match tokio::time::timeout(limit, channel.close(200, "OK".into())).await {
-                Ok(Err(e)) => tracing::debug!(error = %e, "closing a dropped channel"),
-                Err(_) => tracing::debug!("no close-ok for a dropped channel within {limit:?}"),
-                Ok(Ok(())) => {}
-            }
-        });
+        // the consumer gone); a task on the link's runtime waits for close-ok, at most the
+        // operation timeout. The first poll makes no timer and spawns nothing, so that a drop
+        // on a thread of no runtime (the blocking API), or after the runtime stopped, is fine.
+        let mut closing = Box::pin(async move { channel.close(200, "OK".into()).await });
         let first = Future::poll(
             closing.as_mut(),
             &mut std::task::Context::from_waker(std::task::Waker::noop()),
         );
         if first.is_pending() {
-            self.link.runtime().spawn(closing);
+            let limit = self.link.options().timeouts.get_operation();
+            let close = async move {
+                match tokio::time::timeout(limit, closing).await {
+                    Ok(Err(e)) => tracing::debug!(error = %e, "closing a dropped channel"),
+                    Err(_) => tracing::debug!("no close-ok for a dropped channel within {limit:?}"),
+                    Ok(Ok(())) => {}
+                }
+            };
+            self.link.runtime().spawn(self.link.closings().track(close));
         }
     }
 }

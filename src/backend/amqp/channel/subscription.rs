@@ -161,6 +161,11 @@ async fn forward(
         let next = poll_fn(|cx| std::pin::Pin::new(&mut consumer).poll_next(cx)).await;
         match next {
             Some(Ok(delivery)) => {
+                // A delivery that arrived after flow(false) (this task was already waiting for
+                // one when the application paused) waits for flow(true) too.
+                if flow.wait_for(|active| *active).await.is_err() {
+                    return;
+                }
                 delivered = true;
                 let tag = Some(subscription.tag.clone());
                 if tx

@@ -23,6 +23,7 @@ use tokio::sync::{watch, Notify};
 use super::connect::{self, Endpoint, Events};
 use super::convert;
 use super::topology::{self, Topology};
+use crate::backend::Closings;
 use crate::connection::{ConnectionEvent, ConnectionOptions, ConnectionState, StatusHub};
 use crate::error::{Cause, Error, Result};
 use crate::retry::{self, RetryPolicy};
@@ -58,6 +59,8 @@ pub(super) struct Link {
     lost: Notify,
     closed: AtomicBool,
     closing: Notify,
+    /// The closes that drops left running (see [`Closings`]).
+    closings: Closings,
 }
 
 impl std::fmt::Debug for Link {
@@ -121,6 +124,7 @@ impl Link {
             lost: Notify::new(),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
+            closings: Closings::default(),
         });
         runtime.spawn(supervise(Arc::downgrade(&link), connection, events, 0));
         Ok(link)
@@ -132,6 +136,10 @@ impl Link {
 
     pub(super) fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime
+    }
+
+    pub(super) fn closings(&self) -> &Closings {
+        &self.closings
     }
 
     pub(super) fn current_url(&self) -> usize {

@@ -1,0 +1,102 @@
+//! The brokers every scenario runs on, shared by the conformance suite and its blocking twin:
+//! one line each in [`backends`]; a new broker or transport is one more line.
+
+#![allow(dead_code)] // each test crate that includes it uses its part
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A broker the suite runs against.
+#[derive(Clone, Copy)]
+pub struct Backend {
+    /// Shown in test output.
+    pub name: &'static str,
+    /// The URL of the broker for a scenario's scope; `None` when the backend is not configured
+    /// (for example RabbitMQ without `CARROT_TEST_AMQP_URL`), which skips it.
+    pub url: fn(&str) -> Option<String>,
+    /// Restarts the broker of a scope (what a server restart does); `None` if the backend
+    /// cannot, which skips the scenarios that need it.
+    pub restart: Option<fn(&str)>,
+    /// Whether `immediate` is implemented; if not, publishing with it must be
+    /// `Error::Unsupported` (RabbitMQ 3 and later; sqlite, whose consumers may be in other
+    /// processes).
+    pub immediate: bool,
+}
+
+/// A sqlite broker file per scope, in the temporary folder (deleted after the scenario).
+pub fn sqlite_path(scope: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("carrot-{scope}.db"))
+}
+
+/// Every backend, one line each. Each scenario runs on all of them.
+#[rustfmt::skip]
+pub fn backends() -> Vec<Backend> {
+    vec![
+        Backend { name: "memory", url: |scope| Some(format!("memory://{scope}")), restart: Some(|scope| carrot::MemoryBroker::named(scope).restart()), immediate: true },
+        Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}", sqlite_path(scope).display())), restart: Some(|scope| carrot::SqliteBroker::open(sqlite_path(scope)).expect("the scenario's sqlite broker opens").restart()), immediate: false },
+        Backend { name: "amqp", url: |_| amqp_url(), restart: amqp_restart(), immediate: false },
+        Backend { name: "serve-memory", url: |_| served("memory://carrot-serve-conformance"), restart: None, immediate: false },
+        Backend { name: "serve-sqlite", url: |_| served(&format!("sqlite://{}", crate::serve_support::sqlite_file("conformance").display())), restart: None, immediate: false },
+    ]
+}
+
+/// `carrot serve` of `broker`, reached through the amqp backend (lapin) with publisher
+/// confirms, as RabbitMQ is.
+fn served(broker: &str) -> Option<String> {
+    Some(format!(
+        "{}?confirm_publish=true",
+        crate::serve_support::served(broker)
+    ))
+}
+
+/// Restarts RabbitMQ with the command in `CARROT_TEST_AMQP_RESTART` (`.ci/run` sets it); the
+/// scenarios that use it run alone (see [`run_all_exclusive`]).
+fn amqp_restart() -> Option<fn(&str)> {
+    match std::env::var("CARROT_TEST_AMQP_RESTART") {
+        Ok(command) if !command.is_empty() => Some(|_| {
+            let command = std::env::var("CARROT_TEST_AMQP_RESTART").unwrap_or_default();
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+            assert!(status.success(), "{command:?} failed: {status}");
+        }),
+        _ if std::env::var("CARROT_TEST_AMQP_URL").is_ok_and(|u| !u.is_empty())
+            && std::env::var("CI").is_ok_and(|v| v == "true") =>
+        {
+            panic!("CI=true with RabbitMQ but CARROT_TEST_AMQP_RESTART is not set: .ci/run sets it")
+        }
+        _ => None,
+    }
+}
+
+/// RabbitMQ from `CARROT_TEST_AMQP_URL`, with publisher confirms so that a `send` has been
+/// routed when it returns. Under `CI=true` a missing broker is a failure, never a skip.
+fn amqp_url() -> Option<String> {
+    match std::env::var("CARROT_TEST_AMQP_URL") {
+        Ok(url) if !url.is_empty() => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Some(format!("{url}{sep}confirm_publish=true"))
+        }
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true but CARROT_TEST_AMQP_URL is not set: .ci/run starts RabbitMQ and sets it"
+            )
+        }
+        _ => None,
+    }
+}
+
+/// An identifier of this test run, so that scopes on a shared broker (RabbitMQ) do not meet
+/// entities left by an earlier run.
+pub fn run_id() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{:x}", (nanos as u64) ^ u64::from(std::process::id()))
+    })
+}
