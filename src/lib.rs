@@ -136,6 +136,7 @@ mod error;
 mod limits;
 mod message;
 mod messaging;
+mod options;
 mod properties;
 mod publisher;
 mod redact;
@@ -144,6 +145,7 @@ mod routing;
 pub mod serialization;
 #[cfg(feature = "serve")]
 pub mod server;
+mod status;
 mod table;
 pub mod url;
 
@@ -152,9 +154,7 @@ pub use backend::memory::MemoryBroker;
 pub use backend::sqlite::SqliteBroker;
 pub use backend::QueueInfo;
 pub use connection::{
-    BrokerConnection, ConnectionBuilder, ConnectionEvent, ConnectionEvents, ConnectionState,
-    DeleteExchangeOptions, DeleteQueueOptions, FailoverStrategy, Timeouts, BROKER_URL_ENV,
-    DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE,
+    BrokerConnection, ConnectionBuilder, DeleteExchangeOptions, DeleteQueueOptions, BROKER_URL_ENV,
 };
 pub use consumer::{
     Callback, Consumer, ConsumerBuilder, DecodeErrorHandler, FetchOptions, IterConsume, IterQueue,
@@ -165,10 +165,12 @@ pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType}
 pub use error::{BoxError, Cause, Error, Result};
 pub use message::{Message, MessageState};
 pub use messaging::{Messaging, MessagingBuilder};
+pub use options::{FailoverStrategy, Timeouts, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE};
 pub use properties::Properties;
 pub use publisher::{OutgoingMessage, PendingConfirm, Publisher, PublisherBuilder, SendOptions};
 pub use retry::{RetryCallback, RetryPolicy};
 pub use serialization::{Compression, Payload, Value};
+pub use status::{ConnectionEvent, ConnectionEvents, ConnectionState};
 pub use table::{table, FieldTable, FieldValue};
 
 /// The README's examples, compiled and run as doc-tests.

@@ -76,7 +76,7 @@ impl Default for DecodeSettings {
         DecodeSettings {
             registry: Registry::default(),
             accept: None,
-            max_message_size: crate::connection::DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: crate::options::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }

@@ -79,6 +79,20 @@ pub struct QueueInfo {
     pub consumer_count: u32,
 }
 
+/// A queue's counts at one moment: what `carrot serve --metrics` reports.
+#[cfg(feature = "serve")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue's name.
+    pub name: String,
+    /// Messages waiting to be delivered.
+    pub ready: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub unacked: u64,
+    /// Consumers of the queue.
+    pub consumers: u64,
+}
+
 /// Publish flags.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PublishFlags {
@@ -120,7 +134,7 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
     /// Every queue of the broker with its ready and unacknowledged messages and its
     /// consumers, by name (the embedded brokers; RabbitMQ's management plugin has its own).
     #[cfg(feature = "serve")]
-    async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+    async fn queue_stats(&self) -> Result<Vec<crate::backend::QueueStats>> {
         Err(crate::Error::Unsupported(
             "queue statistics come from the embedded brokers only; RabbitMQ has `rabbitmqctl list_queues`".into(),
         ))

@@ -5,11 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::options::{ConnectionOptions, FailoverStrategy, Timeouts};
-use super::state::ConnectionEvent;
 use super::BrokerConnection;
 use crate::error::{Error, Result};
+use crate::options::{ConnectionOptions, FailoverStrategy, Timeouts};
 use crate::retry::RetryPolicy;
+use crate::status::ConnectionEvent;
 use crate::url::{AmqpSettings, BrokerUrl, Password};
 
 /// Builds a [`BrokerConnection`]: from a URL (or several failover URLs), or from the seed's

@@ -3,8 +3,6 @@
 
 mod builder;
 mod delete;
-mod options;
-mod state;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -18,12 +16,10 @@ use crate::serialization::{Registry, Serializer};
 use crate::table::FieldTable;
 use crate::url::BrokerUrl;
 
+use crate::options::{ConnectionOptions, Timeouts};
+use crate::status::{ConnectionEvents, ConnectionState, StatusHub};
 pub use builder::ConnectionBuilder;
 pub use delete::{DeleteExchangeOptions, DeleteQueueOptions};
-pub(crate) use options::ConnectionOptions;
-pub use options::{FailoverStrategy, Timeouts, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE};
-pub(crate) use state::StatusHub;
-pub use state::{ConnectionEvent, ConnectionEvents, ConnectionState};
 
 /// The environment variable [`BrokerConnection::from_env`] reads.
 pub const BROKER_URL_ENV: &str = "CARROT_BROKER_URL";
@@ -212,7 +208,7 @@ impl BrokerConnection {
 
     /// Every queue of an embedded broker with its counts (`carrot serve --metrics`).
     #[cfg(feature = "serve")]
-    pub(crate) async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+    pub(crate) async fn queue_stats(&self) -> Result<Vec<crate::backend::QueueStats>> {
         self.inner.transport.queue_stats().await
     }
 

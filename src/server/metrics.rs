@@ -2,6 +2,7 @@
 //! messages published and delivered (rates are differences of these totals over time), and
 //! the broker's queues with their ready and unacknowledged messages.
 
+use crate::backend::QueueStats;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Result;
@@ -70,17 +71,4 @@ impl Metrics {
     pub async fn queues(&self) -> Result<Vec<QueueStats>> {
         self.broker.queue_stats().await
     }
-}
-
-/// A queue's counts at one moment: what `carrot serve --metrics` reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueStats {
-    /// The queue's name.
-    pub name: String,
-    /// Messages waiting to be delivered.
-    pub ready: u64,
-    /// Messages delivered and not yet acknowledged.
-    pub unacked: u64,
-    /// Consumers of the queue.
-    pub consumers: u64,
 }

@@ -37,8 +37,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use crate::backend::QueueStats;
 pub use auth::Users;
-pub use metrics::{Metrics, QueueStats};
+pub use metrics::Metrics;
 pub use tls::Tls;
 
 use crate::error::{Error, Result};

@@ -90,3 +90,41 @@ conformance!(
         Ok(())
     }
 );
+
+// RabbitMQ acknowledges several messages at once; the return of an unroutable mandatory
+// message among many in flight must be reported on that message, and on no other.
+conformance!(
+    returns_among_pipelined_sends_are_reported_on_their_own_message,
+    |t| async move {
+        let conn = t.connect().await?;
+        let _consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).confirm_publish(true).build().await?;
+        let mut sent = Vec::new();
+        for n in 0..120 {
+            let unroutable = n % 7 == 3;
+            let options = match unroutable {
+                true => SendOptions::new()
+                    .routing_key(format!("nowhere.{n}"))
+                    .mandatory(true),
+                false => SendOptions::new().mandatory(n % 2 == 0),
+            };
+            sent.push((n, unroutable, publisher.begin_send_with(&n, options).await));
+        }
+        for (n, unroutable, begun) in sent {
+            let outcome = match begun {
+                Ok(pending) => within("a confirm", pending.wait()).await,
+                Err(e) => Err(e),
+            };
+            match (unroutable, outcome) {
+                (false, Ok(())) => {}
+                (true, Err(Error::Unroutable { routing_key, .. }))
+                    if routing_key == format!("nowhere.{n}") => {}
+                (_, other) => panic!("message {n} (unroutable: {unroutable}): {other:?}"),
+            }
+        }
+        let got = drain_numbers(&mut t.reader(&conn).build().await?).await?;
+        let routed: Vec<i64> = (0..120).filter(|n| n % 7 != 3).collect();
+        assert_eq!(got, routed);
+        Ok(())
+    }
+);

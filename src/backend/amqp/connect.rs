@@ -13,8 +13,8 @@ use lapin::{Connection, ConnectionProperties, Event};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::convert;
-use crate::connection::{ConnectionOptions, DEFAULT_HEARTBEAT};
 use crate::error::{Cause, Error, Result};
+use crate::options::{ConnectionOptions, DEFAULT_HEARTBEAT};
 use crate::url::{AmqpSettings, BrokerUrl};
 
 /// A URL to connect to, with how it is shown (password hidden).

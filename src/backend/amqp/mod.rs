@@ -25,8 +25,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::backend::{Channel, Closings, Transport};
-use crate::connection::{ConnectionOptions, StatusHub};
 use crate::error::Result;
+use crate::options::ConnectionOptions;
+use crate::status::StatusHub;
 use crate::url::BrokerUrl;
 
 use channel::AmqpChannel;

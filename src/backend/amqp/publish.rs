@@ -2,6 +2,14 @@
 //! confirms can be awaited later (pipelined), and a message whose confirm was lost with the
 //! connection is sent again once the connection is recovered (at least once: the broker may
 //! have stored it before the loss).
+//!
+//! A mandatory message is sent alone: once every confirm in flight on the channel is in, and
+//! nothing else is sent until its own confirm is. RabbitMQ acknowledges several messages at
+//! once (`multiple`), and lapin hands a `basic.return` to whichever confirm of such an ack it
+//! resolves first (in a hash map's order), so a returned message in a pipeline could be
+//! reported on another message while its own send looked confirmed. Alone, its ack covers
+//! it only. So on RabbitMQ, as on the embedded brokers, the send of an unroutable mandatory
+//! message fails itself ([`Error::Unroutable`]); mandatory sends cost a round trip each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,13 +34,15 @@ impl AmqpChannel {
                 "immediate: RabbitMQ 3.0 and later do not implement it; use a per-message TTL of 0 (expiration \"0\") with a dead-letter exchange instead".into(),
             ));
         }
-        // A mandatory message must come back as an error, never silently: wait for its confirm,
-        // which arrives after the broker's basic.return.
-        let confirm = flags.confirm || flags.mandatory;
+        if flags.mandatory {
+            return self.publish_mandatory(message, flags).await;
+        }
         let mut attempts = None;
-        let sent = self
-            .send_frames(&message, flags, confirm, &mut attempts)
-            .await?;
+        let sent = {
+            let _sending = self.fence.read().await;
+            self.send_frames(&message, flags, flags.confirm, &mut attempts)
+                .await?
+        };
         let Some((pending, epoch)) = sent else {
             return Ok(Confirmation::Done);
         };
@@ -40,6 +50,41 @@ impl AmqpChannel {
         Ok(Confirmation::Pending(Box::pin(
             me.confirmed(pending, epoch, message, flags, attempts),
         )))
+    }
+
+    /// A mandatory message, sent alone (see the module documentation): it must come back as
+    /// an error, never silently, so its confirm (which comes after the broker's basic.return)
+    /// is waited for here.
+    async fn publish_mandatory(
+        &self,
+        message: Arc<Published>,
+        flags: PublishFlags,
+    ) -> Result<Confirmation> {
+        let _alone = self.fence.write().await;
+        self.confirms_in_flight_settled().await;
+        let mut attempts = None;
+        let sent = self.send_frames(&message, flags, true, &mut attempts).await?;
+        if let Some((pending, epoch)) = sent {
+            let me = self.me.upgrade().ok_or_else(closed_by_application)?;
+            me.confirmed(pending, epoch, message, flags, attempts)
+                .await?;
+        }
+        Ok(Confirmation::Done)
+    }
+
+    /// Waits until the confirms of the messages sent so far on the current channel are in (at
+    /// most the send timeout; a channel lost meanwhile has none left: their senders send
+    /// again).
+    async fn confirms_in_flight_settled(&self) {
+        let Some(handle) = self.usable() else {
+            return;
+        };
+        if !self.confirms_selected() {
+            return;
+        }
+        let limit = self.link.options().timeouts.get_send();
+        // What it returns belongs to mandatory messages whose confirms were dropped unread.
+        let _ = tokio::time::timeout(limit, handle.channel.wait_for_confirms()).await;
     }
 
     /// Hands the message to the connection (waiting while the broker blocks publishing, and
@@ -123,6 +168,11 @@ impl AmqpChannel {
                     tracing::debug!(
                         "the connection was lost before the confirm: sending the message again"
                     );
+                    // A mandatory message holds the fence already (it is sent alone).
+                    let _sending = match flags.mandatory {
+                        true => None,
+                        false => Some(self.fence.read().await),
+                    };
                     let again = Box::pin(self.send_frames(&message, flags, true, &mut attempts));
                     match again.await? {
                         Some((again, new_epoch)) => (pending, epoch) = (again, new_epoch),

@@ -12,9 +12,9 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 
 use super::convert;
-use crate::connection::{ConnectionEvent, StatusHub};
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Cause, Error, Result};
+use crate::status::{ConnectionEvent, StatusHub};
 use crate::table::FieldTable;
 
 #[derive(Clone, Debug)]

@@ -163,7 +163,7 @@ impl Transport for MemoryConnection {
     }
 
     #[cfg(feature = "serve")]
-    async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+    async fn queue_stats(&self) -> Result<Vec<crate::backend::QueueStats>> {
         Ok(self.broker.lock().queue_stats())
     }
 }

@@ -136,7 +136,7 @@ impl Broker {
     /// Every queue with its ready (not expired), unacknowledged (owned by a connection) and
     /// consumer counts, by name, across every process of the file. One scan of the messages.
     #[cfg(feature = "serve")]
-    pub(super) fn queue_stats(&mut self) -> Result<Vec<crate::server::QueueStats>> {
+    pub(super) fn queue_stats(&mut self) -> Result<Vec<crate::backend::QueueStats>> {
         let now = now_ms();
         self.rows_of(
             "SELECT q.name,
@@ -147,7 +147,7 @@ impl Broker {
              FROM queues q ORDER BY q.name",
             [now],
             |row| {
-                Ok(crate::server::QueueStats {
+                Ok(crate::backend::QueueStats {
                     name: row.get(0)?,
                     ready: row.get::<_, i64>(1)? as u64,
                     unacked: row.get::<_, i64>(2)? as u64,

@@ -165,7 +165,7 @@ impl Transport for SqliteConnection {
     }
 
     #[cfg(feature = "serve")]
-    async fn queue_stats(&self) -> Result<Vec<crate::server::QueueStats>> {
+    async fn queue_stats(&self) -> Result<Vec<crate::backend::QueueStats>> {
         self.engine.call(|b| b.queue_stats()).await
     }
 }

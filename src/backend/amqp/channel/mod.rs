@@ -59,6 +59,9 @@ pub(super) struct AmqpChannel {
     current: Mutex<Current>,
     /// Serializes reopening, so that two operations do not open two channels.
     reopening: tokio::sync::Mutex<()>,
+    /// Publishes hold it shared while they send; a mandatory one holds it alone until its
+    /// confirm is in (see `publish_mandatory`).
+    pub(super) fence: tokio::sync::RwLock<()>,
     pub(super) flow: watch::Sender<bool>,
     /// Active consumers, by tag.
     pub(super) subscriptions: Mutex<HashMap<Arc<str>, Arc<Subscription>>>,
@@ -115,6 +118,7 @@ impl AmqpChannel {
                 prefetch: (None, None),
             }),
             reopening: tokio::sync::Mutex::new(()),
+            fence: tokio::sync::RwLock::new(()),
             flow: watch::Sender::new(true),
             subscriptions: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),

@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
-use crate::connection::FailoverStrategy;
+use crate::options::FailoverStrategy;
 
 /// The order failover URLs are tried in: round robin from `start`, or a new random order for
 /// each pass.

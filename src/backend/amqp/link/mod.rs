@@ -24,9 +24,10 @@ use super::connect::{self, Endpoint, Events};
 use super::convert;
 use super::topology::{self, Topology};
 use crate::backend::Closings;
-use crate::connection::{ConnectionEvent, ConnectionOptions, ConnectionState, StatusHub};
 use crate::error::{Cause, Error, Result};
+use crate::options::ConnectionOptions;
 use crate::retry::{self, RetryPolicy};
+use crate::status::{ConnectionEvent, ConnectionState, StatusHub};
 use failover::Order;
 use supervisor::supervise;
 

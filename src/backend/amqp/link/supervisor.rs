@@ -12,7 +12,7 @@ use lapin::{Connection, Event};
 use super::super::connect::Events;
 use super::super::convert;
 use super::{Link, Up};
-use crate::connection::ConnectionEvent;
+use crate::status::ConnectionEvent;
 
 /// The next event of a lapin connection; `None` once it has none left.
 async fn next_event(events: &mut Events) -> Option<Event> {

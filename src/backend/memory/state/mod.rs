@@ -265,12 +265,12 @@ impl State {
 
     /// Every queue with its ready, unacknowledged and consumer counts, by name.
     #[cfg(feature = "serve")]
-    pub(crate) fn queue_stats(&self) -> Vec<crate::server::QueueStats> {
+    pub(crate) fn queue_stats(&self) -> Vec<crate::backend::QueueStats> {
         let unacked = self.layer.unacked_by_queue();
         let mut stats: Vec<_> = self
             .queues
             .values()
-            .map(|queue| crate::server::QueueStats {
+            .map(|queue| crate::backend::QueueStats {
                 name: queue.name.to_string(),
                 ready: queue.len() as u64,
                 unacked: unacked.get(&queue.name).copied().unwrap_or(0),

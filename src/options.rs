@@ -1,10 +1,11 @@
 //! How a connection behaves when the broker is slow or gone: timeouts, failover, recovery,
-//! heartbeats and the maximum message size.
+//! heartbeats and the maximum message size. Below the backends, which honour them, and the
+//! connection, which is built with them.
 
 use std::time::Duration;
 
-use crate::connection::state::EventCallback;
 use crate::retry::RetryPolicy;
+use crate::status::EventCallback;
 
 /// The most RabbitMQ accepts by default (its `max_message_size`), and carrot's default.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
