@@ -139,7 +139,7 @@ pub enum Error {
         /// The message's delivery tag.
         delivery_tag: u64,
         /// What already happened to it.
-        state: crate::MessageState,
+        state: crate::message_state::MessageState,
     },
 
     /// The message was received with auto_ack or no_ack, so it cannot be acknowledged by hand.

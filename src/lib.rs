@@ -135,6 +135,7 @@ mod entity;
 mod error;
 mod limits;
 mod message;
+mod message_state;
 mod messaging;
 mod options;
 mod properties;
@@ -163,7 +164,8 @@ pub use consumer::{
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
 pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
 pub use error::{BoxError, Cause, Error, Result};
-pub use message::{Message, MessageState};
+pub use message::Message;
+pub use message_state::MessageState;
 pub use messaging::{Messaging, MessagingBuilder};
 pub use options::{FailoverStrategy, Timeouts, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE};
 pub use properties::Properties;

@@ -9,45 +9,10 @@ use serde::de::DeserializeOwned;
 use crate::backend::{Channel, Delivery, Published};
 use crate::entity::DeliveryMode;
 use crate::error::{Error, Result};
+use crate::message_state::MessageState;
 use crate::properties::Properties;
 use crate::serialization::{accept, Compression, Payload, Registry};
 use crate::table::FieldTable;
-
-/// What has happened to a received message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MessageState {
-    /// Received and not yet settled: `ack`, `reject` or `requeue` it.
-    Received,
-    /// Acknowledged: the broker forgot it.
-    Acknowledged,
-    /// Rejected without requeue: the broker dropped it (or dead-lettered it).
-    Rejected,
-    /// Rejected with requeue: it went back to its queue.
-    Requeued,
-}
-
-impl MessageState {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => MessageState::Acknowledged,
-            2 => MessageState::Rejected,
-            3 => MessageState::Requeued,
-            _ => MessageState::Received,
-        }
-    }
-}
-
-impl fmt::Display for MessageState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MessageState::Received => "received",
-            MessageState::Acknowledged => "acknowledged",
-            MessageState::Rejected => "rejected",
-            MessageState::Requeued => "requeued",
-        })
-    }
-}
 
 /// How a message is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

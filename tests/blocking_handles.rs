@@ -66,7 +66,11 @@ fn run_test(name: &str, body: impl FnOnce() + Send + 'static) {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-    let foreign = FOREIGN_PANICS.lock().unwrap_or_else(|p| p.into_inner());
+    // Copied out: the assertion's own panic goes through the hook, which takes the lock.
+    let foreign = FOREIGN_PANICS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     assert!(
         foreign.is_empty(),
         "panics on carrot's threads: {foreign:#?}"
@@ -224,6 +228,11 @@ enum DropOn {
 /// drops them all; checks what the drops did. Every call may run on any thread.
 fn use_and_drop(t: &Target, round: &str, lose_first: bool, drop_on: DropOn) {
     let backend = t.backend;
+    let thread = std::thread::current();
+    eprintln!(
+        "{backend}: {round} on thread {}, connection lost first: {lose_first}, dropped {drop_on:?}",
+        thread.name().unwrap_or("<unnamed>")
+    );
     let (q, qm, qx, q2, x) = (
         t.name(&format!("{round}.q")),
         t.name(&format!("{round}.qm")),
@@ -419,5 +428,77 @@ fn every_handle_used_and_dropped_inside_a_current_thread_runtime() {
             .build()
             .expect("a runtime");
         inside(runtime, "current", true);
+    });
+}
+
+/// Every handle can move to another thread (the module documentation says so).
+#[test]
+fn every_handle_is_send() {
+    fn send<T: Send>() {}
+    send::<BrokerConnection>();
+    send::<Publisher>();
+    send::<PublisherBuilder>();
+    send::<PendingConfirm>();
+    send::<Consumer>();
+    send::<ConsumerBuilder>();
+    send::<ConsumerSet>();
+    send::<Messaging>();
+    send::<carrot::blocking::MessagingBuilder>();
+    send::<ConnectionEvents>();
+    send::<Message>();
+}
+
+/// The async API's handles too: dropped on a thread of no runtime while their runtime runs
+/// (the closes go on there), and after their runtime has ended (nothing is left to close them
+/// cleanly, but nothing panics).
+#[test]
+fn async_handles_dropped_on_a_thread_of_no_runtime() {
+    run_test("async-handles", || {
+        for t in targets("async") {
+            for runtime_ended in [false, true] {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("test:runtime")
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                let round = if runtime_ended { "ended" } else { "running" };
+                let q = t.name(&format!("{round}.q"));
+                let handles = runtime.block_on(async {
+                    let conn = carrot::BrokerConnection::connect(&t.url).await?;
+                    let mut consumer = carrot::Consumer::builder(&conn)
+                        .queue(&q)
+                        .auto_delete(true)
+                        .build()
+                        .await?;
+                    let publisher = carrot::Publisher::builder(&conn)
+                        .routing_key(&q)
+                        .build()
+                        .await?;
+                    publisher.send(&1).await?;
+                    let held = tokio::time::timeout(ARRIVES, consumer.next_message())
+                        .await
+                        .map_err(|_| Error::InvalidArgument("no delivery".into()))?;
+                    let pending = publisher.begin_send(&2).await?;
+                    let events = conn.events();
+                    Ok::<_, Error>((conn, consumer, publisher, pending, events, held))
+                });
+                let handles = handles.unwrap_or_else(|e| panic!("{}: {e}", t.backend));
+                if runtime_ended {
+                    drop(runtime);
+                    drop(handles);
+                } else {
+                    let dropped = std::thread::Builder::new()
+                        .name("test:drop".into())
+                        .spawn(move || drop(handles))
+                        .expect("a thread")
+                        .join();
+                    if let Err(panic) = dropped {
+                        std::panic::resume_unwind(panic);
+                    }
+                    drop(runtime);
+                }
+            }
+        }
     });
 }

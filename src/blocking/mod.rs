@@ -2,20 +2,42 @@
 //!
 //! Every public method of the async types has its twin here, of the same name (a test,
 //! `tests/blocking_parity.rs`, fails when one is missing; its short list of exceptions says
-//! why each has none). `iterconsume` and `iterqueue` return real [`Iterator`]s ([`IterConsume`],
-//! [`IterQueue`], [`SetIterConsume`]), whose `next` is the twin of the async iterators' `next().await`; the keyword
+//! why each has none), and behaves the same on every broker: the conformance suite runs a
+//! second time against these types (`tests/blocking_conformance`). `iterconsume` and
+//! `iterqueue` return real [`Iterator`]s ([`IterConsume`], [`IterQueue`], [`SetIterConsume`]),
+//! whose `next` is the twin of the async iterators' `next().await`; the keyword
 //! [`ConnectionBuilder`](crate::ConnectionBuilder) is shared, and
-//! [`BrokerConnection::connect_with`] is the twin of its `connect`. Do not call these methods from inside an async runtime (they
-//! block it); use the async types there.
+//! [`BrokerConnection::connect_with`] is the twin of its `connect`. A blocking program bounds
+//! its waits with [`Consumer::next_message_timeout`] and the [`Timeouts`](crate::Timeouts) of
+//! every call on the broker.
 //!
 //! # The runtime
-//! A connection owns a tokio **multi-thread runtime with one worker thread**, shared by
-//! everything built on it, as the blocking clients of reqwest and mini-redis do. Each call
-//! runs its async twin on the calling thread (`block_on`); the worker thread runs carrot's
-//! background tasks (heartbeats, recovering a lost connection and resuming its consumers,
-//! moving deliveries to consumers) also *between* the application's calls. A current-thread
-//! runtime would run them only while some call is blocked in it, so a program busy between
-//! two calls would miss heartbeats and let deliveries wait.
+//! Blocking connections share one tokio **multi-thread runtime with one worker thread**,
+//! started with the first of them and kept for the life of the process (the thread
+//! `carrot-blocking`). Each call runs its async twin on the calling thread; the worker thread
+//! runs carrot's background tasks (heartbeats, recovering a lost connection and resuming its
+//! consumers, moving deliveries to consumers) also *between* the application's calls. A
+//! current-thread runtime would run them only while some call is blocked in it, so a program
+//! busy between two calls would miss heartbeats and let deliveries wait; a runtime per
+//! connection would cost a thread each, and stopping it under a connection that is still
+//! reconnecting would cancel lapin's own tasks.
+//!
+//! # Threads
+//! Every handle (connection, publisher, consumer, consumer set, messaging, messages, pending
+//! confirms, events) is `Send` and can be used and dropped on any thread:
+//! - a thread of no runtime, the usual case;
+//! - a thread of an async program: `spawn_blocking` (the way to call blocking code from async
+//!   code), the thread of `#[tokio::main]`, or even an async task itself. A call there blocks
+//!   that thread until it returns (on a multi-thread runtime inside `block_in_place`, so that
+//!   the runtime's other tasks move to another worker; on a current-thread runtime the other
+//!   tasks wait): prefer the async types in async code, but nothing panics.
+//!
+//! Dropping a handle closes what it holds, as `close` does: a publisher's or consumer's
+//! channel (unacknowledged messages go back to their queue), and with the last handle the
+//! connection (its exclusive queues go). The last drop of a connection waits for the broker's
+//! answers to those closes, at most 2 seconds (a broker that does not answer costs that, once),
+//! so that a program that drops its connection and exits has closed it cleanly; in an async
+//! context they finish in the background. After a lost connection a drop does not wait.
 //!
 //! ```
 //! use carrot::blocking::{BrokerConnection, Consumer, Publisher};

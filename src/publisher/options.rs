@@ -38,6 +38,10 @@ pub struct SendOptions {
     /// Delivery mode (default: the publisher's).
     pub delivery_mode: Option<DeliveryMode>,
     /// Fail with [`Error::Unroutable`](crate::Error::Unroutable) when no queue takes the message.
+    /// The send itself fails, on every broker: on RabbitMQ a mandatory message waits for its
+    /// confirm before the send returns, and is sent alone (after the confirms in flight on its
+    /// channel), so that a `basic.return` can only be its own; a mandatory send costs a round
+    /// trip, even with [`Publisher::begin_send`](crate::Publisher::begin_send).
     pub mandatory: bool,
     /// Fail with [`Error::Unroutable`](crate::Error::Unroutable) when no consumer can take the message now.
     pub immediate: bool,

@@ -63,7 +63,9 @@ impl AmqpChannel {
         let _alone = self.fence.write().await;
         self.confirms_in_flight_settled().await;
         let mut attempts = None;
-        let sent = self.send_frames(&message, flags, true, &mut attempts).await?;
+        let sent = self
+            .send_frames(&message, flags, true, &mut attempts)
+            .await?;
         if let Some((pending, epoch)) = sent {
             let me = self.me.upgrade().ok_or_else(closed_by_application)?;
             me.confirmed(pending, epoch, message, flags, attempts)
