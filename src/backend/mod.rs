@@ -159,9 +159,9 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
     /// type, `durable`, `auto_delete` and arguments (406 otherwise). A new name starting with
     /// `amq.` and the default exchange are refused (403).
     async fn declare_exchange(&self, spec: &ExchangeSpec, passive: bool) -> Result<()>;
-    /// `exchange.delete`, with its bindings. A missing exchange is 404 (RabbitMQ itself would
-    /// answer OK: carrot checks first); with `if_unused`, an exchange that still has bindings
-    /// is 406; the default and `amq.` exchanges are 403.
+    /// `exchange.delete`, with its bindings. A missing exchange is deleted already (OK, as
+    /// RabbitMQ answers); with `if_unused`, an exchange that still has bindings is 406; the
+    /// default and `amq.` exchanges are 403.
     async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()>;
     /// `queue.declare`: the queue's name (chosen by the broker, `amq.gen-...`, for an empty
     /// one), its ready messages and its consumers. With `passive`, only looks the queue up
@@ -169,9 +169,9 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
     /// checks that the existing one is equivalent (405 for another `exclusive`, then 406 for
     /// another `durable`, ignored for an exclusive queue, `auto_delete` or arguments).
     async fn declare_queue(&self, spec: &QueueSpec, passive: bool) -> Result<QueueInfo>;
-    /// `queue.delete`: how many messages it held. 404 for a missing queue (RabbitMQ itself
-    /// would answer 0: carrot checks first); 406 with `if_unused` for a queue that has
-    /// consumers, with `if_empty` for one that has messages. Its consumers are cancelled
+    /// `queue.delete`: how many messages it held; 0 for a missing queue (deleted already, as
+    /// RabbitMQ answers); 405 for another connection's exclusive queue; 406 with `if_unused`
+    /// for a queue that has consumers, with `if_empty` for one that has messages. Its consumers are cancelled
     /// (their streams end with [`Error::ConsumerCancelled`](crate::Error::ConsumerCancelled)).
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32>;
     /// `queue.bind`: routes what `exchange` receives with a matching key (or, for a headers

@@ -201,20 +201,25 @@ pub(crate) fn exchange_declaration(
     }
 }
 
-/// Refuses deleting the default or an `amq.` exchange, a missing one (`bound` is `None`), or
-/// with `if_unused` one that has bindings.
+/// Refuses deleting the default or an `amq.` exchange (403), or with `if_unused` one that has
+/// bindings (406); a missing one (`bound` is `None`) is deleted already, as RabbitMQ answers.
 pub(crate) fn exchange_deletion(name: &str, if_unused: bool, bound: Option<bool>) -> Result<()> {
-    if name.is_empty() || name.starts_with("amq.") {
+    if name.is_empty() {
+        return Err(Error::AccessRefused(
+            "operation not permitted on the default exchange".into(),
+        ));
+    }
+    if name.starts_with("amq.") {
         return Err(Error::AccessRefused(format!(
-            "exchange '{name}' cannot be deleted"
+            "deletion of system exchange '{name}' {VHOST} not allowed"
         )));
     }
     match bound {
-        None => Err(no_exchange(name)),
         Some(true) if if_unused => Err(Error::PreconditionFailed(format!(
             "exchange '{name}' {VHOST} in use"
         ))),
-        Some(_) => Ok(()),
+        // A missing exchange is deleted already: RabbitMQ answers delete-ok.
+        None | Some(_) => Ok(()),
     }
 }
 

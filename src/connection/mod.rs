@@ -299,7 +299,9 @@ impl BrokerConnection {
     }
 
     /// Deletes an exchange and its bindings; with
-    /// [`if_unused`](DeleteExchangeOptions::if_unused), only if no queue is bound to it.
+    /// [`if_unused`](DeleteExchangeOptions::if_unused), only if no queue is bound to it. An
+    /// exchange that does not exist is deleted already (`Ok`, as on RabbitMQ); the default and
+    /// `amq.` exchanges are [`Error::AccessRefused`].
     pub async fn delete_exchange(&self, name: &str, options: DeleteExchangeOptions) -> Result<()> {
         crate::limits::check_name("exchange name", name)?;
         let (_held, c) = self.admin().await?;
@@ -323,7 +325,9 @@ impl BrokerConnection {
 
     /// Deletes a queue; returns how many messages it held. With
     /// [`if_unused`](DeleteQueueOptions::if_unused) or [`if_empty`](DeleteQueueOptions::if_empty),
-    /// only if it has no consumer or no message.
+    /// only if it has no consumer or no message. A queue that does not exist is deleted already
+    /// (`Ok(0)`, as on RabbitMQ); another connection's exclusive queue is
+    /// [`Error::ResourceLocked`].
     pub async fn delete_queue(&self, name: &str, options: DeleteQueueOptions) -> Result<u32> {
         crate::limits::check_name("queue name", name)?;
         let (_held, c) = self.admin().await?;

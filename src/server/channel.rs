@@ -295,6 +295,11 @@ impl ClientChannel {
     async fn basic(&mut self, method: basic::AMQPMethod) -> Result<Option<AMQPClass>, Refusal> {
         Ok(match method {
             basic::AMQPMethod::Publish(publish) => {
+                if publish.immediate {
+                    // RabbitMQ 3 does not implement it, and closes the connection (py-amqp's
+                    // own tests check for exactly this answer).
+                    return Err(Refusal::connection(540, "immediate=true"));
+                }
                 self.incoming = Some(Incoming {
                     publish,
                     properties: None,

@@ -349,8 +349,19 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 }
                 AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => false,
                 AMQPClass::Connection(connection::AMQPMethod::Blocked(_))
-                | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_))
-                | AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => true,
+                | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => true,
+                // A client refreshing its credentials (OAuth tokens): RabbitMQ's internal
+                // users answer update-secret-ok, whatever the new secret.
+                AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                    let ok = connection::UpdateSecretOk {};
+                    self.out
+                        .method(
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(ok)),
+                        )
+                        .await;
+                    true
+                }
                 other => {
                     let refusal = Refusal::connection(503, "unexpected method on channel 0");
                     self.close_connection(

@@ -512,3 +512,56 @@ conformance!(purge_drops_waiting_messages, |t| async move {
     assert!(consumer.fetch().await?.is_none());
     Ok(())
 });
+
+// RabbitMQ answers delete-ok for what does not exist (kombu and pika rely on it when they
+// clean up); only the default and amq. exchanges are refused.
+conformance!(
+    deleting_what_does_not_exist_is_not_an_error,
+    |t| async move {
+        let conn = t.connect().await?;
+        let (exchange, queue) = (t.name("never-declared-ex"), t.name("never-declared-q"));
+        conn.delete_exchange(&exchange, carrot::DeleteExchangeOptions::new())
+            .await?;
+        conn.delete_exchange(
+            &exchange,
+            carrot::DeleteExchangeOptions::new().if_unused(true),
+        )
+        .await?;
+        assert_eq!(
+            conn.delete_queue(&queue, carrot::DeleteQueueOptions::new())
+                .await?,
+            0
+        );
+        let strict = carrot::DeleteQueueOptions::new()
+            .if_unused(true)
+            .if_empty(true);
+        assert_eq!(conn.delete_queue(&queue, strict).await?, 0);
+        // Deleting twice: the second finds nothing and says so the same way.
+        conn.declare_queue(&QueueSpec::new(&queue)).await?;
+        assert_eq!(
+            conn.delete_queue(&queue, carrot::DeleteQueueOptions::new())
+                .await?,
+            0
+        );
+        assert_eq!(
+            conn.delete_queue(&queue, carrot::DeleteQueueOptions::new())
+                .await?,
+            0
+        );
+        assert_err!(conn.queue_info(&queue).await, Error::NotFound(_));
+        for reserved in ["", "amq.direct"] {
+            let err = conn
+                .delete_exchange(reserved, carrot::DeleteExchangeOptions::new())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::AccessRefused(_)),
+                "{reserved:?}: {err:?}"
+            );
+            assert_eq!(err.reply_code(), Some(403));
+        }
+        // The connection (and its channel) go on as before.
+        conn.exchange_exists("amq.direct").await?;
+        Ok(())
+    }
+);

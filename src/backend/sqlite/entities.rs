@@ -184,6 +184,10 @@ impl Broker {
         if_empty: bool,
     ) -> Result<u32> {
         let connection = self.layer.connection_of(channel)?;
+        if self.queue(name)?.is_none() {
+            // Deleted already: RabbitMQ answers delete-ok with no message.
+            return Ok(0);
+        }
         self.usable_queue(connection, name)?;
         let info = self.queue_info(name)?;
         rules::queue_deletion(

@@ -19,7 +19,7 @@ use super::{kind, stale_delivery, AmqpChannel};
 use crate::backend::{
     Channel, Confirmation, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo,
 };
-use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
+use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Cause, Error, Result};
 use crate::table::FieldTable;
 
@@ -70,9 +70,6 @@ impl Channel for AmqpChannel {
     }
 
     async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<()> {
-        // RabbitMQ deletes a missing exchange silently; carrot reports it, as the memory broker does.
-        self.declare_exchange(&ExchangeSpec::new(name, ExchangeType::Direct), true)
-            .await?;
         let options = ExchangeDeleteOptions {
             if_unused,
             ..Default::default()
@@ -117,7 +114,6 @@ impl Channel for AmqpChannel {
 
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
         convert::short(name, "the queue name")?;
-        self.declare_queue(&QueueSpec::new(name), true).await?;
         let options = QueueDeleteOptions {
             if_unused,
             if_empty,

@@ -104,6 +104,11 @@ impl State {
         if_empty: bool,
     ) -> Result<u32> {
         let consumers = self.layer.consumers_of(name).len();
+        if !self.queues.contains_key(name) {
+            // Deleted already: RabbitMQ answers delete-ok with no message.
+            self.layer.connection_of(channel)?;
+            return Ok(0);
+        }
         let queue = self.usable_queue(channel, name)?;
         rules::queue_deletion(name, if_unused, if_empty, consumers, queue.len())?;
         let count = queue.len() as u32;

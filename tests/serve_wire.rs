@@ -1,0 +1,204 @@
+//! `carrot serve` answers as RabbitMQ answers, frame for frame: each probe (what a client
+//! sends on a fresh connection with channel 1 open) runs against RabbitMQ, `carrot serve` of
+//! memory:// and `carrot serve` of sqlite://, and the replies (methods with every field, and
+//! whether the connection went on) must be the same. What no client library sends goes here:
+//! a publish with `immediate`, `connection.update-secret`, deletes of what does not exist.
+
+mod amqp_support;
+#[path = "serve_support/raw.rs"]
+mod raw;
+#[path = "serve_support/mod.rs"]
+mod serve_support;
+
+use std::net::SocketAddr;
+
+use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
+use amq_protocol::protocol::{basic, connection, exchange, queue, AMQPClass};
+use amq_protocol::types::FieldTable;
+use amqp_support::{setting, unique};
+use raw::Raw;
+
+/// What a probe sends.
+enum Step {
+    /// A method on a channel.
+    Method(u16, AMQPClass),
+    /// A message's header and body frames on a channel, after its basic.publish.
+    Content(u16, Vec<u8>),
+}
+
+/// The brokers a probe runs on: RabbitMQ first (the reference), then both serves.
+fn brokers() -> Option<Vec<(&'static str, SocketAddr)>> {
+    let rabbitmq = setting("CARROT_TEST_AMQP_URL", "RabbitMQ, the reference")?;
+    let address = |url: &str| -> SocketAddr {
+        let authority = url
+            .split_once('@')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no host in {url}"));
+        authority
+            .parse()
+            .unwrap_or_else(|e| panic!("{authority}: {e}"))
+    };
+    let sqlite = serve_support::sqlite_file("wire");
+    Some(vec![
+        ("rabbitmq", address(&rabbitmq)),
+        (
+            "serve-memory",
+            address(&serve_support::served("memory://serve-wire")),
+        ),
+        (
+            "serve-sqlite",
+            address(&serve_support::served(&format!(
+                "sqlite://{}",
+                sqlite.display()
+            ))),
+        ),
+    ])
+}
+
+/// The replies to `steps` on a fresh connection with channel 1 open: each method, then
+/// `closed` if the server closed the connection.
+fn replies(address: SocketAddr, steps: &[Step], expected: usize) -> Vec<String> {
+    let mut raw = Raw::open(address);
+    raw.open_channel(1);
+    for step in steps {
+        match step {
+            Step::Method(channel, method) => raw.method(*channel, method.clone()),
+            Step::Content(channel, body) => {
+                raw.send(&AMQPFrame::Header(
+                    *channel,
+                    AMQPContentHeader {
+                        class_id: 60,
+                        body_size: body.len() as u64,
+                        properties: Default::default(),
+                    },
+                ));
+                raw.send(&AMQPFrame::Body(*channel, body.clone()));
+            }
+        }
+    }
+    let mut got = Vec::new();
+    while got.len() < expected {
+        match raw.next_method() {
+            Some(method) => {
+                let closing = matches!(
+                    method,
+                    AMQPClass::Connection(connection::AMQPMethod::Close(_))
+                );
+                got.push(format!("{method:?}"));
+                if closing {
+                    raw.method(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                            connection::CloseOk {},
+                        )),
+                    );
+                    break;
+                }
+            }
+            None => {
+                got.push("closed".into());
+                break;
+            }
+        }
+    }
+    got
+}
+
+/// Runs a probe on every broker; the serves' replies must be RabbitMQ's.
+fn same_as_rabbitmq(probe: &str, steps: &[Step], expected: usize) {
+    let Some(brokers) = brokers() else { return };
+    let mut reference = None;
+    for (name, address) in brokers {
+        let got = replies(address, steps, expected);
+        eprintln!("{probe} on {name}: {got:?}");
+        match &reference {
+            None => reference = Some(got),
+            Some(rabbitmq) => assert_eq!(&got, rabbitmq, "{probe}: {name} differs from RabbitMQ"),
+        }
+    }
+}
+
+#[test]
+fn deleting_what_does_not_exist_is_delete_ok() {
+    let missing = unique("wire", "missing");
+    same_as_rabbitmq(
+        "deletes",
+        &[
+            Step::Method(
+                1,
+                AMQPClass::Exchange(exchange::AMQPMethod::Delete(exchange::Delete {
+                    exchange: missing.as_str().into(),
+                    if_unused: true,
+                    nowait: false,
+                })),
+            ),
+            Step::Method(
+                1,
+                AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+                    queue: missing.as_str().into(),
+                    if_unused: true,
+                    if_empty: true,
+                    nowait: false,
+                })),
+            ),
+            Step::Method(
+                1,
+                AMQPClass::Exchange(exchange::AMQPMethod::Delete(exchange::Delete {
+                    exchange: "amq.direct".into(),
+                    if_unused: false,
+                    nowait: false,
+                })),
+            ),
+        ],
+        3,
+    );
+}
+
+#[test]
+fn a_publish_with_immediate_closes_the_connection_with_540() {
+    same_as_rabbitmq(
+        "immediate",
+        &[
+            Step::Method(
+                1,
+                AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                    exchange: "".into(),
+                    routing_key: unique("wire", "immediate").as_str().into(),
+                    mandatory: false,
+                    immediate: true,
+                })),
+            ),
+            Step::Content(1, b"now or never".to_vec()),
+            Step::Method(
+                1,
+                AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                    queue: "".into(),
+                    passive: false,
+                    durable: false,
+                    exclusive: true,
+                    auto_delete: true,
+                    nowait: false,
+                    arguments: FieldTable::default(),
+                })),
+            ),
+        ],
+        2,
+    );
+}
+
+#[test]
+fn update_secret_is_answered() {
+    same_as_rabbitmq(
+        "update-secret",
+        &[Step::Method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(
+                connection::UpdateSecret {
+                    new_secret: "guest".into(),
+                    reason: "refreshed".into(),
+                },
+            )),
+        )],
+        1,
+    );
+}
