@@ -709,3 +709,111 @@ conformance!(
         Ok(())
     }
 );
+
+/// Fetches (basic.get) and acknowledges every waiting message: each body as a string, with
+/// whether it came redelivered.
+async fn drain_redelivered(consumer: &mut carrot::Consumer) -> carrot::Result<Vec<(String, bool)>> {
+    let mut all = Vec::new();
+    while let Some(message) = consumer.fetch().await? {
+        all.push((text(&message), message.redelivered()));
+        message.ack()?;
+    }
+    Ok(all)
+}
+
+// As RabbitMQ: a requeued message goes back to its place in the queue, whatever the order of
+// the requeues, and so do the deliveries of a closed channel or connection.
+conformance!(
+    requeued_messages_go_back_to_their_place_in_the_queue,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for body in ["1", "2", "3", "4"] {
+            publisher.send(body).await?;
+        }
+        let taken = [
+            consumer.fetch().await?.expect("1"),
+            consumer.fetch().await?.expect("2"),
+            consumer.fetch().await?.expect("3"),
+        ];
+        for i in [2, 0, 1] {
+            taken[i].requeue()?;
+        }
+        let expected = vec![
+            ("1".to_string(), true),
+            ("2".to_string(), true),
+            ("3".to_string(), true),
+            ("4".to_string(), false),
+        ];
+        assert_eq!(drain_redelivered(&mut consumer).await?, expected);
+
+        // A channel closed with deliveries it took in another order than the queue's.
+        for body in ["1", "2", "3", "4"] {
+            publisher.send(body).await?;
+        }
+        let mut first = t.reader(&conn).build().await?;
+        let mut second = t.reader(&conn).build().await?;
+        let one = first.fetch().await?.expect("1");
+        let _two = second.fetch().await?.expect("2");
+        let _three = first.fetch().await?.expect("3");
+        second.close().await?;
+        first.close().await?;
+        drop(one);
+        assert_eq!(drain_redelivered(&mut consumer).await?, expected);
+
+        // A connection closed with deliveries.
+        for body in ["1", "2", "3", "4"] {
+            publisher.send(body).await?;
+        }
+        let other = t.connect().await?;
+        let mut reader = t.reader(&other).build().await?;
+        for _ in 0..3 {
+            reader.fetch().await?.expect("a message");
+        }
+        other.close().await?;
+        drop(reader);
+        let mut deadline = Deadline::new("the closed connection's deliveries back");
+        while conn.queue_info(&t.name("q")).await?.message_count < 4 {
+            deadline.tick().await;
+        }
+        assert_eq!(drain_redelivered(&mut consumer).await?, expected);
+        Ok(())
+    }
+);
+
+conformance!(
+    requeued_messages_of_a_priority_queue_go_back_in_priority_order,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).max_priority(9).build().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for (body, priority) in [("a0", 0), ("b5", 5), ("c0", 0), ("d9", 9), ("e5", 5)] {
+            publisher
+                .send_with(body, SendOptions::new().priority(priority))
+                .await?;
+        }
+        let mut taken = Vec::new();
+        for _ in 0..4 {
+            taken.push(consumer.fetch().await?.expect("a message"));
+        }
+        let order: Vec<String> = taken.iter().map(text).collect();
+        assert_eq!(order, ["d9", "b5", "e5", "a0"]);
+        for i in [2, 3, 0, 1] {
+            taken[i].requeue()?;
+        }
+        let got = drain_redelivered(&mut consumer).await?;
+        let expected: Vec<(String, bool)> = [
+            ("d9", true),
+            ("b5", true),
+            ("e5", true),
+            ("a0", true),
+            ("c0", false),
+        ]
+        .iter()
+        .map(|(b, r)| (b.to_string(), *r))
+        .collect();
+        assert_eq!(got, expected);
+        Ok(())
+    }
+);

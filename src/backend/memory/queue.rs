@@ -18,6 +18,8 @@ pub(super) struct Ready {
     pub(super) redelivered: bool,
     /// When it expires, in milliseconds of the broker's clock ([`NEVER`] without a TTL).
     pub(super) deadline: u64,
+    /// Its place in the queue, in publishing order: a requeued message goes back there.
+    pub(super) seq: u64,
 }
 
 #[derive(Debug)]
@@ -36,6 +38,8 @@ pub(super) struct Queue {
     pub(super) had_subscriber: bool,
     /// When the queue was last used (declared, read, consumed from), for `x-expires`.
     pub(super) last_used: u64,
+    /// The `seq` of the next message published to it.
+    next_seq: u64,
 }
 
 impl Queue {
@@ -57,6 +61,7 @@ impl Queue {
             has_deadlines: false,
             had_subscriber: false,
             last_used: now,
+            next_seq: 0,
         }
     }
 
@@ -86,10 +91,13 @@ impl Queue {
     ) -> Vec<Arc<Published>> {
         let level = self.level(&message);
         self.has_deadlines |= deadline != NEVER;
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.levels[level].push_back(Ready {
             message,
             redelivered: false,
             deadline,
+            seq,
         });
         self.len += 1;
         let mut dropped = Vec::new();
@@ -104,16 +112,15 @@ impl Queue {
         dropped
     }
 
-    /// Puts a message back at the head of its priority level: marked redelivered when it had
-    /// been delivered, as it was before when it had not.
-    pub(super) fn push_front(&mut self, message: Arc<Published>, deadline: u64, redelivered: bool) {
-        let level = self.level(&message);
-        self.has_deadlines |= deadline != NEVER;
-        self.levels[level].push_front(Ready {
-            message,
-            redelivered,
-            deadline,
-        });
+    /// Puts a message back where it was in its priority level (before the messages published
+    /// after it), as RabbitMQ requeues: several requeued at once, in any order, keep their
+    /// publishing order. `ready.redelivered` says whether it had been delivered.
+    pub(super) fn put_back(&mut self, ready: Ready) {
+        let level = self.level(&ready.message);
+        self.has_deadlines |= ready.deadline != NEVER;
+        let level = &mut self.levels[level];
+        let at = level.partition_point(|r| r.seq < ready.seq);
+        level.insert(at, ready);
         self.len += 1;
     }
 

@@ -133,15 +133,12 @@ impl State {
             return Ok(None);
         };
         let name = q.name.clone();
-        let held = (!no_ack).then(|| Held {
-            message: ready.message.clone(),
-            deadline: ready.deadline,
-        });
+        let held = (!no_ack).then(|| Held::of(&ready));
         let tag = match self.layer.record_get(channel, &name, held) {
             Ok(tag) => tag,
             Err(e) => {
                 if let Some(q) = self.queues.get_mut(&name) {
-                    q.push_front(ready.message, ready.deadline, ready.redelivered);
+                    q.put_back(ready);
                 }
                 return Err(e);
             }
@@ -226,7 +223,7 @@ impl State {
         if let Some(unacked) = settled {
             if let Some(q) = self.queues.get_mut(&unacked.queue) {
                 if requeue {
-                    q.push_front(unacked.item.message, unacked.item.deadline, true);
+                    q.put_back(unacked.item.requeued());
                 } else {
                     let queue = q.name.clone();
                     self.dead_letter(&queue, vec![unacked.item.message], "rejected");

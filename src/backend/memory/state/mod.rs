@@ -40,6 +40,28 @@ pub(super) struct Held {
     message: Arc<Published>,
     /// Its expiry, kept if it is requeued.
     deadline: u64,
+    /// Its place in its queue, where a requeue puts it back.
+    seq: u64,
+}
+
+impl Held {
+    fn of(ready: &Ready) -> Held {
+        Held {
+            message: ready.message.clone(),
+            deadline: ready.deadline,
+            seq: ready.seq,
+        }
+    }
+
+    /// Back to its queue, marked redelivered.
+    fn requeued(self) -> Ready {
+        Ready {
+            message: self.message,
+            redelivered: true,
+            deadline: self.deadline,
+            seq: self.seq,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -84,15 +106,11 @@ impl Source<u64, Held> for QueueSource<'_> {
             to.consumer.feed.unreserve();
             return Err(ready);
         }
-        Ok((!to.consumer.no_ack).then_some(Held {
-            message: ready.message,
-            deadline: ready.deadline,
-        }))
+        Ok((!to.consumer.no_ack).then(|| Held::of(&ready)))
     }
 
     fn put_back(&mut self, ready: Ready) {
-        self.queue
-            .push_front(ready.message, ready.deadline, ready.redelivered);
+        self.queue.put_back(ready);
     }
 }
 
@@ -180,7 +198,7 @@ impl State {
         let mut touched: Vec<Arc<str>> = Vec::new();
         for unacked in closed.unacked {
             if let Some(q) = self.queues.get_mut(&unacked.queue) {
-                q.push_front(unacked.item.message, unacked.item.deadline, true);
+                q.put_back(unacked.item.requeued());
                 if !touched.contains(&unacked.queue) {
                     touched.push(unacked.queue);
                 }
