@@ -24,6 +24,8 @@ enum Step {
     Method(u16, AMQPClass),
     /// A message's header and body frames on a channel, after its basic.publish.
     Content(u16, Vec<u8>),
+    /// Waits for the next reply (as a client waits for an answer before it goes on).
+    Reply,
 }
 
 /// The brokers a probe runs on: RabbitMQ first (the reference), then both serves.
@@ -55,11 +57,13 @@ fn brokers() -> Option<Vec<(&'static str, SocketAddr)>> {
     ])
 }
 
-/// The replies to `steps` on a fresh connection with channel 1 open: each method, then
-/// `closed` if the server closed the connection.
+/// The replies to `steps` on a fresh connection with channel 1 open: each method (those waited
+/// for by [`Step::Reply`], then `expected` more), and `closed` if the server closed the
+/// connection.
 fn replies(address: SocketAddr, steps: &[Step], expected: usize) -> Vec<String> {
     let mut raw = Raw::open(address);
     raw.open_channel(1);
+    let mut got = Vec::new();
     for step in steps {
         match step {
             Step::Method(channel, method) => raw.method(*channel, method.clone()),
@@ -74,10 +78,24 @@ fn replies(address: SocketAddr, steps: &[Step], expected: usize) -> Vec<String> 
                 ));
                 raw.send(&AMQPFrame::Body(*channel, body.clone()));
             }
+            Step::Reply => {
+                if !read_reply(&mut raw, &mut got) {
+                    return got;
+                }
+            }
         }
     }
-    let mut got = Vec::new();
-    while got.len() < expected {
+    for _ in 0..expected {
+        if !read_reply(&mut raw, &mut got) {
+            break;
+        }
+    }
+    got
+}
+
+/// Reads the next method into `got`; false once the connection is closed (or closing).
+fn read_reply(raw: &mut Raw, got: &mut Vec<String>) -> bool {
+    {
         match raw.next_method() {
             Some(method) => {
                 let closing = matches!(
@@ -92,16 +110,15 @@ fn replies(address: SocketAddr, steps: &[Step], expected: usize) -> Vec<String> 
                             connection::CloseOk {},
                         )),
                     );
-                    break;
                 }
+                !closing
             }
             None => {
                 got.push("closed".into());
-                break;
+                false
             }
         }
     }
-    got
 }
 
 /// Runs a probe on every broker; the serves' replies must be RabbitMQ's.
@@ -200,5 +217,51 @@ fn update_secret_is_answered() {
             )),
         )],
         1,
+    );
+}
+
+#[test]
+fn deleting_a_queue_under_its_consumer_answers_delete_ok_then_cancels_it() {
+    let queue = unique("wire", "consumed");
+    same_as_rabbitmq(
+        "delete under a consumer",
+        &[
+            Step::Method(
+                1,
+                AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                    queue: queue.as_str().into(),
+                    passive: false,
+                    durable: true,
+                    exclusive: false,
+                    auto_delete: false,
+                    nowait: false,
+                    arguments: FieldTable::default(),
+                })),
+            ),
+            Step::Reply,
+            Step::Method(
+                1,
+                AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                    queue: queue.as_str().into(),
+                    consumer_tag: "probe".into(),
+                    no_local: false,
+                    no_ack: false,
+                    exclusive: false,
+                    nowait: false,
+                    arguments: FieldTable::default(),
+                })),
+            ),
+            Step::Reply,
+            Step::Method(
+                1,
+                AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+                    queue: queue.as_str().into(),
+                    if_unused: false,
+                    if_empty: false,
+                    nowait: false,
+                })),
+            ),
+        ],
+        2,
     );
 }

@@ -60,6 +60,12 @@ pub(super) struct ClientChannel {
     consumers: HashMap<String, JoinHandle<()>>,
     max_body: usize,
     metrics: Arc<super::Metrics>,
+    /// Held while a method of the client is carried out, up to its reply: a consumer whose
+    /// queue that method deleted sends its basic.cancel after the method's reply (RabbitMQ's
+    /// order: queue.delete-ok, then basic.cancel), even when the reply waits for a commit.
+    replying: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the client takes basic.cancel from the server (`consumer_cancel_notify`).
+    cancel_notify: bool,
 }
 
 fn ok<M>(result: Result<M, Error>) -> Result<M, Refusal> {
@@ -74,6 +80,7 @@ impl ClientChannel {
         max_body: usize,
         refusals: mpsc::UnboundedSender<LateRefusal>,
         metrics: Arc<super::Metrics>,
+        cancel_notify: bool,
     ) -> Self {
         let pipeline = pipeline(id, out.clone(), refusals);
         ClientChannel {
@@ -89,6 +96,8 @@ impl ClientChannel {
             consumers: HashMap::new(),
             max_body,
             metrics,
+            replying: Arc::default(),
+            cancel_notify,
         }
     }
 
@@ -100,6 +109,8 @@ impl ClientChannel {
                 "expected content header for class 60, got a method frame",
             ));
         }
+        let replying = self.replying.clone();
+        let _replying = replying.lock().await;
         match self.dispatch(method).await {
             Ok(after) => after,
             Err(refusal) => After::Refuse(refusal),
@@ -340,6 +351,7 @@ impl ClientChannel {
                     self.out.clone(),
                     (!c.no_ack).then(|| self.outstanding.clone()),
                     self.metrics.clone(),
+                    self.cancel_notify.then(|| self.replying.clone()),
                 ));
                 self.consumers.insert(tag.to_string(), task);
                 None
@@ -691,7 +703,9 @@ pub(super) struct Incoming2 {
 }
 
 /// Forwards a consumer's deliveries to the client; tells it when the broker cancels the
-/// consumer (its queue deleted), as RabbitMQ does with consumer_cancel_notify.
+/// consumer (its queue deleted) if it takes basic.cancel (`notify_cancel`: the lock held while
+/// the channel replies to a method, so that the cancel follows the reply), as RabbitMQ does
+/// with consumer_cancel_notify.
 async fn forward(
     channel: u16,
     tag: Arc<str>,
@@ -699,6 +713,7 @@ async fn forward(
     out: Output,
     outstanding: Option<Outstanding>,
     metrics: Arc<super::Metrics>,
+    notify_cancel: Option<Arc<tokio::sync::Mutex<()>>>,
 ) {
     // What is there now goes out in one buffer (up to 64 KiB): one wake of the writer and
     // one write for many deliveries.
@@ -742,6 +757,12 @@ async fn forward(
             metrics.delivered_many(given);
         }
         if cancelled {
+            let Some(replying) = notify_cancel else {
+                return; // the client does not take basic.cancel: cancelled silently
+            };
+            // After the reply of the method being carried out, which may be what deleted the
+            // queue.
+            let _after = replying.lock().await;
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: (*tag).into(),
                 nowait: true,

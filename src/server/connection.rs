@@ -55,6 +55,7 @@ where
         channel_max: CHANNEL_MAX,
         user: String::new(),
         name: String::new(),
+        cancel_notify: false,
     };
     shared.metrics.connection_opened();
     match tokio::time::timeout(HANDSHAKE, session.handshake()).await {
@@ -94,6 +95,9 @@ struct Session<R> {
     channel_max: u16,
     user: String,
     name: String,
+    /// Whether the client takes basic.cancel from the server (its `consumer_cancel_notify`
+    /// capability): RabbitMQ cancels the consumers of a deleted queue silently otherwise.
+    cancel_notify: bool,
 }
 
 impl<R: AsyncRead + Unpin> Session<R> {
@@ -118,15 +122,26 @@ impl<R: AsyncRead + Unpin> Session<R> {
             AMQPClass::Connection(connection::AMQPMethod::StartOk(ok)) => ok,
             other => return Err(self.refuse_handshake(other).await),
         };
-        self.name = match start_ok
-            .client_properties
-            .inner()
+        let properties = start_ok.client_properties.inner();
+        self.name = match properties
             .iter()
             .find(|(k, _)| k.as_str() == "connection_name")
         {
             Some((_, AMQPValue::LongString(s))) => s.to_string(),
             _ => String::new(),
         };
+        self.cancel_notify = properties
+            .iter()
+            .find(|(k, _)| k.as_str() == "capabilities")
+            .and_then(|(_, v)| match v {
+                AMQPValue::FieldTable(capabilities) => capabilities
+                    .inner()
+                    .iter()
+                    .find(|(k, _)| k.as_str() == "consumer_cancel_notify")
+                    .map(|(_, v)| matches!(v, AMQPValue::Boolean(true))),
+                _ => None,
+            })
+            .unwrap_or(false);
         let Some(user) = self.shared.users.check(
             start_ok.mechanism.as_str(),
             start_ok.response.as_bytes(),
@@ -461,6 +476,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     max_body,
                     self.refusals.clone(),
                     self.shared.metrics.clone(),
+                    self.cancel_notify,
                 );
                 self.channels.insert(id, channel);
                 self.shared.metrics.channel_opened();

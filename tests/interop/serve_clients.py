@@ -7,8 +7,10 @@
         message comes again, redelivered), basic_ack; exits 0 and prints "ok" when all hold.
 
     serve_clients.py kombu --url URL --queue Q
-        kombu's SimpleQueue (put / get / ack / qsize) and Producer / Consumer with
-        drain_events; exits 0 and prints "ok" when all hold.
+        kombu's SimpleQueue (put / get / ack / qsize; then put, get, clear and queue.delete
+        while its consumer is there, which needs queue.delete-ok before the consumer's
+        basic.cancel, as RabbitMQ sends them) and Producer / Consumer with drain_events;
+        exits 0 and prints "ok" when all hold.
 """
 
 import argparse
@@ -101,6 +103,17 @@ def kombu_client(url, queue):
         check(sorted(b["key"] for b in received) == ["a.b", "a.c.d"], f"topic routing gave {received}")
         consumer.cancel()
         conn.channel().queue_delete(queue)
+
+    # Deleting a queue under its own consumer (a connection of its own: the broker's
+    # basic.cancel that follows would be raised by the next call on this one, on RabbitMQ too):
+    # queue.delete-ok must come before that basic.cancel, as RabbitMQ sends them.
+    with Connection(url, connect_timeout=10) as conn:
+        deleted = conn.SimpleQueue(queue + ".deleted")
+        deleted.put({"n": 1})
+        deleted.put({"n": 2})
+        deleted.get(block=True, timeout=5).ack()
+        deleted.clear()
+        deleted.queue.delete()
 
 
 def main():

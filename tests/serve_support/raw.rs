@@ -9,6 +9,27 @@ use std::time::Duration;
 
 use amq_protocol::frame::{gen_frame, parse_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{channel, connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable};
+
+/// What py-amqp (kombu's client) says of itself: the capabilities that change what a broker
+/// sends.
+fn client_properties() -> FieldTable {
+    let mut capabilities = FieldTable::default();
+    for name in [
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "authentication_failure_close",
+    ] {
+        capabilities.insert(name.into(), AMQPValue::Boolean(true));
+    }
+    let mut properties = FieldTable::default();
+    properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
+    properties.insert(
+        "product".into(),
+        AMQPValue::LongString("carrot tests".into()),
+    );
+    properties
+}
 
 /// A client speaking raw frames.
 pub struct Raw {
@@ -27,6 +48,13 @@ impl Raw {
             stream,
             buffer: Vec::new(),
         }
+    }
+
+    /// How long a read waits before the connection counts as gone (10 s by default).
+    pub fn read_timeout(&mut self, limit: Duration) {
+        self.stream
+            .set_read_timeout(Some(limit))
+            .expect("a read timeout");
     }
 
     pub fn send(&mut self, frame: &AMQPFrame) {
@@ -89,7 +117,7 @@ impl Raw {
         raw.method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-                client_properties: Default::default(),
+                client_properties: client_properties(),
                 mechanism: "PLAIN".into(),
                 response: format!("\0guest\0{password}").into(),
                 locale: "en_US".into(),
