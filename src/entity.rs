@@ -135,6 +135,10 @@ pub struct ExchangeSpec {
     pub durable: bool,
     /// Deleted when its last binding goes.
     pub auto_delete: bool,
+    /// Takes messages only from other exchanges bound to it, never from a publisher (which
+    /// is refused with [`Error::AccessRefused`](crate::Error::AccessRefused), 403, as on
+    /// RabbitMQ).
+    pub internal: bool,
     /// Extra arguments (`alternate-exchange`, ...).
     pub arguments: FieldTable,
 }
@@ -147,6 +151,7 @@ impl ExchangeSpec {
             kind,
             durable: true,
             auto_delete: false,
+            internal: false,
             arguments: FieldTable::new(),
         }
     }
@@ -160,6 +165,13 @@ impl ExchangeSpec {
     /// Sets `auto_delete`.
     pub fn auto_delete(mut self, auto_delete: bool) -> Self {
         self.auto_delete = auto_delete;
+        self
+    }
+
+    /// Sets `internal`: the exchange takes messages only from other exchanges bound to it
+    /// ([`BrokerConnection::bind_exchange`](crate::BrokerConnection::bind_exchange)).
+    pub fn internal(mut self, internal: bool) -> Self {
+        self.internal = internal;
         self
     }
 

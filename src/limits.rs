@@ -70,6 +70,19 @@ pub(crate) fn check_binding(
     check_table("binding argument", arguments)
 }
 
+/// Checks the names, key and arguments of an exchange-to-exchange binding.
+pub(crate) fn check_exchange_binding(
+    destination: &str,
+    source: &str,
+    routing_key: &str,
+    arguments: &FieldTable,
+) -> Result<()> {
+    check_name("exchange name", destination)?;
+    check_name("exchange name", source)?;
+    check_name("binding key", routing_key)?;
+    check_table("binding argument", arguments)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -265,3 +265,68 @@ fn deleting_a_queue_under_its_consumer_answers_delete_ok_then_cancels_it() {
         2,
     );
 }
+
+#[test]
+fn exchange_bindings_and_internal_exchanges_are_answered_as_rabbitmq_answers_them() {
+    let (source, inner) = (unique("wire", "source"), unique("wire", "inner"));
+    let declare = |name: &str, internal: bool| {
+        Step::Method(
+            1,
+            AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+                exchange: name.into(),
+                kind: "fanout".into(),
+                passive: false,
+                durable: false,
+                auto_delete: true,
+                internal,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        )
+    };
+    let bind = |destination: &str, source: &str| {
+        Step::Method(
+            1,
+            AMQPClass::Exchange(exchange::AMQPMethod::Bind(exchange::Bind {
+                destination: destination.into(),
+                source: source.into(),
+                routing_key: "k".into(),
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        )
+    };
+    same_as_rabbitmq(
+        "exchange bindings",
+        &[
+            declare(&source, false),
+            Step::Reply,
+            declare(&inner, true),
+            Step::Reply,
+            bind(&inner, &source),
+            Step::Reply,
+            Step::Method(
+                1,
+                AMQPClass::Exchange(exchange::AMQPMethod::Unbind(exchange::Unbind {
+                    destination: inner.as_str().into(),
+                    source: source.as_str().into(),
+                    routing_key: "not bound".into(),
+                    nowait: false,
+                    arguments: FieldTable::default(),
+                })),
+            ),
+            Step::Reply,
+            Step::Method(
+                1,
+                AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                    exchange: inner.as_str().into(),
+                    routing_key: "k".into(),
+                    mandatory: false,
+                    immediate: false,
+                })),
+            ),
+            Step::Content(1, b"to an internal exchange".to_vec()),
+        ],
+        1,
+    );
+}

@@ -182,3 +182,112 @@ async fn the_write_ahead_log_stays_bounded_under_continuous_traffic() {
     );
     conn.close().await.unwrap();
 }
+
+/// The `user_version` of a broker file.
+fn layout(path: &std::path::Path) -> i64 {
+    let db = rusqlite::Connection::open(path).expect("open the file");
+    db.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("its layout version")
+}
+
+#[tokio::test]
+async fn a_file_of_the_first_layout_is_migrated_with_every_message_kept() {
+    let dir = scratch("migrate");
+    let path = dir.join("broker.db");
+    let url = format!("sqlite://{}", path.display());
+    let conn = BrokerConnection::connect(&url).await.expect("a new broker");
+    conn.declare_queue(&QueueSpec::new("kept"))
+        .await
+        .expect("declared");
+    let publisher = carrot::Publisher::builder(&conn)
+        .routing_key("kept")
+        .build()
+        .await
+        .expect("a publisher");
+    for n in 0..3 {
+        publisher.send(&n).await.expect("sent");
+    }
+    drop(publisher);
+    conn.close().await.expect("closed");
+    drop(conn);
+    let current = layout(&path);
+    // Back to the first layout, as carrot 0.1 wrote it: no internal exchanges, no
+    // exchange-to-exchange bindings.
+    {
+        let db = rusqlite::Connection::open(&path).expect("open the file");
+        db.execute_batch(
+            "DROP TABLE exchange_bindings; ALTER TABLE exchanges DROP COLUMN internal;
+             PRAGMA user_version = 1;",
+        )
+        .expect("the first layout");
+    }
+    let conn = BrokerConnection::connect(&url)
+        .await
+        .expect("the old file opens");
+    assert_eq!(layout(&path), current, "migrated to the current layout");
+    assert_eq!(
+        conn.queue_info("kept")
+            .await
+            .expect("the queue")
+            .message_count,
+        3
+    );
+    let mut consumer = carrot::Consumer::builder(&conn)
+        .queue("kept")
+        .auto_declare(false)
+        .build()
+        .await
+        .expect("a consumer");
+    for n in 0..3 {
+        let message = consumer.fetch().await.expect("fetch").expect("a message");
+        assert_eq!(message.decode::<i64>().expect("a number"), n);
+        message.ack().expect("acked");
+    }
+    // What the new layout holds works on the migrated file.
+    let none = carrot::FieldTable::new();
+    conn.declare_exchange(&carrot::ExchangeSpec::new(
+        "from",
+        carrot::ExchangeType::Fanout,
+    ))
+    .await
+    .expect("an exchange");
+    conn.declare_exchange(
+        &carrot::ExchangeSpec::new("to", carrot::ExchangeType::Fanout).internal(true),
+    )
+    .await
+    .expect("an internal exchange");
+    conn.bind_exchange("to", "from", "", &none)
+        .await
+        .expect("bound");
+    conn.close().await.expect("closed");
+}
+
+#[tokio::test]
+async fn a_file_of_a_newer_layout_is_refused_and_left_alone() {
+    let dir = scratch("newer");
+    let path = dir.join("broker.db");
+    let url = format!("sqlite://{}", path.display());
+    BrokerConnection::connect(&url)
+        .await
+        .expect("a new broker")
+        .close()
+        .await
+        .expect("closed");
+    let newer = layout(&path) + 1;
+    {
+        let db = rusqlite::Connection::open(&path).expect("open the file");
+        db.execute_batch(&format!("PRAGMA user_version = {newer};"))
+            .expect("a newer layout");
+    }
+    let before = std::fs::read(&path).expect("the file");
+    let message = storage_error(&path).await;
+    assert!(
+        message.contains(&format!("layout version {newer}")),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("the file"),
+        before,
+        "left alone"
+    );
+}

@@ -194,6 +194,27 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
         key: &str,
         arguments: &FieldTable,
     ) -> Result<()>;
+    /// `exchange.bind`: what `source` routes with a matching key (or, for a headers exchange,
+    /// matching `arguments`) goes on to the exchange `destination`, which routes it with the
+    /// same key and headers; a queue that several paths lead to gets one copy, a cycle ends.
+    /// Binding twice is binding once; 404 if either is missing, 403 for the default exchange.
+    async fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()>;
+    /// `exchange.unbind`: removes the binding made with the same key and arguments (one that
+    /// does not exist is not an error); an auto-delete source left without bindings goes.
+    /// 404 if either exchange is missing.
+    async fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()>;
     /// `basic.publish`. Returns [`Confirmation::Done`] once the broker has routed the message
     /// (embedded brokers, or RabbitMQ without `flags.confirm`), or [`Confirmation::Pending`],
     /// which resolves when RabbitMQ confirms it: `Ok`, [`Error::Nacked`](crate::Error::Nacked)

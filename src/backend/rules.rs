@@ -44,6 +44,7 @@ impl ExchangeSpec {
         inequivalent(&what, "type", self.kind.as_str(), new.kind.as_str())?;
         inequivalent(&what, "durable", self.durable, new.durable)?;
         inequivalent(&what, "auto_delete", self.auto_delete, new.auto_delete)?;
+        inequivalent(&what, "internal", self.internal, new.internal)?;
         equivalent_arguments(&what, &self.arguments, &new.arguments, EXCHANGE_ARGUMENTS)
     }
 }
@@ -297,11 +298,21 @@ pub(crate) fn queue_deletion(
     Ok(())
 }
 
+/// Refuses a publish to an internal exchange (403), as RabbitMQ does.
+pub(crate) fn publishable(exchange: &str, internal: bool) -> Result<()> {
+    if internal {
+        return Err(Error::AccessRefused(format!(
+            "cannot publish to internal exchange '{exchange}' {VHOST}"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses binding to (or unbinding from) the default exchange.
 pub(crate) fn bindable(exchange: &str) -> Result<()> {
     if exchange.is_empty() {
         return Err(Error::AccessRefused(
-            "operation not permitted on the default exchange: every queue is bound to it by its name already".into(),
+            "operation not permitted on the default exchange".into(),
         ));
     }
     Ok(())

@@ -175,6 +175,34 @@ impl BrokerConnection {
             .block_on(self.inner.unbind(queue, exchange, routing_key, arguments))
     }
 
+    /// See [`crate::BrokerConnection::bind_exchange`].
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.rt.block_on(
+            self.inner
+                .bind_exchange(destination, source, routing_key, arguments),
+        )
+    }
+
+    /// See [`crate::BrokerConnection::unbind_exchange`].
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.rt.block_on(
+            self.inner
+                .unbind_exchange(destination, source, routing_key, arguments),
+        )
+    }
+
     /// See [`crate::BrokerConnection::purge`].
     pub fn purge(&self, queue: &str) -> Result<u32> {
         self.rt.block_on(self.inner.purge(queue))

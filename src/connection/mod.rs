@@ -361,6 +361,57 @@ impl BrokerConnection {
         c.unbind(queue, exchange, routing_key, arguments).await
     }
 
+    /// Binds the exchange `destination` to the exchange `source` (RabbitMQ's
+    /// exchange-to-exchange bindings, kombu's `Exchange.bind_to`): what `source` routes with a
+    /// matching key (or, for a headers exchange, matching `arguments`) goes on to
+    /// `destination`, which routes it with the same key and headers. A queue that several paths
+    /// lead to gets one copy of a message, and a cycle of bindings ends. Every broker does
+    /// it, RabbitMQ included; [`Error::NotFound`] if either exchange is missing,
+    /// [`Error::AccessRefused`] for the default exchange.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use carrot::{BrokerConnection, ExchangeSpec, ExchangeType, FieldTable, QueueSpec};
+    /// let conn = BrokerConnection::connect("memory://bind-exchange-doc").await?;
+    /// conn.declare_exchange(&ExchangeSpec::new("events", ExchangeType::Topic)).await?;
+    /// conn.declare_exchange(&ExchangeSpec::new("audit", ExchangeType::Fanout).internal(true)).await?;
+    /// conn.bind_exchange("audit", "events", "user.#", &FieldTable::new()).await?;
+    /// conn.declare_queue(&QueueSpec::new("audit-log")).await?;
+    /// conn.bind("audit-log", "audit", "", &FieldTable::new()).await?;
+    /// let publisher = carrot::Publisher::builder(&conn).exchange("events")
+    ///     .exchange_type(ExchangeType::Topic).routing_key("user.login").build().await?;
+    /// publisher.send(&"alice").await?;
+    /// assert_eq!(conn.queue_info("audit-log").await?.message_count, 1);
+    /// # Ok::<(), carrot::Error>(()) }).unwrap();
+    /// ```
+    pub async fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        crate::limits::check_exchange_binding(destination, source, routing_key, arguments)?;
+        let (_held, c) = self.admin().await?;
+        c.bind_exchange(destination, source, routing_key, arguments)
+            .await
+    }
+
+    /// Removes an exchange-to-exchange binding made with the same key and arguments (one that
+    /// does not exist is not an error); an auto-delete source goes with its last binding.
+    pub async fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        crate::limits::check_exchange_binding(destination, source, routing_key, arguments)?;
+        let (_held, c) = self.admin().await?;
+        c.unbind_exchange(destination, source, routing_key, arguments)
+            .await
+    }
+
     /// Drops every waiting message of a queue; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u32> {
         crate::limits::check_name("queue name", queue)?;

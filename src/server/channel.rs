@@ -199,15 +199,10 @@ impl ClientChannel {
                         ))
                     }
                 };
-                if d.internal {
-                    return Err(Refusal::connection(
-                        540,
-                        "internal exchanges are not implemented by carrot serve",
-                    ));
-                }
                 let mut spec = ExchangeSpec::new(d.exchange.as_str(), kind);
                 spec.durable = d.durable;
                 spec.auto_delete = d.auto_delete;
+                spec.internal = d.internal;
                 spec.arguments = from_lapin_table(&d.arguments);
                 ok(self.backend.declare_exchange(&spec, d.passive).await)?;
                 (!d.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
@@ -223,10 +218,40 @@ impl ClientChannel {
                     exchange::DeleteOk {},
                 )))
             }
+            exchange::AMQPMethod::Bind(b) => {
+                let arguments = from_lapin_table(&b.arguments);
+                ok(self
+                    .backend
+                    .bind_exchange(
+                        b.destination.as_str(),
+                        b.source.as_str(),
+                        b.routing_key.as_str(),
+                        &arguments,
+                    )
+                    .await)?;
+                (!b.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::BindOk(
+                    exchange::BindOk {},
+                )))
+            }
+            exchange::AMQPMethod::Unbind(u) => {
+                let arguments = from_lapin_table(&u.arguments);
+                ok(self
+                    .backend
+                    .unbind_exchange(
+                        u.destination.as_str(),
+                        u.source.as_str(),
+                        u.routing_key.as_str(),
+                        &arguments,
+                    )
+                    .await)?;
+                (!u.nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(
+                    exchange::UnbindOk {},
+                )))
+            }
             _ => {
                 return Err(Refusal::connection(
-                    540,
-                    "exchange-to-exchange bindings are not implemented by carrot serve",
+                    503,
+                    "unexpected exchange method from a client",
                 ))
             }
         })

@@ -548,13 +548,10 @@ fn start() -> connection::Start {
         "basic.nack",
         "per_consumer_qos",
         "authentication_failure_close",
+        "exchange_exchange_bindings",
     ] {
         capabilities.insert(name.into(), AMQPValue::Boolean(true));
     }
-    capabilities.insert(
-        "exchange_exchange_bindings".into(),
-        AMQPValue::Boolean(false),
-    );
     let mut properties = FieldTable::default();
     properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
     properties.insert("product".into(), AMQPValue::LongString("carrot".into()));

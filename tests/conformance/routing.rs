@@ -1,4 +1,5 @@
-//! Exchanges route as AMQP 0-9-1 says: direct, fanout, topic, headers, and the default exchange.
+//! Exchanges route as AMQP 0-9-1 says: direct, fanout, topic, headers, and the default exchange;
+//! exchange-to-exchange bindings and internal exchanges as RabbitMQ does.
 
 use std::collections::BTreeMap;
 
@@ -523,3 +524,190 @@ conformance!(unbind_stops_routing, |t| async move {
     assert_eq!(drain_numbers(&mut consumer).await?, vec![1]);
     Ok(())
 });
+
+// Exchange-to-exchange bindings (RabbitMQ's extension, kombu's `Exchange.bind_to`).
+conformance!(
+    exchanges_bound_to_exchanges_route_on_with_the_same_key,
+    |t| async move {
+        let conn = t.connect().await?;
+        let none = FieldTable::new();
+        let (events, audit, dead_end) = (t.name("events"), t.name("audit"), t.name("dead-end"));
+        conn.declare_exchange(&ExchangeSpec::new(&events, ExchangeType::Topic))
+            .await?;
+        conn.declare_exchange(&ExchangeSpec::new(&audit, ExchangeType::Direct))
+            .await?;
+        conn.declare_exchange(&ExchangeSpec::new(&dead_end, ExchangeType::Fanout))
+            .await?;
+        conn.bind_exchange(&audit, &events, "user.#", &none).await?;
+        conn.bind_exchange(&audit, &events, "user.#", &none).await?; // twice is once
+        conn.bind_exchange(&dead_end, &events, "#", &none).await?;
+        let (logins, all) = (t.name("logins"), t.name("all"));
+        conn.declare_queue(&QueueSpec::new(&logins)).await?;
+        conn.declare_queue(&QueueSpec::new(&all)).await?;
+        // The key goes on unchanged: audit (direct) matches it exactly.
+        conn.bind(&logins, &audit, "user.login", &none).await?;
+        // Two paths to one queue: events -> all, and events -> audit -> all.
+        conn.bind(&all, &events, "#", &none).await?;
+        conn.bind(&all, &audit, "user.login", &none).await?;
+        let publisher = Publisher::builder(&conn)
+            .exchange(&events)
+            .exchange_type(ExchangeType::Topic)
+            .auto_declare(false)
+            .build()
+            .await?;
+        for key in ["user.login", "user.logout", "order.paid"] {
+            publisher
+                .send_with(key, SendOptions::new().routing_key(key))
+                .await?;
+        }
+        let mut logins_reader = Consumer::builder(&conn)
+            .queue(&logins)
+            .auto_declare(false)
+            .build()
+            .await?;
+        let mut all_reader = Consumer::builder(&conn)
+            .queue(&all)
+            .auto_declare(false)
+            .build()
+            .await?;
+        assert_eq!(drain_texts(&mut logins_reader).await?, ["user.login"]);
+        assert_eq!(
+            drain_texts(&mut all_reader).await?,
+            ["user.login", "user.logout", "order.paid"],
+            "one copy per queue, whatever the number of paths"
+        );
+        // Unbinding stops the flow; unbinding what is not bound is not an error.
+        conn.unbind_exchange(&audit, &events, "user.#", &none)
+            .await?;
+        conn.unbind_exchange(&audit, &events, "user.#", &none)
+            .await?;
+        publisher
+            .send_with(&"again", SendOptions::new().routing_key("user.login"))
+            .await?;
+        assert!(drain_texts(&mut logins_reader).await?.is_empty());
+        assert_eq!(drain_texts(&mut all_reader).await?, ["again"]);
+        // Missing exchanges are 404, the default exchange 403.
+        let missing = t.name("missing");
+        assert_err!(
+            conn.bind_exchange(&missing, &events, "k", &none).await,
+            Error::NotFound(_)
+        );
+        assert_err!(
+            conn.bind_exchange(&audit, &missing, "k", &none).await,
+            Error::NotFound(_)
+        );
+        assert_err!(
+            conn.bind_exchange("", &events, "k", &none).await,
+            Error::AccessRefused(_)
+        );
+        Ok(())
+    }
+);
+
+conformance!(
+    a_cycle_of_exchange_bindings_ends_and_delivers_once,
+    |t| async move {
+        let conn = t.connect().await?;
+        let none = FieldTable::new();
+        let (a, b, c) = (t.name("a"), t.name("b"), t.name("c"));
+        for x in [&a, &b, &c] {
+            conn.declare_exchange(&ExchangeSpec::new(x, ExchangeType::Fanout))
+                .await?;
+        }
+        conn.bind_exchange(&b, &a, "", &none).await?;
+        conn.bind_exchange(&c, &b, "", &none).await?;
+        conn.bind_exchange(&a, &c, "", &none).await?;
+        conn.bind_exchange(&a, &a, "", &none).await?;
+        let q = t.name("q");
+        conn.declare_queue(&QueueSpec::new(&q)).await?;
+        conn.bind(&q, &b, "", &none).await?;
+        conn.bind(&q, &c, "", &none).await?;
+        let publisher = Publisher::builder(&conn)
+            .exchange(&a)
+            .exchange_type(ExchangeType::Fanout)
+            .auto_declare(false)
+            .build()
+            .await?;
+        publisher.send("round").await?;
+        let mut reader = Consumer::builder(&conn)
+            .queue(&q)
+            .auto_declare(false)
+            .build()
+            .await?;
+        assert_eq!(drain_texts(&mut reader).await?, ["round"]);
+        Ok(())
+    }
+);
+
+conformance!(
+    an_internal_exchange_refuses_publishers_and_takes_from_exchanges,
+    |t| async move {
+        let conn = t.connect().await?;
+        let none = FieldTable::new();
+        let (front, inner) = (t.name("front"), t.name("inner"));
+        conn.declare_exchange(&ExchangeSpec::new(&front, ExchangeType::Fanout))
+            .await?;
+        let internal = ExchangeSpec::new(&inner, ExchangeType::Fanout).internal(true);
+        conn.declare_exchange(&internal).await?;
+        conn.declare_exchange(&internal).await?; // the same again is fine
+        let err = conn
+            .declare_exchange(&ExchangeSpec::new(&inner, ExchangeType::Fanout))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::PreconditionFailed(_)), "{err:?}");
+        assert!(err.to_string().contains("internal"), "{err}");
+        conn.bind_exchange(&inner, &front, "", &none).await?;
+        let q = t.name("q");
+        conn.declare_queue(&QueueSpec::new(&q)).await?;
+        conn.bind(&q, &inner, "", &none).await?;
+        let direct = Publisher::builder(&conn)
+            .exchange(&inner)
+            .auto_declare(false)
+            .build()
+            .await?;
+        let err = direct.send(&1).await.unwrap_err();
+        assert!(matches!(err, Error::AccessRefused(_)), "{err:?}");
+        assert_eq!(err.reply_code(), Some(403));
+        let publisher = Publisher::builder(&conn)
+            .exchange(&front)
+            .auto_declare(false)
+            .build()
+            .await?;
+        publisher.send(&2).await?;
+        let mut reader = Consumer::builder(&conn)
+            .queue(&q)
+            .auto_declare(false)
+            .build()
+            .await?;
+        assert_eq!(drain_numbers(&mut reader).await?, vec![2]);
+        Ok(())
+    }
+);
+
+conformance!(
+    deleting_an_exchange_removes_the_bindings_to_it_and_auto_deletes_sources,
+    |t| async move {
+        let conn = t.connect().await?;
+        let none = FieldTable::new();
+        let (source, other, destination) =
+            (t.name("source"), t.name("other"), t.name("destination"));
+        conn.declare_exchange(&ExchangeSpec::new(&source, ExchangeType::Topic).auto_delete(true))
+            .await?;
+        conn.declare_exchange(&ExchangeSpec::new(&other, ExchangeType::Topic).auto_delete(true))
+            .await?;
+        conn.declare_exchange(&ExchangeSpec::new(&destination, ExchangeType::Fanout))
+            .await?;
+        conn.bind_exchange(&destination, &source, "#", &none)
+            .await?;
+        conn.bind_exchange(&destination, &other, "#", &none).await?;
+        // An auto-delete source goes with its last binding, removed by hand...
+        conn.unbind_exchange(&destination, &other, "#", &none)
+            .await?;
+        assert_err!(conn.exchange_exists(&other).await, Error::NotFound(_));
+        // ... or with the exchange it was bound to.
+        conn.delete_exchange(&destination, carrot::DeleteExchangeOptions::new())
+            .await?;
+        assert_err!(conn.exchange_exists(&source).await, Error::NotFound(_));
+        Ok(())
+    }
+);

@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 
 use super::convert;
 use crate::entity::{ExchangeSpec, QueueSpec};
@@ -32,12 +34,22 @@ struct Binding {
     arguments: FieldTable,
 }
 
+/// An exchange-to-exchange binding.
+#[derive(Clone, Debug, PartialEq)]
+struct ExchangeBinding {
+    destination: String,
+    source: String,
+    key: String,
+    arguments: FieldTable,
+}
+
 /// The entities one connection declared, in declaration order.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Topology {
     exchanges: Vec<ExchangeSpec>,
     queues: Vec<RecordedQueue>,
     bindings: Vec<Binding>,
+    exchange_bindings: Vec<ExchangeBinding>,
     /// Old names of server-named queues to their current names.
     renamed: HashMap<String, String>,
     /// Consumers of this connection per queue, to forget an auto-delete queue with its last.
@@ -61,6 +73,41 @@ impl Topology {
     pub(super) fn exchange_deleted(&mut self, name: &str) {
         self.exchanges.retain(|e| e.name != name);
         self.bindings.retain(|b| b.exchange != name);
+        self.exchange_bindings
+            .retain(|b| b.source != name && b.destination != name);
+    }
+
+    pub(super) fn exchange_bound(
+        &mut self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) {
+        let binding = ExchangeBinding {
+            destination: destination.into(),
+            source: source.into(),
+            key: key.into(),
+            arguments: arguments.clone(),
+        };
+        if !self.exchange_bindings.contains(&binding) {
+            self.exchange_bindings.push(binding);
+        }
+    }
+
+    pub(super) fn exchange_unbound(
+        &mut self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) {
+        self.exchange_bindings.retain(|b| {
+            !(b.destination == destination
+                && b.source == source
+                && b.key == key
+                && &b.arguments == arguments)
+        });
     }
 
     pub(super) fn queue_declared(&mut self, spec: &QueueSpec, assigned: &str) {
@@ -139,6 +186,8 @@ impl Topology {
         self.queues
             .retain(|q| replayed.queues.iter().any(|r| r.spec.name == q.spec.name));
         self.bindings.retain(|b| replayed.bindings.contains(b));
+        self.exchange_bindings
+            .retain(|b| replayed.exchange_bindings.contains(b));
     }
 
     fn rename(&mut self, old: &str, new: &str) {
@@ -214,6 +263,19 @@ pub(super) async fn replay(
                 e,
             );
             done.bindings.retain(|b| b != &binding);
+        }
+    }
+    for binding in done.exchange_bindings.clone() {
+        if let Err(e) = replay.bind_exchange(&binding).await? {
+            not_restored(
+                hub,
+                format!(
+                    "binding of exchange {:?} to exchange {:?} with key {:?}",
+                    binding.destination, binding.source, binding.key
+                ),
+                e,
+            );
+            done.exchange_bindings.retain(|b| b != &binding);
         }
     }
     if let Some(channel) = replay.channel.take() {
@@ -300,6 +362,7 @@ impl Replay<'_> {
         let options = ExchangeDeclareOptions {
             durable: spec.durable,
             auto_delete: spec.auto_delete,
+            internal: spec.internal,
             ..Default::default()
         };
         self.step(channel.exchange_declare(
@@ -349,6 +412,22 @@ impl Replay<'_> {
         ))
         .await
     }
+
+    async fn bind_exchange(&mut self, b: &ExchangeBinding) -> Step<()> {
+        let channel = self.channel().await?;
+        let arguments = match convert::to_lapin_table(&b.arguments) {
+            Ok(arguments) => arguments,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.step(channel.exchange_bind(
+            b.destination.as_str().into(),
+            b.source.as_str().into(),
+            b.key.as_str().into(),
+            ExchangeBindOptions::default(),
+            arguments,
+        ))
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -367,8 +446,14 @@ mod tests {
         assert_eq!(t.bindings[0].queue, "amq.gen-2");
         t.rename("amq.gen-2", "amq.gen-3");
         assert_eq!(t.resolve("amq.gen-1").as_deref(), Some("amq.gen-3"));
+        t.exchange_bound("ex", "upstream", "k", &FieldTable::new());
+        t.exchange_bound("downstream", "ex", "k", &FieldTable::new());
+        t.exchange_bound("downstream", "other", "k", &FieldTable::new());
         t.exchange_deleted("ex");
         assert!(t.bindings.is_empty());
+        assert_eq!(t.exchange_bindings.len(), 1, "{:?}", t.exchange_bindings);
+        t.exchange_unbound("downstream", "other", "k", &FieldTable::new());
+        assert!(t.exchange_bindings.is_empty());
     }
 
     #[test]

@@ -226,6 +226,28 @@ impl Channel for MemoryChannel {
             .lock()
             .unbind(self.id, queue, exchange, key, arguments)
     }
+    async fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.broker
+            .lock()
+            .bind_exchange(self.id, destination, source, key, arguments)
+    }
+    async fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.broker
+            .lock()
+            .unbind_exchange(self.id, destination, source, key, arguments)
+    }
     async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation> {
         let (result, needed) = {
             let mut state = self.broker.lock();

@@ -19,7 +19,7 @@ use crate::backend::rules;
 use crate::backend::Delivery;
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::{Error, Result};
-use crate::routing::Bindings;
+use crate::routing::{Bindings, Destination};
 
 /// How often each process checks for dead processes and for expiries others scheduled.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -249,14 +249,14 @@ impl Broker {
         if let Some(entry) = self.exchanges.get(name) {
             return Ok(entry.clone());
         }
-        let row: Option<(String, bool, bool, String)> = self.row_of(
-            "SELECT kind, durable, auto_delete, arguments FROM exchanges WHERE name = ?1",
+        let row: Option<(String, bool, bool, String, bool)> = self.row_of(
+            "SELECT kind, durable, auto_delete, arguments, internal FROM exchanges WHERE name = ?1",
             [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
         let entry = match row {
             None => None,
-            Some((kind, durable, auto_delete, arguments)) => {
+            Some((kind, durable, auto_delete, arguments, internal)) => {
                 let kind = kind.parse().map_err(|_| {
                     Error::storage(format!(
                         "exchange '{name}' has an unknown type {kind:?} in the database"
@@ -264,7 +264,8 @@ impl Broker {
                 })?;
                 let mut spec = ExchangeSpec::new(name, kind)
                     .durable(durable)
-                    .auto_delete(auto_delete);
+                    .auto_delete(auto_delete)
+                    .internal(internal);
                 spec.arguments = super::codec::decode_table(&arguments)?;
                 let mut bindings = Bindings::new(kind);
                 let rows: Vec<(String, String, String)> = self.rows_of(
@@ -274,7 +275,17 @@ impl Broker {
                 )?;
                 for (queue, key, arguments) in rows {
                     let arguments = super::codec::decode_table(&arguments)?;
-                    bindings.bind(&Arc::from(queue.as_str()), &key, &arguments);
+                    bindings.bind(&Destination::Queue(queue.as_str().into()), &key, &arguments);
+                }
+                let rows: Vec<(String, String, String)> = self.rows_of(
+                    "SELECT destination, key, arguments FROM exchange_bindings WHERE source = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                for (exchange, key, arguments) in rows {
+                    let arguments = super::codec::decode_table(&arguments)?;
+                    let destination = Destination::Exchange(exchange.as_str().into());
+                    bindings.bind(&destination, &key, &arguments);
                 }
                 Some(Arc::new(ExchangeEntry { spec, bindings }))
             }

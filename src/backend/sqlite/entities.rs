@@ -24,7 +24,8 @@ impl Broker {
             ("amq.match", ExchangeType::Headers),
         ] {
             self.exec(
-                "INSERT OR IGNORE INTO exchanges VALUES (?1, ?2, 1, 0, '{}')",
+                "INSERT OR IGNORE INTO exchanges (name, kind, durable, auto_delete, arguments)
+                 VALUES (?1, ?2, 1, 0, '{}')",
                 params![name, kind.as_str()],
             )?;
         }
@@ -47,13 +48,15 @@ impl Broker {
             return Ok(());
         }
         self.exec(
-            "INSERT INTO exchanges VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO exchanges (name, kind, durable, auto_delete, arguments, internal)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 spec.name,
                 spec.kind.as_str(),
                 spec.durable,
                 spec.auto_delete,
-                encode_table(&spec.arguments)
+                encode_table(&spec.arguments),
+                spec.internal
             ],
         )?;
         self.bump()
@@ -68,9 +71,40 @@ impl Broker {
         self.layer.connection_of(channel)?;
         let bound = self.exchange(name)?.map(|e| !e.bindings.is_empty());
         rules::exchange_deletion(name, if_unused, bound)?;
-        self.exec("DELETE FROM bindings WHERE exchange = ?1", [name])?;
-        self.exec("DELETE FROM exchanges WHERE name = ?1", [name])?;
+        self.remove_exchange(name)?;
         self.bump()
+    }
+
+    /// Deletes an exchange with its bindings and the bindings to it; the auto-delete exchanges
+    /// that this leaves without bindings go too.
+    fn remove_exchange(&mut self, name: &str) -> Result<()> {
+        let sources: Vec<String> = self.column(
+            "SELECT DISTINCT source FROM exchange_bindings WHERE destination = ?1",
+            [name],
+        )?;
+        self.exec("DELETE FROM bindings WHERE exchange = ?1", [name])?;
+        self.exec(
+            "DELETE FROM exchange_bindings WHERE source = ?1 OR destination = ?1",
+            [name],
+        )?;
+        self.exec("DELETE FROM exchanges WHERE name = ?1", [name])?;
+        self.remove_if_unbound(sources)
+    }
+
+    /// Deletes those of `exchanges` that are auto-delete and have no binding left.
+    fn remove_if_unbound(&mut self, exchanges: Vec<String>) -> Result<()> {
+        for exchange in exchanges {
+            let gone: Option<String> = self.one(
+                "SELECT name FROM exchanges WHERE name = ?1 AND auto_delete
+                 AND NOT EXISTS (SELECT 1 FROM bindings WHERE exchange = ?1)
+                 AND NOT EXISTS (SELECT 1 FROM exchange_bindings WHERE source = ?1)",
+                [&exchange],
+            )?;
+            if gone.is_some() {
+                self.remove_exchange(&exchange)?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn declare_queue(
@@ -212,13 +246,7 @@ impl Broker {
         self.exec("DELETE FROM messages WHERE queue = ?1", [name])?;
         self.exec("DELETE FROM consumers WHERE queue = ?1", [name])?;
         self.exec("DELETE FROM queues WHERE name = ?1", [name])?;
-        for exchange in exchanges {
-            self.exec(
-                "DELETE FROM exchanges WHERE name = ?1 AND auto_delete
-                 AND NOT EXISTS (SELECT 1 FROM bindings WHERE exchange = ?1)",
-                [&exchange],
-            )?;
-        }
+        self.remove_if_unbound(exchanges)?;
         // Local consumers of the queue: their delivery streams end. Settling their deliveries
         // afterwards succeeds and changes nothing (the messages went with the queue).
         self.layer.queue_deleted(name);
@@ -270,11 +298,54 @@ impl Broker {
             params![exchange, queue, key, encode_table(arguments)],
         )?;
         if removed > 0 {
-            self.exec(
-                "DELETE FROM exchanges WHERE name = ?1 AND auto_delete
-                 AND NOT EXISTS (SELECT 1 FROM bindings WHERE exchange = ?1)",
-                [exchange],
-            )?;
+            self.remove_if_unbound(vec![exchange.to_string()])?;
+            self.bump()?;
+        }
+        Ok(())
+    }
+
+    /// `exchange.bind`: what `source` routes goes on to `destination` (see the memory
+    /// broker's).
+    pub(super) fn bind_exchange(
+        &mut self,
+        channel: u64,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.layer.connection_of(channel)?;
+        self.exchange_for_binding(destination)?;
+        self.exchange_for_binding(source)?;
+        let added = self.exec(
+            "INSERT OR IGNORE INTO exchange_bindings VALUES (?1, ?2, ?3, ?4)",
+            params![source, destination, key, encode_table(arguments)],
+        )?;
+        if added > 0 {
+            self.bump()?;
+        }
+        Ok(())
+    }
+
+    /// `exchange.unbind`: a binding that does not exist is not an error.
+    pub(super) fn unbind_exchange(
+        &mut self,
+        channel: u64,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.layer.connection_of(channel)?;
+        self.exchange_for_binding(destination)?;
+        self.exchange_for_binding(source)?;
+        let removed = self.exec(
+            "DELETE FROM exchange_bindings
+             WHERE source = ?1 AND destination = ?2 AND key = ?3 AND arguments = ?4",
+            params![source, destination, key, encode_table(arguments)],
+        )?;
+        if removed > 0 {
+            self.remove_if_unbound(vec![source.to_string()])?;
             self.bump()?;
         }
         Ok(())

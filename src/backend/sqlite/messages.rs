@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::params;
 
-use super::broker::{now_ms, Broker, QueueEntry};
+use super::broker::{now_ms, Broker, ExchangeEntry, QueueEntry};
 use super::codec::{decode_extra, encode_extra};
 use crate::backend::death::{died_in, with_death};
 use crate::backend::rules;
@@ -127,6 +127,9 @@ impl Broker {
                 "immediate is not implemented by the sqlite broker (consumers may be in other processes, so \"ready now\" cannot be known); RabbitMQ 3 refuses it too: use mandatory, or a consumer acknowledgement".into(),
             ));
         }
+        if let Some(ex) = self.exchange(&message.exchange)? {
+            rules::publishable(&message.exchange, ex.spec.internal)?;
+        }
         let targets = self.route(message)?;
         if targets.is_empty() {
             if flags.mandatory {
@@ -154,9 +157,28 @@ impl Broker {
         }
         match self.exchange(exchange)? {
             Some(ex) => {
+                // The exchanges it may go on to, loaded before routing (routing reads them
+                // from the cache).
+                let mut reachable: Vec<Arc<ExchangeEntry>> = Vec::new();
+                let mut next: Vec<Arc<str>> = ex.bindings.exchange_destinations().collect();
+                while let Some(name) = next.pop() {
+                    if reachable.iter().any(|e| *e.spec.name == *name) {
+                        continue;
+                    }
+                    if let Some(entry) = self.exchange(&name)? {
+                        next.extend(entry.bindings.exchange_destinations());
+                        reachable.push(entry);
+                    }
+                }
                 ex.bindings.route(
                     &message.routing_key,
                     message.properties.headers(),
+                    |name| {
+                        reachable
+                            .iter()
+                            .find(|e| e.spec.name == name)
+                            .map(|e| &e.bindings)
+                    },
                     &mut names,
                 );
             }

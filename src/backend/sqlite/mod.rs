@@ -244,6 +244,42 @@ impl Channel for SqliteChannel {
             .call(move |b| b.unbind(id, &queue, &exchange, &key, &arguments))
             .await
     }
+    async fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        let id = self.id;
+        let (destination, source, key, arguments) = (
+            destination.to_string(),
+            source.to_string(),
+            key.to_string(),
+            arguments.clone(),
+        );
+        self.engine
+            .call(move |b| b.bind_exchange(id, &destination, &source, &key, &arguments))
+            .await
+    }
+    async fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        let id = self.id;
+        let (destination, source, key, arguments) = (
+            destination.to_string(),
+            source.to_string(),
+            key.to_string(),
+            arguments.clone(),
+        );
+        self.engine
+            .call(move |b| b.unbind_exchange(id, &destination, &source, &key, &arguments))
+            .await
+    }
     async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation> {
         let id = self.id;
         // Every publish waits for its commit, with or without `confirm`: a send that returned

@@ -17,8 +17,26 @@ use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a carrot broker file ("Crrt").
 const APPLICATION_ID: i64 = 0x4372_7274;
-/// The layout version this code reads and writes.
-const VERSION: i64 = 1;
+/// The layout version this code reads and writes: the first layout ([`TABLES`]) and each
+/// migration after it. A file of an older version is migrated when it is opened, in the same
+/// transaction as the check (its messages kept); a newer one is refused, never touched.
+const VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// From each version to the next: `MIGRATIONS[0]` takes version 1 to 2, and so on.
+const MIGRATIONS: &[&str] = &[
+    // 2: internal exchanges and exchange-to-exchange bindings.
+    "
+ALTER TABLE exchanges ADD COLUMN internal INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE exchange_bindings(
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    PRIMARY KEY (source, destination, key, arguments)
+) WITHOUT ROWID;
+CREATE INDEX exchange_bindings_by_destination ON exchange_bindings(destination);
+",
+];
 
 // `messages` has one index besides its rowid: every index costs a b-tree update per write,
 // and a message is written three times (stored, delivered, acknowledged). Deliveries of a
@@ -163,7 +181,18 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
     Ok(db)
 }
 
-/// Accepts an empty file (creating the tables) or a carrot broker of this version.
+/// Takes a file of layout `version` to [`VERSION`] (inside the caller's transaction).
+fn migrate(db: &Connection, version: i64) -> rusqlite::Result<()> {
+    for (from, migration) in (1..).zip(MIGRATIONS) {
+        if from >= version {
+            db.execute_batch(migration)?;
+        }
+    }
+    db.execute_batch(&format!("PRAGMA user_version = {VERSION};"))
+}
+
+/// Accepts an empty file (creating the tables), a carrot broker of this version, or one of an
+/// older version (migrating it).
 fn check_or_create(db: &Connection, path: &Path) -> Result<()> {
     let fail = |e: rusqlite::Error| storage_error(path, e);
     db.execute_batch("BEGIN IMMEDIATE").map_err(fail)?;
@@ -180,13 +209,16 @@ fn check_or_create(db: &Connection, path: &Path) -> Result<()> {
         match (app, tables) {
             (0, 0) => {
                 db.execute_batch(TABLES).map_err(fail)?;
-                db.execute_batch(&format!(
-                    "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {VERSION};"
-                ))
-                .map_err(fail)?;
+                migrate(db, 1).map_err(fail)?;
+                db.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))
+                    .map_err(fail)?;
                 Ok(())
             }
             (APPLICATION_ID, _) if version == VERSION => Ok(()),
+            (APPLICATION_ID, _) if (1..VERSION).contains(&version) => {
+                tracing::info!(path = %path.display(), from = version, to = VERSION, "sqlite: migrating the broker file");
+                migrate(db, version).map_err(fail)
+            }
             (APPLICATION_ID, _) => Err(Error::storage(format!(
                 "{} holds a carrot broker of layout version {version}; this carrot reads version {VERSION}: use the matching carrot version",
                 path.display()

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions, QueuePurgeOptions,
+    ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 
 use super::super::convert::{self, GENERATION_SHIFT};
@@ -51,6 +51,7 @@ impl Channel for AmqpChannel {
             passive,
             durable: spec.durable,
             auto_delete: spec.auto_delete,
+            internal: spec.internal,
             ..Default::default()
         };
         let arguments = convert::to_lapin_table(&spec.arguments)?;
@@ -180,6 +181,60 @@ impl Channel for AmqpChannel {
         self.link
             .topology()
             .unbound(&queue, exchange, key, arguments);
+        Ok(())
+    }
+
+    async fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        let table = convert::to_lapin_table(arguments)?;
+        let (d, s, k) = (
+            convert::short(destination, "the destination exchange name")?,
+            convert::short(source, "the source exchange name")?,
+            convert::short(key, "the binding key")?,
+        );
+        self.run("exchange.bind", |ch| {
+            let (d, s, k, t) = (d.clone(), s.clone(), k.clone(), table.clone());
+            async move {
+                ch.exchange_bind(d, s, k, ExchangeBindOptions::default(), t)
+                    .await
+            }
+        })
+        .await?;
+        self.link
+            .topology()
+            .exchange_bound(destination, source, key, arguments);
+        Ok(())
+    }
+
+    async fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        let table = convert::to_lapin_table(arguments)?;
+        let (d, s, k) = (
+            convert::short(destination, "the destination exchange name")?,
+            convert::short(source, "the source exchange name")?,
+            convert::short(key, "the binding key")?,
+        );
+        self.run("exchange.unbind", |ch| {
+            let (d, s, k, t) = (d.clone(), s.clone(), k.clone(), table.clone());
+            async move {
+                ch.exchange_unbind(d, s, k, ExchangeUnbindOptions::default(), t)
+                    .await
+            }
+        })
+        .await?;
+        self.link
+            .topology()
+            .exchange_unbound(destination, source, key, arguments);
         Ok(())
     }
 

@@ -18,6 +18,10 @@ impl State {
     ) -> Result<()> {
         // channel.flow stops deliveries to the client, not its publishing.
         self.layer.connection_of(channel)?;
+        if let Some(ex) = self.exchanges.get(&*message.exchange) {
+            // Dead-lettering (which routes too) may go to an internal exchange; a client may not.
+            rules::publishable(&message.exchange, ex.spec.internal)?;
+        }
         let mut targets = std::mem::take(&mut self.route_buffer);
         targets.clear();
         if let Err(e) = self.route(&message, &mut targets) {
@@ -59,8 +63,12 @@ impl State {
         }
         match self.exchanges.get(exchange) {
             Some(ex) => {
-                ex.bindings
-                    .route(&message.routing_key, message.properties.headers(), targets);
+                ex.bindings.route(
+                    &message.routing_key,
+                    message.properties.headers(),
+                    |name| self.exchanges.get(name).map(|x| &x.bindings),
+                    targets,
+                );
                 Ok(())
             }
             None => Err(rules::no_exchange(exchange)),

@@ -9,7 +9,7 @@ use crate::backend::rules;
 use crate::backend::QueueInfo;
 use crate::entity::{ExchangeSpec, QueueSpec};
 use crate::error::Result;
-use crate::routing::Bindings;
+use crate::routing::{Bindings, Destination};
 use crate::table::FieldTable;
 
 impl State {
@@ -53,8 +53,33 @@ impl State {
         self.layer.connection_of(channel)?;
         let bound = self.exchanges.get(name).map(|e| !e.bindings.is_empty());
         rules::exchange_deletion(name, if_unused, bound)?;
-        self.exchanges.remove(name);
+        self.remove_exchange(name);
         Ok(())
+    }
+
+    /// Deletes an exchange and every binding to it; the auto-delete exchanges that this
+    /// leaves without bindings go too.
+    fn remove_exchange(&mut self, name: &str) {
+        if self.exchanges.remove(name).is_some() {
+            self.remove_destination(&Destination::Exchange(name.into()));
+        }
+    }
+
+    /// Removes every binding to `destination` (a deleted queue or exchange); the auto-delete
+    /// exchanges left without bindings are deleted, and so on.
+    fn remove_destination(&mut self, destination: &Destination) {
+        let mut emptied = Vec::new();
+        for (exchange_name, exchange) in &mut self.exchanges {
+            if exchange.bindings.remove_destination(destination)
+                && exchange.spec.auto_delete
+                && exchange.bindings.is_empty()
+            {
+                emptied.push(exchange_name.clone());
+            }
+        }
+        for exchange in emptied {
+            self.remove_exchange(&exchange);
+        }
     }
 
     pub(in crate::backend::memory) fn declare_queue(
@@ -123,18 +148,7 @@ impl State {
             return;
         }
         self.layer.queue_deleted(name);
-        let mut emptied = Vec::new();
-        for (exchange_name, exchange) in &mut self.exchanges {
-            if exchange.bindings.remove_queue(name)
-                && exchange.spec.auto_delete
-                && exchange.bindings.is_empty()
-            {
-                emptied.push(exchange_name.clone());
-            }
-        }
-        for exchange in emptied {
-            self.exchanges.remove(&exchange);
-        }
+        self.remove_destination(&Destination::Queue(name.into()));
     }
 
     fn exchange_for_binding(&mut self, exchange: &str) -> Result<&mut Exchange> {
@@ -153,9 +167,11 @@ impl State {
         arguments: &FieldTable,
     ) -> Result<()> {
         let queue_name = self.usable_queue(channel, queue)?.name.clone();
-        self.exchange_for_binding(exchange)?
-            .bindings
-            .bind(&queue_name, key, arguments);
+        self.exchange_for_binding(exchange)?.bindings.bind(
+            &Destination::Queue(queue_name),
+            key,
+            arguments,
+        );
         Ok(())
     }
 
@@ -168,14 +184,70 @@ impl State {
         arguments: &FieldTable,
     ) -> Result<()> {
         self.usable_queue(channel, queue)?;
-        let ex = self.exchange_for_binding(exchange)?;
-        if ex.bindings.unbind(queue, key, arguments)
+        self.unbind_from(exchange, &Destination::Queue(queue.into()), key, arguments)
+    }
+
+    /// Removes a binding of `source`; an auto-delete source left without bindings goes.
+    fn unbind_from(
+        &mut self,
+        source: &str,
+        destination: &Destination,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        let ex = self.exchange_for_binding(source)?;
+        if ex.bindings.unbind(destination, key, arguments)
             && ex.spec.auto_delete
             && ex.bindings.is_empty()
         {
-            self.exchanges.remove(exchange);
+            self.remove_exchange(source);
         }
         Ok(())
+    }
+
+    /// `exchange.bind`: what `source` routes with a matching key (or headers) goes on to
+    /// `destination`. 404 if either is missing, 403 for the default exchange.
+    pub(in crate::backend::memory) fn bind_exchange(
+        &mut self,
+        channel: u64,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.layer.connection_of(channel)?;
+        rules::bindable(destination)?;
+        let destination = match self.exchanges.get_key_value(destination) {
+            Some((name, _)) => Destination::Exchange(name.clone()),
+            None => return Err(rules::no_exchange(destination)),
+        };
+        self.exchange_for_binding(source)?
+            .bindings
+            .bind(&destination, key, arguments);
+        Ok(())
+    }
+
+    /// `exchange.unbind`: a binding that does not exist is not an error; 404 if either
+    /// exchange is missing.
+    pub(in crate::backend::memory) fn unbind_exchange(
+        &mut self,
+        channel: u64,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &FieldTable,
+    ) -> Result<()> {
+        self.layer.connection_of(channel)?;
+        rules::bindable(destination)?;
+        if !self.exchanges.contains_key(destination) {
+            return Err(rules::no_exchange(destination));
+        }
+        self.unbind_from(
+            source,
+            &Destination::Exchange(destination.into()),
+            key,
+            arguments,
+        )
     }
 
     pub(in crate::backend::memory) fn purge(&mut self, channel: u64, queue: &str) -> Result<u32> {
