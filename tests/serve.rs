@@ -1,8 +1,8 @@
 //! `carrot serve` as a client sees it: the command started as a process, on memory:// and
 //! sqlite://; pika and kombu unmodified (tests/interop/serve_clients.py); the handshake and
 //! abusive input answered as RabbitMQ answers them (a wrong protocol header, a wrong
-//! password, a frame on a channel that is not open, an oversized frame, a malformed frame,
-//! tx.select, a client that disconnects in the middle of a frame); SIGTERM closing clients
+//! password, a frame on a channel that is not open, an oversized frame, a malformed frame, a
+//! client that disconnects in the middle of a frame); SIGTERM closing clients
 //! with 320 CONNECTION_FORCED; and a server SIGKILLed mid-stream over sqlite:// that loses no
 //! confirmed message once restarted.
 //!
@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use amq_protocol::frame::AMQPFrame;
-use amq_protocol::protocol::{basic, channel, connection, tx, AMQPClass};
+use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use amqp_support::{connect, connect_with, skip_or_fail, unique};
 use carrot::{BrokerConnection, Consumer, DeliveryMode, Error, Publisher, QueueSpec, SendOptions};
 use process::{remove, round_trip, runtime, sqlite_file, Served, CARROT};
@@ -118,12 +118,6 @@ fn bad_input_is_answered_as_rabbitmq_answers_it_and_the_server_stays_up() {
         AMQPClass::Channel(channel::AMQPMethod::Flow(channel::Flow { active: true })),
     );
     assert_eq!(raw.closed_with(), 504);
-
-    // tx.select: 540 NOT_IMPLEMENTED, never ignored.
-    let mut raw = Raw::open(address);
-    raw.open_channel(1);
-    raw.method(1, AMQPClass::Tx(tx::AMQPMethod::Select(tx::Select {})));
-    assert_eq!(raw.closed_with(), 540);
 
     // basic.recover with requeue=false: 540 NOT_IMPLEMENTED, as RabbitMQ answers it.
     let mut raw = Raw::open(address);

@@ -13,12 +13,13 @@ mod serve_support;
 use std::net::SocketAddr;
 
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
-use amq_protocol::protocol::{basic, connection, exchange, queue, AMQPClass};
+use amq_protocol::protocol::{basic, confirm, connection, exchange, queue, tx, AMQPClass};
 use amq_protocol::types::FieldTable;
 use amqp_support::{setting, unique};
 use raw::Raw;
 
 /// What a probe sends.
+#[derive(Clone)]
 enum Step {
     /// A method on a channel.
     Method(u16, AMQPClass),
@@ -326,6 +327,103 @@ fn exchange_bindings_and_internal_exchanges_are_answered_as_rabbitmq_answers_the
                 })),
             ),
             Step::Content(1, b"to an internal exchange".to_vec()),
+        ],
+        1,
+    );
+}
+
+#[test]
+fn transactions_are_answered_as_rabbitmq_answers_them() {
+    let queue = unique("wire", "tx");
+    let publish = || {
+        Step::Method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "".into(),
+                routing_key: queue.as_str().into(),
+                mandatory: false,
+                immediate: false,
+            })),
+        )
+    };
+    let tx = |m: tx::AMQPMethod| Step::Method(1, AMQPClass::Tx(m));
+    let declare = Step::Method(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: queue.as_str().into(),
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: true,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+    );
+    let passive = Step::Method(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: queue.as_str().into(),
+            passive: true,
+            durable: false,
+            exclusive: false,
+            auto_delete: true,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+    );
+    // Held until the commit (the passive declare counts the messages), dropped by a rollback;
+    // then confirm.select on a transactional channel.
+    same_as_rabbitmq(
+        "transactions",
+        &[
+            declare,
+            Step::Reply,
+            tx(tx::AMQPMethod::Select(tx::Select {})),
+            Step::Reply,
+            publish(),
+            Step::Content(1, b"one".to_vec()),
+            publish(),
+            Step::Content(1, b"two".to_vec()),
+            passive.clone(),
+            Step::Reply,
+            tx(tx::AMQPMethod::Commit(tx::Commit {})),
+            Step::Reply,
+            passive.clone(),
+            Step::Reply,
+            publish(),
+            Step::Content(1, b"three".to_vec()),
+            tx(tx::AMQPMethod::Rollback(tx::Rollback {})),
+            Step::Reply,
+            tx(tx::AMQPMethod::Commit(tx::Commit {})),
+            Step::Reply,
+            passive,
+            Step::Reply,
+            Step::Method(
+                1,
+                AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+                    nowait: false,
+                })),
+            ),
+        ],
+        1,
+    );
+    // Commit without select; tx.select on a channel in confirm mode.
+    same_as_rabbitmq(
+        "tx without select",
+        &[tx(tx::AMQPMethod::Commit(tx::Commit {}))],
+        1,
+    );
+    same_as_rabbitmq(
+        "tx after confirm",
+        &[
+            Step::Method(
+                1,
+                AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+                    nowait: false,
+                })),
+            ),
+            Step::Reply,
+            tx(tx::AMQPMethod::Select(tx::Select {})),
         ],
         1,
     );

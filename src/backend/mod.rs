@@ -273,6 +273,18 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
     /// `queue.purge`: drops the queue's ready messages (not the unacknowledged ones) and
     /// returns how many. 404 / 405 as for [`get`](Channel::get).
     async fn purge(&self, queue: &str) -> Result<u32>;
+    /// `tx.select`: from now on the channel's publishes and settlements are held until
+    /// [`tx_commit`](Channel::tx_commit) (again is fine).
+    async fn tx_select(&self) -> Result<()>;
+    /// `tx.commit`: applies what the transaction held, at once, in order (SQLite: in one
+    /// transaction); the messages it published that were mandatory and reached no queue come
+    /// back, with their [`Error::Unroutable`](crate::Error::Unroutable), to be returned. 406
+    /// without `tx.select`; on RabbitMQ, a transaction lost with its channel is
+    /// [`Error::ChannelClosed`](crate::Error::ChannelClosed) (nothing of it was applied).
+    async fn tx_commit(&self) -> Result<Vec<(Arc<Published>, crate::Error)>>;
+    /// `tx.rollback`: drops what the transaction held (its deliveries stay unsettled). 406
+    /// without `tx.select`.
+    async fn tx_rollback(&self) -> Result<()>;
     /// `channel.close`: ends the channel's consumers and sends its unacknowledged deliveries
     /// back to their queues, marked redelivered. Closing a closed channel does nothing.
     async fn close(&self) -> Result<()>;

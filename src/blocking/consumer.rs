@@ -47,6 +47,7 @@ impl ConsumerBuilder {
         max_priority(max: u8);
         binding_arguments(arguments: FieldTable);
         consumer_tag(tag: impl Into<String>);
+        transactional(transactional: bool);
         callback(callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static);
         on_decode_error(handler: impl FnMut(&Message, &Error) + Send + 'static);
     }
@@ -97,6 +98,7 @@ impl Consumer {
         auto_declare -> bool;
         accept -> Option<&[String]>;
         consumer_tag -> Option<&str>;
+        transactional -> bool;
     }
 
     /// See [`crate::Consumer::declare`].
@@ -271,6 +273,16 @@ impl Consumer {
     /// See [`crate::Consumer::cancel`].
     pub fn cancel(&mut self) -> Result<()> {
         self.rt.block_on(self.inner.cancel())
+    }
+
+    /// See [`crate::Consumer::commit`].
+    pub fn commit(&self) -> Result<()> {
+        self.rt.block_on(self.inner.commit())
+    }
+
+    /// See [`crate::Consumer::rollback`].
+    pub fn rollback(&self) -> Result<()> {
+        self.rt.block_on(self.inner.rollback())
     }
 
     /// See [`crate::Consumer::close`].

@@ -38,6 +38,7 @@ impl PublisherBuilder {
         serializer(name: impl Into<String>);
         compression(name: impl Into<String>);
         confirm_publish(confirm: bool);
+        transactional(transactional: bool);
     }
 
     /// Builds the publisher (declaring the exchange with auto_declare).
@@ -72,6 +73,7 @@ impl Publisher {
         serializer -> &str;
         compression -> Option<crate::Compression>;
         confirm_publish -> bool;
+        transactional -> bool;
         auto_declare -> bool;
     }
 
@@ -148,6 +150,16 @@ impl Publisher {
         I: IntoIterator<Item = &'a T>,
     {
         self.rt.block_on(self.inner.send_batch(items))
+    }
+
+    /// See [`crate::Publisher::commit`].
+    pub fn commit(&self) -> Result<()> {
+        self.rt.block_on(self.inner.commit())
+    }
+
+    /// See [`crate::Publisher::rollback`].
+    pub fn rollback(&self) -> Result<()> {
+        self.rt.block_on(self.inner.rollback())
     }
 
     /// See [`crate::Publisher::close`].

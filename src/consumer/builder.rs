@@ -24,6 +24,7 @@ pub(crate) struct ConsumerSettings {
     pub(crate) auto_declare: bool,
     pub(crate) consumer_tag: String,
     pub(crate) accept: Option<Arc<[String]>>,
+    pub(crate) transactional: bool,
 }
 
 impl Default for ConsumerSettings {
@@ -39,6 +40,7 @@ impl Default for ConsumerSettings {
             auto_declare: true,
             consumer_tag: String::new(),
             accept: None,
+            transactional: false,
         }
     }
 }
@@ -100,6 +102,15 @@ impl ConsumerBuilder {
             settings,
             handlers: Handlers::default(),
         }
+    }
+
+    /// Transactions on the consumer's channel (AMQP's `tx.select`): acks, rejects and
+    /// requeues of its messages are held until [`Consumer::commit`], then applied together
+    /// (over sqlite:// in one SQLite transaction), or dropped by [`Consumer::rollback`] (the
+    /// messages stay unacknowledged). Default false.
+    pub fn transactional(mut self, transactional: bool) -> Self {
+        self.settings.transactional = transactional;
+        self
     }
 
     /// The whole queue declaration: name, durable, exclusive, auto_delete and arguments
@@ -261,6 +272,9 @@ impl ConsumerBuilder {
         crate::limits::check_name("queue name", &settings.queue.name)?;
         crate::limits::check_name("consumer tag", &settings.consumer_tag)?;
         let channel = self.connection.channel().await?;
+        if settings.transactional {
+            channel.tx_select().await?;
+        }
         let mut consumer = Consumer {
             _connection: self.connection.clone(),
             channel,

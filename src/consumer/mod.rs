@@ -431,6 +431,37 @@ impl Consumer {
         Ok(())
     }
 
+    /// Whether the consumer's channel is transactional (see
+    /// [`ConsumerBuilder::transactional`]).
+    pub fn transactional(&self) -> bool {
+        self.settings.transactional
+    }
+
+    /// Applies the acks, rejects and requeues of its messages held since the last commit or
+    /// rollback, together (AMQP's `tx.commit`). [`Error::PreconditionFailed`] if the consumer
+    /// is not [transactional](ConsumerBuilder::transactional); on RabbitMQ, a transaction lost
+    /// with its channel is [`Error::ChannelClosed`] (nothing of it was applied).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let conn = carrot::BrokerConnection::connect("memory://consumer-commit-doc").await?;
+    /// let mut consumer = carrot::Consumer::builder(&conn).queue("jobs").transactional(true).build().await?;
+    /// carrot::Publisher::builder(&conn).routing_key("jobs").build().await?.send(&1).await?;
+    /// let message = consumer.fetch().await?.expect("the message");
+    /// message.ack()?;                                  // held
+    /// consumer.commit().await?;                        // applied
+    /// # Ok::<(), carrot::Error>(()) }).unwrap();
+    /// ```
+    pub async fn commit(&self) -> Result<()> {
+        self.channel.tx_commit().await.map(|_| ())
+    }
+
+    /// Drops the acks, rejects and requeues held since the last commit or rollback (AMQP's
+    /// `tx.rollback`): those messages stay unacknowledged.
+    pub async fn rollback(&self) -> Result<()> {
+        self.channel.tx_rollback().await
+    }
+
     /// Closes the channel: unacknowledged messages go back to the queue, marked redelivered.
     pub async fn close(&mut self) -> Result<()> {
         self.subscription = None;

@@ -18,6 +18,9 @@ pub struct PublisherBuilder {
     pub(super) serializer: String,
     pub(super) compression: Option<String>,
     pub(super) confirm_publish: bool,
+    /// Whether `confirm_publish` was set here (not taken from the URL).
+    pub(super) confirm_set: bool,
+    pub(super) transactional: bool,
 }
 
 impl PublisherBuilder {
@@ -87,6 +90,18 @@ impl PublisherBuilder {
     /// messages are always confirmed, so that an unroutable one is an error.
     pub fn confirm_publish(mut self, confirm: bool) -> Self {
         self.confirm_publish = confirm;
+        self.confirm_set = true;
+        self
+    }
+    /// Transactions on the publisher's channel (AMQP's `tx.select`): messages sent are held
+    /// until [`Publisher::commit`], then routed together (over sqlite:// in one SQLite
+    /// transaction: all of them or none, even through a crash), or dropped by
+    /// [`Publisher::rollback`]. The commit is the confirmation: a transactional publisher has
+    /// no publisher confirms (RabbitMQ refuses both on one channel), and refuses `mandatory`
+    /// (RabbitMQ would return such a message after the commit, apart from its send). Default
+    /// false.
+    pub fn transactional(mut self, transactional: bool) -> Self {
+        self.transactional = transactional;
         self
     }
 
@@ -99,7 +114,15 @@ impl PublisherBuilder {
             .as_deref()
             .map(super::compose::compression)
             .transpose()?;
+        if self.transactional && self.confirm_set && self.confirm_publish {
+            return Err(crate::Error::InvalidArgument(
+                "a transactional publisher has no publisher confirms (RabbitMQ refuses confirm mode on a transactional channel): its commit is the confirmation".into(),
+            ));
+        }
         let channel = self.connection.channel().await?;
+        if self.transactional {
+            channel.tx_select().await?;
+        }
         let publisher = Publisher {
             _connection: self.connection.clone(),
             channel,
@@ -110,7 +133,8 @@ impl PublisherBuilder {
             serializer: self.serializer,
             compression,
             registry,
-            confirm_publish: self.confirm_publish,
+            confirm_publish: self.confirm_publish && !self.transactional,
+            transactional: self.transactional,
             auto_declare: self.auto_declare,
             max_message_size: self.connection.max_message_size(),
         };

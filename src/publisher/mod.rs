@@ -45,6 +45,7 @@ pub struct Publisher {
     compression: Option<Compression>,
     registry: Registry,
     confirm_publish: bool,
+    transactional: bool,
     auto_declare: bool,
     max_message_size: usize,
 }
@@ -61,6 +62,8 @@ impl Publisher {
             serializer: "json".into(),
             compression: None,
             confirm_publish: connection.confirm_publish_default(),
+            confirm_set: false,
+            transactional: false,
         }
     }
 
@@ -284,6 +287,11 @@ impl Publisher {
         if let Some(headers) = message.properties.headers() {
             crate::limits::check_table("header", headers)?;
         }
+        if self.transactional && options.mandatory {
+            return Err(Error::InvalidArgument(
+                "mandatory on a transactional publisher: RabbitMQ returns such a message after the commit, apart from its send; send it with a publisher that is not transactional".into(),
+            ));
+        }
         let flags = PublishFlags {
             mandatory: options.mandatory,
             immediate: options.immediate,
@@ -299,6 +307,39 @@ impl Publisher {
         Ok(PendingConfirm {
             confirmation: Some(confirmation),
         })
+    }
+
+    /// Whether the publisher's channel is transactional (see
+    /// [`PublisherBuilder::transactional`]).
+    pub fn transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// Routes every message sent since the last commit or rollback, together (AMQP's
+    /// `tx.commit`): once it returns, the broker has them all. [`Error::PreconditionFailed`]
+    /// if the publisher is not [transactional](PublisherBuilder::transactional); on RabbitMQ,
+    /// a transaction lost with its channel is [`Error::ChannelClosed`] (nothing of it was
+    /// applied: send again and commit).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let conn = carrot::BrokerConnection::connect("memory://publisher-commit-doc").await?;
+    /// conn.declare_queue(&carrot::QueueSpec::new("jobs")).await?;
+    /// let publisher = carrot::Publisher::builder(&conn).routing_key("jobs").transactional(true).build().await?;
+    /// publisher.send(&1).await?;
+    /// publisher.send(&2).await?;
+    /// assert_eq!(conn.queue_info("jobs").await?.message_count, 0); // held
+    /// publisher.commit().await?;
+    /// assert_eq!(conn.queue_info("jobs").await?.message_count, 2);
+    /// # Ok::<(), carrot::Error>(()) }).unwrap();
+    /// ```
+    pub async fn commit(&self) -> Result<()> {
+        self.channel.tx_commit().await.map(|_| ())
+    }
+
+    /// Drops every message sent since the last commit or rollback (AMQP's `tx.rollback`).
+    pub async fn rollback(&self) -> Result<()> {
+        self.channel.tx_rollback().await
     }
 
     /// Closes the publisher's channel.

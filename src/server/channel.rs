@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use amq_protocol::frame::AMQPContentHeader;
-use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, AMQPClass};
+use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -55,6 +55,10 @@ pub(super) struct ClientChannel {
     in_flight: Arc<Semaphore>,
     /// Whether the client asked for publisher confirms.
     confirm_mode: bool,
+    /// Whether the client said tx.select; the settlements of the open transaction (tag,
+    /// multiple), to forget at its commit.
+    tx_mode: bool,
+    tx_settled: Vec<(u64, bool)>,
     published: u64,
     outstanding: Outstanding,
     consumers: HashMap<String, JoinHandle<()>>,
@@ -91,6 +95,8 @@ impl ClientChannel {
             pipeline,
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
             confirm_mode: false,
+            tx_mode: false,
+            tx_settled: Vec::new(),
             published: 0,
             outstanding: Arc::default(),
             consumers: HashMap::new(),
@@ -150,6 +156,12 @@ impl ClientChannel {
             AMQPClass::Queue(m) => answer = self.queue(m).await?.map(reply),
             AMQPClass::Basic(m) => answer = self.basic(m).await?.map(reply),
             AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => {
+                if self.tx_mode {
+                    return Err(Refusal::channel(
+                        406,
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
                 self.confirm_mode = true;
                 if !select.nowait {
                     answer = Some(reply(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
@@ -157,9 +169,7 @@ impl ClientChannel {
                     ))));
                 }
             }
-            AMQPClass::Tx(_) => {
-                return Err(Refusal::connection(540, "transactions (tx.select) are not implemented by carrot serve; use publisher confirms (confirm.select)"));
-            }
+            AMQPClass::Tx(m) => answer = Some(reply(self.tx(m).await?)),
             other => {
                 return Err(Refusal::connection(
                     503,
@@ -175,6 +185,44 @@ impl ClientChannel {
             self.out.method(channel, method).await;
         }
         Ok(After::Continue)
+    }
+
+    /// tx.select, tx.commit, tx.rollback.
+    async fn tx(&mut self, method: tx::AMQPMethod) -> Result<AMQPClass, Refusal> {
+        Ok(match method {
+            tx::AMQPMethod::Select(_) => {
+                if self.confirm_mode {
+                    return Err(Refusal::channel(
+                        406,
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                ok(self.backend.tx_select().await)?;
+                self.tx_mode = true;
+                AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {}))
+            }
+            tx::AMQPMethod::Commit(_) => {
+                let returned = ok(self.backend.tx_commit().await)?;
+                for (message, error) in returned {
+                    returned_message(&self.out, self.id, &error, &message).await;
+                }
+                for (tag, multiple) in std::mem::take(&mut self.tx_settled) {
+                    self.settled(tag, multiple);
+                }
+                AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}))
+            }
+            tx::AMQPMethod::Rollback(_) => {
+                ok(self.backend.tx_rollback().await)?;
+                self.tx_settled.clear();
+                AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {}))
+            }
+            _ => {
+                return Err(Refusal::connection(
+                    503,
+                    "unexpected tx method from a client",
+                ))
+            }
+        })
     }
 
     async fn exchange(
@@ -424,13 +472,13 @@ impl ClientChannel {
             basic::AMQPMethod::Ack(a) => {
                 let outcome = ok(self.backend.ack_pipelined(a.delivery_tag, a.multiple))?;
                 self.pending_settle(outcome, 80).await;
-                self.settled(a.delivery_tag, a.multiple);
+                self.settle_or_hold(a.delivery_tag, a.multiple);
                 None
             }
             basic::AMQPMethod::Reject(r) => {
                 let outcome = ok(self.backend.reject_pipelined(r.delivery_tag, r.requeue))?;
                 self.pending_settle(outcome, 90).await;
-                self.settled(r.delivery_tag, false);
+                self.settle_or_hold(r.delivery_tag, false);
                 None
             }
             basic::AMQPMethod::Nack(n) => {
@@ -438,7 +486,7 @@ impl ClientChannel {
                     let outcome = ok(self.backend.reject_pipelined(tag, n.requeue))?;
                     self.pending_settle(outcome, 120).await;
                 }
-                self.settled(n.delivery_tag, n.multiple);
+                self.settle_or_hold(n.delivery_tag, n.multiple);
                 None
             }
             basic::AMQPMethod::Recover(r) => {
@@ -488,6 +536,14 @@ impl ClientChannel {
             all.iter().copied().collect()
         } else {
             all.range(..=tag).copied().collect()
+        }
+    }
+
+    /// Forgets settled tags, or in a transaction, at its commit.
+    fn settle_or_hold(&mut self, tag: u64, multiple: bool) {
+        match self.tx_mode {
+            true => self.tx_settled.push((tag, multiple)),
+            false => self.settled(tag, multiple),
         }
     }
 
@@ -669,7 +725,7 @@ fn pipeline(
                 Ok(()) => true,
                 Err(e @ Error::Unroutable { .. }) => {
                     if let Some(message) = &message {
-                        returned(&out, id, &e, message).await;
+                        returned_message(&out, id, &e, message).await;
                     }
                     true
                 }
@@ -702,7 +758,7 @@ fn pipeline(
 
 /// A basic.return of a message no queue took (mandatory) or no consumer could take now
 /// (immediate).
-async fn returned(out: &Output, channel: u16, error: &Error, message: &Published) {
+async fn returned_message(out: &Output, channel: u16, error: &Error, message: &Published) {
     let Error::Unroutable {
         reply_code,
         reply_text,

@@ -59,4 +59,5 @@ blocking_twin! {
     }
 }
 blocking_twin! { mod serialization = "tests/conformance/serialization.rs"; }
+blocking_twin! { mod transactions = "tests/conformance/transactions.rs"; }
 blocking_twin! { mod urls = "tests/conformance/urls.rs"; }

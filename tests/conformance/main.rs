@@ -24,6 +24,7 @@
 //! - `bad_input.rs`: long names and header keys, oversized messages, undecodable bodies.
 //! - `confirms.rs`: confirms awaited later (`begin_send`, `send_batch`).
 //! - `consumer_end.rs`: what ends a consumer, and that only cancelling ends it normally.
+//! - `transactions.rs`: transactional publishers and consumers (`tx.select`, commit, rollback).
 //! - `builder_specs.rs`: builders given `QueueSpec` / `ExchangeSpec` declare exactly them,
 //!   keywords set one entity each, settings read back, an exclusive queue is auto-delete.
 //!
@@ -53,4 +54,5 @@ mod queue_arguments;
 mod routing;
 mod seed_api;
 mod serialization;
+mod transactions;
 mod urls;

@@ -929,6 +929,9 @@ conformance!(
         {
             deadline.tick().await;
         }
+        // Handed over by the broker is not yet received here (the last ones may still be on
+        // the wire, or in lapin): give them a moment.
+        pause(QUIET).await;
         let mut order = Vec::new();
         let mut it = set.iterconsume(Some(20));
         while let Some(message) = within("iterconsume", it.next()).await {

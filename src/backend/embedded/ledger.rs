@@ -45,6 +45,19 @@ impl<T> Ledger<T> {
         self.entries.remove(i).map(|(_, v)| v)
     }
 
+    /// The tags a settlement of `tag` covers (with `multiple`, every one up to it; 0: all),
+    /// oldest first, without settling them; `None` when `tag` is not outstanding.
+    pub(crate) fn tags(&self, tag: u64, multiple: bool) -> Option<Vec<u64>> {
+        if multiple && tag == 0 {
+            return Some(self.entries.iter().map(|(t, _)| *t).collect());
+        }
+        let i = self.entries.binary_search_by_key(&tag, |(t, _)| *t).ok()?;
+        Some(match multiple {
+            true => self.entries.range(..=i).map(|(t, _)| *t).collect(),
+            false => vec![tag],
+        })
+    }
+
     /// Settles every delivery up to and including `tag` (AMQP's `multiple`), oldest first;
     /// tag 0 settles them all. `None` (and nothing settled) when `tag` is not 0 and not
     /// outstanding, as RabbitMQ refuses it.

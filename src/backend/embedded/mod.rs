@@ -11,6 +11,7 @@ mod channel;
 mod consumers;
 mod dispatch;
 mod ledger;
+mod transaction;
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 pub(crate) use channel::{ChannelState, Unacked};
 pub(crate) use consumers::{Subscriber, Subscribers};
 pub(crate) use dispatch::{Handing, Source};
+pub(crate) use transaction::{Held as TxHeld, Settlement, Transaction};
 
 use crate::backend::{rules, DeliveryStream, Feed, Replenish};
 use crate::error::Result;
@@ -391,6 +393,18 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
             }
         }
         Ok(())
+    }
+
+    /// The outstanding tags a settlement of `tag` would cover (see `Ledger::tags`), settling
+    /// nothing: what a transaction holds. 406 for a tag that is not outstanding.
+    pub(crate) fn outstanding(&self, channel: u64, tag: u64, multiple: bool) -> Result<Vec<u64>> {
+        let ch = self
+            .channels
+            .get(&channel)
+            .ok_or_else(rules::channel_closed)?;
+        ch.unacked
+            .tags(tag, multiple)
+            .ok_or_else(|| rules::unknown_tag(tag))
     }
 
     /// Forgets a delivery that never reached its consumer (its transaction did not commit).

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::MutexGuard;
 
+use crate::backend::embedded::{Settlement, Transaction};
 use crate::backend::{
     Channel, Confirmation, Delivery, DeliveryStream, PublishFlags, Published, QueueInfo, Transport,
 };
@@ -154,6 +155,7 @@ impl Transport for MemoryConnection {
         Ok(Arc::new(MemoryChannel {
             broker: self.broker.clone(),
             id,
+            tx: parking_lot::Mutex::new(Transaction::default()),
         }))
     }
 
@@ -172,6 +174,22 @@ impl Transport for MemoryConnection {
 struct MemoryChannel {
     broker: Arc<Broker>,
     id: u64,
+    /// `tx.select` and what the transaction holds.
+    tx: parking_lot::Mutex<Transaction>,
+}
+
+impl MemoryChannel {
+    /// In a transaction, holds the settlement of `tag` (checked now) instead of applying it;
+    /// `false` outside one.
+    fn held(&self, tag: u64, multiple: bool, how: Settlement) -> Result<bool> {
+        let mut tx = self.tx.lock();
+        if !tx.is_selected() {
+            return Ok(false);
+        }
+        let outstanding = self.broker.lock().outstanding(self.id, tag, multiple)?;
+        tx.hold_settlement(tag, multiple, outstanding, how)?;
+        Ok(true)
+    }
 }
 
 impl Drop for MemoryChannel {
@@ -249,6 +267,14 @@ impl Channel for MemoryChannel {
             .unbind_exchange(self.id, destination, source, key, arguments)
     }
     async fn publish(&self, message: Arc<Published>, flags: PublishFlags) -> Result<Confirmation> {
+        {
+            let mut tx = self.tx.lock();
+            if tx.is_selected() {
+                self.broker.lock().check_publishable(self.id, &message)?;
+                tx.hold_publish(message, flags);
+                return Ok(Confirmation::Done);
+            }
+        }
         let (result, needed) = {
             let mut state = self.broker.lock();
             (state.publish(self.id, message, flags), state.sweeper_needed)
@@ -285,9 +311,15 @@ impl Channel for MemoryChannel {
         self.broker.lock().cancel(self.id, consumer_tag)
     }
     fn ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
+        if self.held(delivery_tag, multiple, Settlement::Ack)? {
+            return Ok(());
+        }
         self.broker.lock().ack(self.id, delivery_tag, multiple)
     }
     fn reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
+        if self.held(delivery_tag, false, Settlement::Reject { requeue })? {
+            return Ok(());
+        }
         self.broker.lock().reject(self.id, delivery_tag, requeue)
     }
     async fn qos(&self, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()> {
@@ -300,6 +332,23 @@ impl Channel for MemoryChannel {
     }
     async fn purge(&self, queue: &str) -> Result<u32> {
         self.broker.lock().purge(self.id, queue)
+    }
+    async fn tx_select(&self) -> Result<()> {
+        self.broker.lock().check_channel(self.id)?;
+        self.tx.lock().select();
+        Ok(())
+    }
+    async fn tx_commit(&self) -> Result<Vec<(Arc<Published>, crate::Error)>> {
+        let held = self.tx.lock().commit()?;
+        let (result, needed) = {
+            let mut state = self.broker.lock();
+            (state.apply(self.id, held), state.sweeper_needed)
+        };
+        self.broker.start_sweeper_if_needed(needed);
+        result
+    }
+    async fn tx_rollback(&self) -> Result<()> {
+        self.tx.lock().rollback()
     }
     async fn close(&self) -> Result<()> {
         self.broker.lock().close_channel(self.id);

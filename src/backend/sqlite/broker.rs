@@ -62,6 +62,9 @@ pub(super) struct Broker {
     pub(super) checkpointer: Option<Checkpointer>,
     /// Commits since the last checkpoint request.
     pub(super) commits: u32,
+    /// Commits since the broker opened (what a test of "one commit" reads).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) committed: u64,
     /// `meta.generation` when the caches were filled; any change to exchanges, queues,
     /// bindings or processes bumps it.
     pub(super) generation: i64,
@@ -109,6 +112,7 @@ impl Broker {
             wakeup,
             checkpointer: None,
             commits: 0,
+            committed: 0,
             generation: -1,
             exchanges: HashMap::default(),
             queues: HashMap::default(),

@@ -14,6 +14,7 @@ use rusqlite::params;
 use super::broker::{now_ms, Broker, ExchangeEntry, QueueEntry};
 use super::codec::{decode_extra, encode_extra};
 use crate::backend::death::{died_in, with_death};
+use crate::backend::embedded::{Settlement, TxHeld};
 use crate::backend::rules;
 use crate::backend::{Delivery, PublishFlags, Published};
 use crate::entity::DeliveryMode;
@@ -146,6 +147,44 @@ impl Broker {
             self.enqueue(&queue, message)?;
         }
         Ok(())
+    }
+
+    /// What a transactional channel checks of a publish when it holds it: its exchange exists
+    /// and takes publishers.
+    pub(super) fn check_publishable(&mut self, channel: u64, message: &Published) -> Result<()> {
+        self.layer.connection_of(channel)?;
+        if message.exchange.is_empty() {
+            return Ok(());
+        }
+        match self.exchange(&message.exchange)? {
+            Some(ex) => rules::publishable(&message.exchange, ex.spec.internal),
+            None => Err(rules::no_exchange(&message.exchange)),
+        }
+    }
+
+    /// Applies what a transaction held, in order, in this one SQLite transaction: the
+    /// mandatory messages no queue took come back; a message whose exchange went meanwhile
+    /// reaches nothing.
+    pub(super) fn apply(
+        &mut self,
+        channel: u64,
+        held: Vec<TxHeld>,
+    ) -> Result<Vec<(Arc<Published>, Error)>> {
+        let mut returned = Vec::new();
+        for op in held {
+            match op {
+                TxHeld::Publish(message, flags) => match self.publish(channel, &message, flags) {
+                    Ok(()) | Err(Error::NotFound(_)) => {}
+                    Err(e @ Error::Unroutable { .. }) => returned.push((message, e)),
+                    Err(e) => return Err(e),
+                },
+                TxHeld::Settle(tag, Settlement::Ack) => self.ack(channel, tag, false)?,
+                TxHeld::Settle(tag, Settlement::Reject { requeue }) => {
+                    self.reject(channel, tag, requeue)?
+                }
+            }
+        }
+        Ok(returned)
     }
 
     /// The queues a message reaches; [`Error::NotFound`] for a missing exchange.

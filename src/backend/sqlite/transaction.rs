@@ -49,7 +49,11 @@ impl Broker {
                     }
                 }
                 match failure {
-                    None => self.exec("COMMIT", []).err().map(|e| Failure::of(&e)),
+                    None => {
+                        let committed = self.exec("COMMIT", []);
+                        self.committed += u64::from(committed.is_ok());
+                        committed.err().map(|e| Failure::of(&e))
+                    }
                     some => some,
                 }
             }

@@ -349,6 +349,20 @@ impl Channel for AmqpChannel {
         .await
     }
 
+    async fn tx_select(&self) -> Result<()> {
+        self.select_transactions().await
+    }
+
+    async fn tx_commit(&self) -> Result<Vec<(Arc<Published>, Error)>> {
+        // Returned messages of a transaction come as basic.return, which carrot's transactional
+        // publishers do not ask for (they refuse mandatory).
+        self.end_transaction(true).await.map(|()| Vec::new())
+    }
+
+    async fn tx_rollback(&self) -> Result<()> {
+        self.end_transaction(false).await
+    }
+
     async fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

@@ -42,6 +42,9 @@ struct Current {
     /// The link epoch (connection) the channel belongs to.
     epoch: u64,
     confirms: bool,
+    /// `tx.select` was said: a new channel says it again. The generation the open
+    /// transaction began on: a commit on a later one finds its transaction lost.
+    transaction: Option<u64>,
     /// basic.qos settings, reapplied on a new channel: (per consumer, per channel).
     prefetch: (Option<u16>, Option<u16>),
 }
@@ -115,6 +118,7 @@ impl AmqpChannel {
                 generation: 0,
                 epoch: 0,
                 confirms: false,
+                transaction: None,
                 prefetch: (None, None),
             }),
             reopening: tokio::sync::Mutex::new(()),
@@ -175,10 +179,11 @@ impl AmqpChannel {
     /// Opens a channel on `connection` with the confirm mode and qos of the one it replaces;
     /// `None` when the connection was lost meanwhile (then try again after the recovery).
     async fn reopen(&self, connection: &lapin::Connection, epoch: u64) -> Result<Option<Handle>> {
-        let (confirms, prefetch, first) = {
+        let (confirms, transactional, prefetch, first) = {
             let current = self.lock();
             (
                 current.confirms,
+                current.transaction.is_some(),
                 current.prefetch,
                 current.channel.is_none(),
             )
@@ -201,6 +206,14 @@ impl AmqpChannel {
                     epoch,
                     channel.confirm_select(ConfirmSelectOptions::default()),
                 )
+                .await?
+                .is_none()
+        {
+            return Ok(None);
+        }
+        if transactional
+            && self
+                .attempt("tx.select", epoch, channel.tx_select())
                 .await?
                 .is_none()
         {
@@ -302,6 +315,60 @@ impl AmqpChannel {
             current.confirms = true;
         }
         Ok(Some(current.confirms))
+    }
+
+    /// `tx.select` on the current channel (and on every channel that replaces it).
+    pub(super) async fn select_transactions(&self) -> Result<()> {
+        let ((), generation) = self
+            .run_counted("tx.select", |ch| async move { ch.tx_select().await })
+            .await?;
+        self.lock().transaction = Some(generation);
+        Ok(())
+    }
+
+    /// `tx.commit` or `tx.rollback` (`commit`: which) of the open transaction. One begun on a
+    /// channel since replaced (the broker closed it, or the connection was lost) was lost
+    /// with it: a commit is then an error (nothing of it was applied), a rollback has nothing
+    /// left to do; the next transaction begins on the current channel either way.
+    pub(super) async fn end_transaction(&self, commit: bool) -> Result<()> {
+        let began = self.lock().transaction;
+        let Some(began) = began else {
+            return Err(Error::PreconditionFailed(
+                "channel is not transactional".into(),
+            ));
+        };
+        let handle = self.channel().await?;
+        if handle.generation != began {
+            self.lock().transaction = Some(handle.generation);
+            if !commit {
+                return Ok(());
+            }
+            return Err(Error::ChannelClosed {
+                reply_code: None,
+                reply_text: "the transaction was lost with its channel (closed by the broker, or lost with the connection): nothing of it was applied; do it again and commit".into(),
+                source: None,
+            });
+        }
+        let (what, ended) = match commit {
+            true => (
+                "tx.commit",
+                self.attempt("tx.commit", handle.epoch, handle.channel.tx_commit())
+                    .await?,
+            ),
+            false => (
+                "tx.rollback",
+                self.attempt("tx.rollback", handle.epoch, handle.channel.tx_rollback())
+                    .await?,
+            ),
+        };
+        match ended {
+            Some(()) => Ok(()),
+            None => Err(Error::ChannelClosed {
+                reply_code: None,
+                reply_text: format!("{what}: the connection was lost before the broker answered; the transaction may or may not have been applied"),
+                source: None,
+            }),
+        }
     }
 
     /// The channel a delivery tag belongs to, and the tag lapin knows; refused when the

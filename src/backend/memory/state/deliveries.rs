@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{millis_since, Held, QueueSource, State};
+use crate::backend::embedded::{Settlement, TxHeld};
 use crate::backend::memory::queue::NEVER;
 use crate::backend::rules;
 use crate::backend::{Delivery, DeliveryStream, PublishFlags, Published, Replenish};
@@ -50,6 +51,64 @@ impl State {
         }
         self.route_buffer = targets;
         result
+    }
+
+    /// Whether the channel is open (what `tx.select` checks).
+    pub(in crate::backend::memory) fn check_channel(&self, channel: u64) -> Result<()> {
+        self.layer.connection_of(channel).map(|_| ())
+    }
+
+    /// What a transactional channel checks of a publish when it holds it: its exchange exists
+    /// and takes publishers.
+    pub(in crate::backend::memory) fn check_publishable(
+        &self,
+        channel: u64,
+        message: &Published,
+    ) -> Result<()> {
+        self.layer.connection_of(channel)?;
+        if message.exchange.is_empty() {
+            return Ok(());
+        }
+        match self.exchanges.get(&*message.exchange) {
+            Some(ex) => rules::publishable(&message.exchange, ex.spec.internal),
+            None => Err(rules::no_exchange(&message.exchange)),
+        }
+    }
+
+    /// The outstanding deliveries a settlement of `tag` covers (for a transaction to hold).
+    pub(in crate::backend::memory) fn outstanding(
+        &self,
+        channel: u64,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<Vec<u64>> {
+        self.layer.outstanding(channel, tag, multiple)
+    }
+
+    /// Applies what a transaction held, in order: the mandatory messages no queue took come
+    /// back; a message whose exchange went meanwhile reaches nothing.
+    pub(in crate::backend::memory) fn apply(
+        &mut self,
+        channel: u64,
+        held: Vec<TxHeld>,
+    ) -> Result<Vec<(Arc<Published>, Error)>> {
+        let mut returned = Vec::new();
+        for op in held {
+            match op {
+                TxHeld::Publish(message, flags) => {
+                    match self.publish(channel, message.clone(), flags) {
+                        Ok(()) | Err(Error::NotFound(_)) => {}
+                        Err(e @ Error::Unroutable { .. }) => returned.push((message, e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                TxHeld::Settle(tag, Settlement::Ack) => self.ack(channel, tag, false)?,
+                TxHeld::Settle(tag, Settlement::Reject { requeue }) => {
+                    self.reject(channel, tag, requeue)?
+                }
+            }
+        }
+        Ok(returned)
     }
 
     /// The queues a message reaches; [`Error::NotFound`] for a missing exchange.
