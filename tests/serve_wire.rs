@@ -428,3 +428,44 @@ fn transactions_are_answered_as_rabbitmq_answers_them() {
         1,
     );
 }
+
+#[test]
+fn a_consumer_priority_that_is_not_an_integer_is_refused() {
+    let queue = unique("wire", "priority");
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-priority".into(),
+        amq_protocol::types::AMQPValue::LongString("high".into()),
+    );
+    same_as_rabbitmq(
+        "x-priority",
+        &[
+            Step::Method(
+                1,
+                AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                    queue: queue.as_str().into(),
+                    passive: false,
+                    durable: false,
+                    exclusive: false,
+                    auto_delete: true,
+                    nowait: false,
+                    arguments: FieldTable::default(),
+                })),
+            ),
+            Step::Reply,
+            Step::Method(
+                1,
+                AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                    queue: queue.as_str().into(),
+                    consumer_tag: "probe".into(),
+                    no_local: false,
+                    no_ack: false,
+                    exclusive: false,
+                    nowait: false,
+                    arguments,
+                })),
+            ),
+        ],
+        1,
+    );
+}

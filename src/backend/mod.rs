@@ -235,13 +235,16 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
     /// [`Error::ConsumerCancelled`](crate::Error::ConsumerCancelled) when the broker cancels
     /// the consumer (its queue deleted). With `exclusive`, refused (403) if the queue has other
     /// consumers, and other consumers are refused while it lasts; a tag already used on the
-    /// channel is 406.
+    /// channel is 406. `priority` is RabbitMQ's consumer priority (`x-priority`, default 0):
+    /// the consumers of the highest priority that have room take the messages (round robin
+    /// among them), lower ones only what those cannot take now.
     async fn consume(
         &self,
         queue: &str,
         consumer_tag: &str,
         no_ack: bool,
         exclusive: bool,
+        priority: i32,
     ) -> Result<(Arc<str>, DeliveryStream)>;
     /// `basic.cancel`: ends the consumer's stream; its unacknowledged deliveries stay so (they
     /// are acknowledged or rejected as before, or go back when the channel closes). An unknown

@@ -48,6 +48,7 @@ impl ConsumerBuilder {
         binding_arguments(arguments: FieldTable);
         consumer_tag(tag: impl Into<String>);
         transactional(transactional: bool);
+        priority(priority: i32);
         callback(callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static);
         on_decode_error(handler: impl FnMut(&Message, &Error) + Send + 'static);
     }
@@ -99,6 +100,7 @@ impl Consumer {
         accept -> Option<&[String]>;
         consumer_tag -> Option<&str>;
         transactional -> bool;
+        priority -> i32;
     }
 
     /// See [`crate::Consumer::declare`].

@@ -25,6 +25,7 @@ pub(crate) struct ConsumerSettings {
     pub(crate) consumer_tag: String,
     pub(crate) accept: Option<Arc<[String]>>,
     pub(crate) transactional: bool,
+    pub(crate) priority: i32,
 }
 
 impl Default for ConsumerSettings {
@@ -41,6 +42,7 @@ impl Default for ConsumerSettings {
             consumer_tag: String::new(),
             accept: None,
             transactional: false,
+            priority: 0,
         }
     }
 }
@@ -102,6 +104,15 @@ impl ConsumerBuilder {
             settings,
             handlers: Handlers::default(),
         }
+    }
+
+    /// RabbitMQ's consumer priority (`x-priority`, default 0), on every broker: the consumers
+    /// of a queue with the highest priority that have room in their prefetch window take its
+    /// messages (round robin among them); lower ones take only what those cannot take now.
+    /// On sqlite://, consumers in other processes compete as before.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.settings.priority = priority;
+        self
     }
 
     /// Transactions on the consumer's channel (AMQP's `tx.select`): acks, rejects and

@@ -223,6 +223,7 @@ impl Consumer {
                     &self.settings.consumer_tag,
                     self.settings.no_ack,
                     false,
+                    self.settings.priority,
                 )
                 .await?;
             self.subscription = Some(subscription);
@@ -429,6 +430,11 @@ impl Consumer {
             self.channel.cancel(&tag).await?;
         }
         Ok(())
+    }
+
+    /// Its consumer priority (see [`ConsumerBuilder::priority`]).
+    pub fn priority(&self) -> i32 {
+        self.settings.priority
     }
 
     /// Whether the consumer's channel is transactional (see

@@ -398,6 +398,7 @@ impl ClientChannel {
                 Some(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
             }
             basic::AMQPMethod::Consume(c) => {
+                let priority = consumer_priority(c.queue.as_str(), &c.arguments)?;
                 let (tag, deliveries) = ok(self
                     .backend
                     .consume(
@@ -405,6 +406,7 @@ impl ClientChannel {
                         c.consumer_tag.as_str(),
                         c.no_ack,
                         c.exclusive,
+                        priority,
                     )
                     .await)?;
                 if !c.nowait {
@@ -684,6 +686,55 @@ impl Drop for ClientChannel {
         }
         self.backend.shutdown();
     }
+}
+
+/// The consumer priority of basic.consume's arguments (`x-priority`, an integer; 0 without),
+/// refused as RabbitMQ refuses another type.
+fn consumer_priority(
+    queue: &str,
+    arguments: &amq_protocol::types::FieldTable,
+) -> Result<i32, Refusal> {
+    use amq_protocol::types::AMQPValue;
+    let Some(value) = arguments
+        .inner()
+        .iter()
+        .find(|(k, _)| k.as_str() == "x-priority")
+        .map(|(_, v)| v)
+    else {
+        return Ok(0);
+    };
+    let priority = match value {
+        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongLongInt(n) => Some(*n),
+        _ => None,
+    };
+    let kind = match value {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) => "shortstr",
+        AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+        _ => "an integer out of range",
+    };
+    priority.and_then(|p| i32::try_from(p).ok()).ok_or_else(|| {
+        Refusal::channel(
+            406,
+            format!(
+                "invalid arg 'x-priority' for queue '{queue}' in vhost '/': \"expected integer, got {kind}\""
+            ),
+        )
+    })
 }
 
 /// What a channel's pipeline task settles, in the order the client sent it.

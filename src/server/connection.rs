@@ -549,6 +549,7 @@ fn start() -> connection::Start {
         "per_consumer_qos",
         "authentication_failure_close",
         "exchange_exchange_bindings",
+        "consumer_priorities",
     ] {
         capabilities.insert(name.into(), AMQPValue::Boolean(true));
     }

@@ -817,3 +817,40 @@ conformance!(
         Ok(())
     }
 );
+
+// RabbitMQ's consumer priorities (`x-priority`): the highest priority with room takes the
+// messages; a lower one takes what it cannot take now.
+conformance!(
+    consumers_of_a_higher_priority_are_served_first,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut low = t.consumer(&conn).build().await?;
+        let mut high = t.reader(&conn).priority(10).build().await?;
+        assert_eq!((low.priority(), high.priority()), (0, 10));
+        high.qos(carrot::Qos::new().prefetch_count(2)).await?;
+        low.qos(carrot::Qos::new().prefetch_count(10)).await?;
+        high.consume().await?;
+        low.consume().await?;
+        let publisher = t.publisher(&conn).build().await?;
+        for n in 1..=5 {
+            publisher.send(&n).await?;
+        }
+        let first = next(&mut high).await;
+        let second = next(&mut high).await;
+        assert_eq!((num(&first), num(&second)), (1, 2));
+        assert_quiet(&mut high).await;
+        let mut rest = Vec::new();
+        for _ in 0..3 {
+            let message = next(&mut low).await;
+            rest.push(num(&message));
+            message.ack()?;
+        }
+        assert_eq!(rest, vec![3, 4, 5]);
+        // Room again at the higher priority: it takes the next message.
+        first.ack()?;
+        publisher.send(&6).await?;
+        assert_eq!(num(&next(&mut high).await), 6);
+        assert_quiet(&mut low).await;
+        Ok(())
+    }
+);

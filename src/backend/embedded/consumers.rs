@@ -1,4 +1,5 @@
-//! The consumers of one queue (in this process), served round robin.
+//! The consumers of one queue (in this process), highest priority first (RabbitMQ's consumer
+//! priorities, `x-priority`), served round robin within a priority.
 
 use std::sync::Arc;
 
@@ -11,6 +12,8 @@ pub(crate) struct Subscriber {
     pub(crate) channel: u64,
     pub(crate) no_ack: bool,
     pub(crate) exclusive: bool,
+    /// Its priority (`x-priority`, default 0).
+    pub(crate) priority: i32,
     /// Its prefetch window (qos with global = false when it was created); 0: unlimited.
     pub(crate) prefetch: u16,
     /// Its deliveries not settled yet.
@@ -46,6 +49,7 @@ impl Subscriber {
 pub(crate) struct Subscribers {
     /// The queue's name, shared by the deliveries' records.
     pub(crate) queue: Arc<str>,
+    /// Highest priority first; in subscription order within a priority.
     pub(crate) list: Vec<Subscriber>,
     /// Round-robin position.
     pub(crate) next: usize,
@@ -58,6 +62,26 @@ impl Subscribers {
             list: Vec::new(),
             next: 0,
         }
+    }
+
+    /// Adds a consumer after those of its priority and higher.
+    pub(crate) fn add(&mut self, subscriber: Subscriber) {
+        let at = self
+            .list
+            .partition_point(|s| s.priority >= subscriber.priority);
+        self.list.insert(at, subscriber);
+    }
+
+    /// The consumers of each priority, highest first, as ranges of `list`.
+    pub(crate) fn priorities(&self) -> Vec<std::ops::Range<usize>> {
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        for (i, s) in self.list.iter().enumerate() {
+            match groups.last_mut() {
+                Some(g) if self.list[g.start].priority == s.priority => g.end = i + 1,
+                _ => groups.push(i..i + 1),
+            }
+        }
+        groups
     }
 
     pub(crate) fn find_mut(&mut self, channel: u64, tag: &str) -> Option<&mut Subscriber> {

@@ -1,5 +1,6 @@
-//! Handing ready messages to consumers: round robin among those with credit, within each
-//! consumer's prefetch window and its channel's window, never to a channel whose flow is off.
+//! Handing ready messages to consumers: to those of the highest priority with credit, round
+//! robin among them, within each consumer's prefetch window and its channel's window, never to
+//! a channel whose flow is off; a lower priority takes what the higher ones cannot take now.
 
 use std::hash::Hash;
 
@@ -102,11 +103,31 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
         let Some(subs) = self.consumers.get_mut(queue) else {
             return done;
         };
-        let n = subs.list.len();
+        for group in subs.priorities() {
+            if !self.hand_out_to(queue, group, source, &mut done) {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Hands messages to the consumers `group` of `queue` (one priority) until none of them
+    /// has credit (true: a lower priority may take the rest) or `source` runs dry (false).
+    fn hand_out_to<S: Source<C, X>>(
+        &mut self,
+        queue: &str,
+        group: std::ops::Range<usize>,
+        source: &mut S,
+        done: &mut Dispatched,
+    ) -> bool {
+        let Some(subs) = self.consumers.get_mut(queue) else {
+            return false;
+        };
+        let n = group.len();
         let mut idle = 0;
         while idle < n {
             // The turn passes on only when used or declined, not when the queue ran dry.
-            let i = subs.next % n;
+            let i = group.start + subs.next % n;
             let s = &mut subs.list[i];
             let ready = match self.channels.get_mut(&s.channel) {
                 Some(ch) if !s.gone && ch.flow && s.has_credit() && (s.no_ack || !ch.is_full()) => {
@@ -119,7 +140,9 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
                 idle += 1;
                 continue;
             };
-            let Some(message) = source.next() else { break };
+            let Some(message) = source.next() else {
+                return false;
+            };
             subs.next = subs.next.wrapping_add(1);
             idle = 0;
             let handing = Handing {
@@ -151,6 +174,6 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
                 }
             }
         }
-        done
+        true
     }
 }

@@ -233,15 +233,15 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
         Ok(tag)
     }
 
-    /// Adds a consumer (its tag from [`consumer_tag`](Self::consumer_tag)); its window is the
-    /// channel's consumer prefetch now. The queue is then worth a dispatch.
+    /// Adds a consumer (its tag from [`consumer_tag`](Self::consumer_tag)) with its no_ack,
+    /// exclusive and priority; its window is the channel's consumer prefetch now. The queue is
+    /// then worth a dispatch.
     pub(crate) fn subscribe(
         &mut self,
         channel: u64,
         queue: &Arc<str>,
         tag: Arc<str>,
-        no_ack: bool,
-        exclusive: bool,
+        (no_ack, exclusive, priority): (bool, bool, i32),
         replenish: Replenish,
     ) -> Result<DeliveryStream> {
         let prefetch = self.channel_mut(channel)?.consumer_prefetch;
@@ -249,12 +249,12 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
         self.consumers
             .entry(queue.clone())
             .or_insert_with(|| Subscribers::new(queue.clone()))
-            .list
-            .push(Subscriber {
+            .add(Subscriber {
                 tag,
                 channel,
                 no_ack,
                 exclusive,
+                priority,
                 prefetch,
                 unacked: 0,
                 feed,

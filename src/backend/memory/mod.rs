@@ -296,6 +296,7 @@ impl Channel for MemoryChannel {
         consumer_tag: &str,
         no_ack: bool,
         exclusive: bool,
+        priority: i32,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let broker = Arc::downgrade(&self.broker);
         let replenish: crate::backend::Replenish = Arc::new(move |queue: Arc<str>| {
@@ -303,9 +304,13 @@ impl Channel for MemoryChannel {
                 broker.lock().replenish(&queue);
             }
         });
-        self.broker
-            .lock()
-            .consume(self.id, queue, consumer_tag, no_ack, exclusive, replenish)
+        self.broker.lock().consume(
+            self.id,
+            queue,
+            consumer_tag,
+            (no_ack, exclusive, priority),
+            replenish,
+        )
     }
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {
         self.broker.lock().cancel(self.id, consumer_tag)

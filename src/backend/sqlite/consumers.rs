@@ -167,8 +167,7 @@ impl Broker {
         channel: u64,
         queue: &str,
         tag: &str,
-        no_ack: bool,
-        exclusive: bool,
+        (no_ack, exclusive, priority): (bool, bool, i32),
         replenish: crate::backend::Replenish,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let connection = self.layer.connection_of(channel)?;
@@ -189,9 +188,13 @@ impl Broker {
         if q.limits.expires.is_some() {
             self.touch(queue)?;
         }
-        let rx =
-            self.layer
-                .subscribe(channel, &q.name, tag.clone(), no_ack, exclusive, replenish)?;
+        let rx = self.layer.subscribe(
+            channel,
+            &q.name,
+            tag.clone(),
+            (no_ack, exclusive, priority),
+            replenish,
+        )?;
         self.dirty.insert(q.name.clone());
         Ok((tag, rx))
     }

@@ -333,6 +333,7 @@ impl Channel for SqliteChannel {
         consumer_tag: &str,
         no_ack: bool,
         exclusive: bool,
+        priority: i32,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let (id, queue, tag) = (self.id, queue.to_string(), consumer_tag.to_string());
         let engine = Arc::downgrade(&self.engine);
@@ -345,7 +346,7 @@ impl Channel for SqliteChannel {
             }
         });
         self.engine
-            .call(move |b| b.consume(id, &queue, &tag, no_ack, exclusive, replenish))
+            .call(move |b| b.consume(id, &queue, &tag, (no_ack, exclusive, priority), replenish))
             .await
     }
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {

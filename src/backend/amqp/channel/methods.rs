@@ -262,8 +262,10 @@ impl Channel for AmqpChannel {
         consumer_tag: &str,
         no_ack: bool,
         exclusive: bool,
+        priority: i32,
     ) -> Result<(Arc<str>, DeliveryStream)> {
-        self.subscribe(queue, consumer_tag, no_ack, exclusive).await
+        self.subscribe(queue, consumer_tag, no_ack, exclusive, priority)
+            .await
     }
 
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {

@@ -32,6 +32,8 @@ pub(in crate::backend::amqp) struct Subscription {
     tag: Arc<str>,
     no_ack: bool,
     exclusive: bool,
+    /// Its consumer priority (`x-priority`), kept for resuming.
+    priority: i32,
     /// Ended by the application (cancel, close, drop).
     ended: AtomicBool,
 }
@@ -60,9 +62,10 @@ impl AmqpChannel {
         consumer_tag: &str,
         no_ack: bool,
         exclusive: bool,
+        priority: i32,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let (consumer, generation, queue) = self
-            .basic_consume(queue, consumer_tag, no_ack, exclusive)
+            .basic_consume(queue, consumer_tag, no_ack, exclusive, priority)
             .await?;
         let tag: Arc<str> = consumer.tag().as_str().into();
         let subscription = Arc::new(Subscription {
@@ -70,6 +73,7 @@ impl AmqpChannel {
             tag: tag.clone(),
             no_ack,
             exclusive,
+            priority,
             ended: AtomicBool::new(false),
         });
         self.subscriptions
@@ -98,6 +102,7 @@ impl AmqpChannel {
         tag: &str,
         no_ack: bool,
         exclusive: bool,
+        priority: i32,
     ) -> Result<(lapin::Consumer, u64, String)> {
         convert::short(queue, "the queue name")?;
         let tag = convert::short(tag, "the consumer tag")?;
@@ -106,12 +111,20 @@ impl AmqpChannel {
             exclusive,
             ..Default::default()
         };
+        let mut arguments = LapinTable::default();
+        if priority != 0 {
+            arguments.insert(
+                "x-priority".into(),
+                lapin::types::AMQPValue::LongInt(priority),
+            );
+        }
         let ((consumer, queue), generation) = self
             .run_counted("basic.consume", |ch| {
                 // Resolved once the channel is there: the recovery may have renamed the queue.
-                let (queue, tag) = (self.link.resolve(queue), tag.clone());
+                let (queue, tag, arguments) =
+                    (self.link.resolve(queue), tag.clone(), arguments.clone());
                 async move {
-                    ch.basic_consume(queue.as_str().into(), tag, options, LapinTable::default())
+                    ch.basic_consume(queue.as_str().into(), tag, options, arguments)
                         .await
                         .map(|consumer| (consumer, queue))
                 }
@@ -241,6 +254,7 @@ async fn resume(
             &subscription.tag,
             subscription.no_ack,
             subscription.exclusive,
+            subscription.priority,
         )
         .await?;
     *subscription.queue.lock().unwrap_or_else(|p| p.into_inner()) = queue;

@@ -223,17 +223,20 @@ impl State {
         channel: u64,
         queue: &str,
         tag: &str,
-        no_ack: bool,
-        exclusive: bool,
+        (no_ack, exclusive, priority): (bool, bool, i32),
         replenish: Replenish,
     ) -> Result<(Arc<str>, DeliveryStream)> {
         let name = self.usable_queue(channel, queue)?.name.clone();
         let current = self.layer.consumers_of(&name).iter().map(|s| s.exclusive);
         rules::consumer_admission(queue, exclusive, current)?;
         let tag = self.layer.consumer_tag(channel, tag)?;
-        let rx = self
-            .layer
-            .subscribe(channel, &name, tag.clone(), no_ack, exclusive, replenish)?;
+        let rx = self.layer.subscribe(
+            channel,
+            &name,
+            tag.clone(),
+            (no_ack, exclusive, priority),
+            replenish,
+        )?;
         let now = self.now();
         if let Some(q) = self.queues.get_mut(&name) {
             q.had_subscriber = true;
