@@ -529,3 +529,43 @@ fn a_client_that_misses_two_heartbeats_is_disconnected() {
     }
     raw.open_channel(1);
 }
+
+#[test]
+fn direct_reply_to_works_and_is_refused_as_on_rabbitmq() {
+    let Some(python) = python() else { return };
+    let Some(rabbitmq) = amqp_support::setting("CARROT_TEST_AMQP_URL", "RabbitMQ, the reference")
+    else {
+        return;
+    };
+    let run = |url: &str| {
+        let out = Command::new(&python)
+            .args([
+                CLIENTS,
+                "rpc",
+                "--url",
+                url,
+                "--queue",
+                &unique("serve", "rpc"),
+            ])
+            .output()
+            .expect("serve_clients.py runs");
+        assert!(
+            out.status.success(),
+            "rpc on {url}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let reference = run(&rabbitmq);
+    assert!(reference.contains("reply: [b'pong:ping']"), "{reference}");
+    let file = sqlite_file("rpc");
+    for url in [
+        "memory://serve-rpc".to_string(),
+        format!("sqlite://{}", file.display()),
+    ] {
+        let served = Served::start(&url);
+        assert_eq!(run(&served.url()), reference, "{url} differs from RabbitMQ");
+    }
+    remove(&file);
+}

@@ -78,6 +78,8 @@ pub(crate) fn limits(spec: &QueueSpec, backend: &str) -> Result<Limits> {
         match key.as_str() {
             "x-max-priority" | "x-max-length" | "x-message-ttl" | "x-expires"
             | "x-dead-letter-exchange" | "x-dead-letter-routing-key" => {}
+            // The queue behind a direct reply-to address (`rules::REPLY_QUEUE`).
+            k if k == super::rules::REPLY_QUEUE && spec.name.starts_with("amq.rabbitmq.reply-to.") => {}
             "x-queue-type" => match spec.arguments[key].as_str() {
                 Some("classic") => {}
                 Some("quorum") if spec.durable && !spec.exclusive && !spec.auto_delete => {}

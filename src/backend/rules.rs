@@ -263,12 +263,19 @@ pub(crate) fn server_named(
     Ok(spec)
 }
 
+/// The argument that marks the queue behind a direct reply-to address (`carrot serve`), whose
+/// name is reserved to the broker: only such a queue may take it.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
+pub(crate) const REPLY_QUEUE: &str = "x-carrot-direct-reply-to";
+
 /// Refuses a passive declaration of a missing queue, and a new queue with a reserved name.
 fn queue_creation(spec: &QueueSpec, passive: bool) -> Result<()> {
     if passive {
         return Err(no_queue(&spec.name));
     }
-    if spec.name.starts_with("amq.") && !spec.name.starts_with("amq.gen-") {
+    let reply_queue =
+        spec.name.starts_with("amq.rabbitmq.reply-to.") && spec.arguments.contains_key(REPLY_QUEUE);
+    if spec.name.starts_with("amq.") && !spec.name.starts_with("amq.gen-") && !reply_queue {
         return Err(Error::AccessRefused(format!(
             "queue name '{}' contains reserved prefix 'amq.*'",
             spec.name

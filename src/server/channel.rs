@@ -20,6 +20,13 @@ use crate::error::Error;
 /// Publishes and settlements a channel may have waiting for their commit.
 const IN_FLIGHT: usize = 1024;
 
+/// RabbitMQ's direct reply-to: consuming from this pseudo-queue (no-ack) gives the channel an
+/// address, `amq.rabbitmq.reply-to.<token>`, that a publish with this `reply_to` carries
+/// instead; a reply published to the default exchange with the address as its routing key
+/// comes back to that consumer. Here the address is the name of an exclusive, auto-delete
+/// queue of the channel's connection, consumed by that consumer (so it goes with it).
+const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
 /// Delivery tags handed out on the channel and not yet settled (for `multiple` and recover).
 type Outstanding = Arc<Mutex<BTreeSet<u64>>>;
 
@@ -70,6 +77,8 @@ pub(super) struct ClientChannel {
     replying: Arc<tokio::sync::Mutex<()>>,
     /// Whether the client takes basic.cancel from the server (`consumer_cancel_notify`).
     cancel_notify: bool,
+    /// The direct reply-to consumer's tag and the channel's reply address.
+    reply_to: Option<(String, String)>,
 }
 
 fn ok<M>(result: Result<M, Error>) -> Result<M, Refusal> {
@@ -104,6 +113,7 @@ impl ClientChannel {
             metrics,
             replying: Arc::default(),
             cancel_notify,
+            reply_to: None,
         }
     }
 
@@ -307,6 +317,16 @@ impl ClientChannel {
 
     async fn queue(&mut self, method: queue::AMQPMethod) -> Result<Option<AMQPClass>, Refusal> {
         Ok(match method {
+            // The direct reply-to pseudo-queue always exists (RabbitMQ counts one consumer).
+            queue::AMQPMethod::Declare(d) if d.queue.as_str() == REPLY_TO => {
+                (!d.nowait).then(|| {
+                    AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                        queue: REPLY_TO.into(),
+                        message_count: 0,
+                        consumer_count: 1,
+                    }))
+                })
+            }
             queue::AMQPMethod::Declare(d) => {
                 let mut spec = QueueSpec::new(d.queue.as_str());
                 spec.durable = d.durable;
@@ -399,16 +419,32 @@ impl ClientChannel {
             }
             basic::AMQPMethod::Consume(c) => {
                 let priority = consumer_priority(c.queue.as_str(), &c.arguments)?;
-                let (tag, deliveries) = ok(self
+                let queue = match c.queue.as_str() {
+                    REPLY_TO => self.reply_queue(c.no_ack).await?,
+                    other => other.to_string(),
+                };
+                let consumed = self
                     .backend
                     .consume(
-                        c.queue.as_str(),
+                        &queue,
                         c.consumer_tag.as_str(),
                         c.no_ack,
                         c.exclusive,
                         priority,
                     )
-                    .await)?;
+                    .await;
+                let (tag, deliveries) = match consumed {
+                    Ok(consumed) => consumed,
+                    Err(e) => {
+                        if c.queue.as_str() == REPLY_TO {
+                            let _ = self.backend.delete_queue(&queue, false, false).await;
+                        }
+                        return Err(Refusal::of(&e));
+                    }
+                };
+                if c.queue.as_str() == REPLY_TO {
+                    self.reply_to = Some((tag.to_string(), queue));
+                }
                 if !c.nowait {
                     self.out
                         .method(
@@ -433,6 +469,13 @@ impl ClientChannel {
             }
             basic::AMQPMethod::Cancel(c) => {
                 ok(self.backend.cancel(c.consumer_tag.as_str()).await)?;
+                if let Some((tag, queue)) = self.reply_to.take() {
+                    if tag == c.consumer_tag.as_str() {
+                        let _ = self.backend.delete_queue(&queue, false, false).await;
+                    } else {
+                        self.reply_to = Some((tag, queue));
+                    }
+                }
                 self.consumers.remove(c.consumer_tag.as_str());
                 (!c.nowait).then(|| {
                     AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
@@ -645,9 +688,45 @@ impl ClientChannel {
         })
     }
 
+    /// The queue behind the channel's direct reply-to address, made now: refused as RabbitMQ
+    /// refuses a reply consumer that acknowledges, or a second one on the channel.
+    async fn reply_queue(&mut self, no_ack: bool) -> Result<String, Refusal> {
+        if !no_ack {
+            return Err(Refusal::channel(406, "reply consumer cannot acknowledge"));
+        }
+        if self.reply_to.is_some() {
+            return Err(Refusal::channel(406, "reply consumer already set"));
+        }
+        let token = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u16(self.id);
+            h.finish()
+        };
+        let address = format!("{REPLY_TO}.{token:016x}");
+        let mut spec = QueueSpec::new(&address).durable(false).exclusive(true);
+        spec.auto_delete = true;
+        spec.arguments
+            .insert(crate::backend::rules::REPLY_QUEUE.into(), true.into());
+        ok(self.backend.declare_queue(&spec, false).await)?;
+        Ok(address)
+    }
+
     /// Publishes a complete message without waiting for its commit (sqlite): its outcome
     /// (and in confirm mode its confirm) follows in order, through the pipeline.
-    pub(super) async fn publish(&mut self, message: Incoming2) -> After {
+    pub(super) async fn publish(&mut self, mut message: Incoming2) -> After {
+        if message.message.properties.reply_to() == Some(REPLY_TO) {
+            let Some((_, address)) = &self.reply_to else {
+                return After::Refuse(Refusal::channel(406, "fast reply consumer does not exist"));
+            };
+            let original = &message.message;
+            message.message = Arc::new(Published {
+                body: original.body.clone(),
+                properties: original.properties.clone().with_reply_to(address.clone()),
+                exchange: original.exchange.clone(),
+                routing_key: original.routing_key.clone(),
+            });
+        }
         let mut flags = message.flags;
         flags.confirm = true;
         let result = self.backend.publish(message.message.clone(), flags).await;

@@ -550,6 +550,7 @@ fn start() -> connection::Start {
         "authentication_failure_close",
         "exchange_exchange_bindings",
         "consumer_priorities",
+        "direct_reply_to",
     ] {
         capabilities.insert(name.into(), AMQPValue::Boolean(true));
     }

@@ -6,6 +6,12 @@
         (returned), basic_publish + basic_get, basic_consume, basic_nack with requeue (the
         message comes again, redelivered), basic_ack; exits 0 and prints "ok" when all hold.
 
+    serve_clients.py rpc --url URL --queue Q
+        pika and RabbitMQ's direct reply-to (amq.rabbitmq.reply-to): the misuses refused
+        (a publish with it and no reply consumer, a reply consumer that acknowledges, a second
+        one), the pseudo-queue declared passively, and a request answered on the address the
+        server saw; prints what happened, line by line, to compare with RabbitMQ's.
+
     serve_clients.py kombu --url URL --queue Q
         kombu's SimpleQueue (put / get / ack / qsize; then put, get, clear and queue.delete
         while its consumer is there, which needs queue.delete-ok before the consumer's
@@ -70,6 +76,51 @@ def pika_client(url, queue):
     connection.close()
 
 
+def rpc_client(url, queue):
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    try:
+        channel.basic_publish("", queue, b"x", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
+        channel.queue_declare("amq.rabbitmq.reply-to", passive=True)
+        print("publish without a reply consumer: accepted")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        print("publish without a reply consumer:", e.reply_code, e.reply_text)
+        channel = connection.channel()
+    try:
+        channel.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=False)
+        print("reply consumer with acks: accepted")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        print("reply consumer with acks:", e.reply_code, e.reply_text)
+        channel = connection.channel()
+    declared = channel.queue_declare("amq.rabbitmq.reply-to", passive=True).method
+    print("passive declare:", declared.queue, declared.message_count, declared.consumer_count)
+    server = connection.channel()
+    server.queue_declare(queue, auto_delete=True)
+    replies = []
+    channel.basic_consume("amq.rabbitmq.reply-to", lambda c, m, p, b: replies.append(b), auto_ack=True)
+    channel.basic_publish("", queue, b"ping", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
+    deadline = time.monotonic() + 10
+    method, props, body = server.basic_get(queue, auto_ack=True)
+    while method is None and time.monotonic() < deadline:
+        connection.process_data_events(time_limit=0.05)
+        method, props, body = server.basic_get(queue, auto_ack=True)
+    check(method is not None, "the request never reached the server's queue")
+    address = props.reply_to
+    print("address:", address.startswith("amq.rabbitmq.reply-to.") and len(address) > 22)
+    server.basic_publish("", address, b"pong:" + body)
+    while not replies and time.monotonic() < deadline:
+        connection.process_data_events(time_limit=0.05)
+    print("reply:", replies)
+    try:
+        channel.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
+        print("a second reply consumer: accepted")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        print("a second reply consumer:", e.reply_code, e.reply_text)
+    connection.close()
+
+
 def kombu_client(url, queue):
     from kombu import Connection, Consumer, Exchange, Producer, Queue
 
@@ -118,11 +169,12 @@ def kombu_client(url, queue):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("client", choices=["pika", "kombu"])
+    parser.add_argument("client", choices=["pika", "kombu", "rpc"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--queue", required=True)
     args = parser.parse_args()
-    (pika_client if args.client == "pika" else kombu_client)(args.url, args.queue)
+    clients = {"pika": pika_client, "kombu": kombu_client, "rpc": rpc_client}
+    clients[args.client](args.url, args.queue)
     print("ok")
 
 
