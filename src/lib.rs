@@ -51,6 +51,11 @@
 //! # Ok::<(), carrot::Error>(()) }).unwrap();
 //! ```
 //!
+//! RabbitMQ's extensions work on every broker, the embedded ones included:
+//! exchange-to-exchange bindings ([`BrokerConnection::bind_exchange`]) and internal
+//! exchanges ([`ExchangeSpec::internal`]), consumer priorities ([`ConsumerBuilder::priority`]),
+//! and transactions ([`PublisherBuilder::transactional`], [`ConsumerBuilder::transactional`]).
+//!
 //! Calls with flags take option types instead of positional booleans: [`Qos`],
 //! [`IterQueueOptions`], [`FetchOptions`], [`DeleteQueueOptions`], [`DeleteExchangeOptions`].
 //!

@@ -72,16 +72,15 @@ impl Subscribers {
         self.list.insert(at, subscriber);
     }
 
-    /// The consumers of each priority, highest first, as ranges of `list`.
-    pub(crate) fn priorities(&self) -> Vec<std::ops::Range<usize>> {
-        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
-        for (i, s) in self.list.iter().enumerate() {
-            match groups.last_mut() {
-                Some(g) if self.list[g.start].priority == s.priority => g.end = i + 1,
-                _ => groups.push(i..i + 1),
-            }
-        }
-        groups
+    /// The consumers of the priority of the one at `start` (the next group after the one
+    /// ending there), as a range of `list`; `None` past the end.
+    pub(crate) fn priority_from(&self, start: usize) -> Option<std::ops::Range<usize>> {
+        let priority = self.list.get(start)?.priority;
+        let len = self.list[start..]
+            .iter()
+            .take_while(|s| s.priority == priority)
+            .count();
+        Some(start..start + len)
     }
 
     pub(crate) fn find_mut(&mut self, channel: u64, tag: &str) -> Option<&mut Subscriber> {

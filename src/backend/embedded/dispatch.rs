@@ -100,10 +100,14 @@ impl<C: Copy + Eq + Hash + std::fmt::Display, X> ChannelLayer<C, X> {
         if self.consumers.is_empty() {
             return done;
         }
-        let Some(subs) = self.consumers.get_mut(queue) else {
-            return done;
-        };
-        for group in subs.priorities() {
+        let mut start = 0;
+        // One priority at a time, highest first (no allocation: most queues have one).
+        while let Some(group) = self
+            .consumers
+            .get(queue)
+            .and_then(|subs| subs.priority_from(start))
+        {
+            start = group.end;
             if !self.hand_out_to(queue, group, source, &mut done) {
                 break;
             }

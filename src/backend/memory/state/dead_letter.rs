@@ -53,7 +53,7 @@ impl State {
             };
             let mut targets = Vec::new();
             // A missing dead-letter exchange drops the message, as on RabbitMQ.
-            if self.route(&dead, &mut targets).is_err() {
+            if self.route(&dead, &mut targets, false).is_err() {
                 continue;
             }
             if reason != "rejected" {

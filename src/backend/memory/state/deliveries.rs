@@ -19,13 +19,9 @@ impl State {
     ) -> Result<()> {
         // channel.flow stops deliveries to the client, not its publishing.
         self.layer.connection_of(channel)?;
-        if let Some(ex) = self.exchanges.get(&*message.exchange) {
-            // Dead-lettering (which routes too) may go to an internal exchange; a client may not.
-            rules::publishable(&message.exchange, ex.spec.internal)?;
-        }
         let mut targets = std::mem::take(&mut self.route_buffer);
         targets.clear();
-        if let Err(e) = self.route(&message, &mut targets) {
+        if let Err(e) = self.route(&message, &mut targets, true) {
             self.route_buffer = targets;
             return Err(e);
         }
@@ -111,8 +107,15 @@ impl State {
         Ok(returned)
     }
 
-    /// The queues a message reaches; [`Error::NotFound`] for a missing exchange.
-    pub(super) fn route(&self, message: &Published, targets: &mut Vec<Arc<str>>) -> Result<()> {
+    /// The queues a message reaches; [`Error::NotFound`] for a missing exchange, and for a
+    /// client's publish (`from_client`; dead-lettering may go to one) to an internal one,
+    /// [`Error::AccessRefused`].
+    pub(super) fn route(
+        &self,
+        message: &Published,
+        targets: &mut Vec<Arc<str>>,
+        from_client: bool,
+    ) -> Result<()> {
         let exchange = &*message.exchange;
         if exchange.is_empty() {
             if let Some((name, _)) = self.queues.get_key_value(&*message.routing_key) {
@@ -122,6 +125,9 @@ impl State {
         }
         match self.exchanges.get(exchange) {
             Some(ex) => {
+                if from_client {
+                    rules::publishable(exchange, ex.spec.internal)?;
+                }
                 ex.bindings.route(
                     &message.routing_key,
                     message.properties.headers(),
