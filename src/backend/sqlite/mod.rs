@@ -441,13 +441,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("carrot-tx-commit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a folder");
         let path = dir.join("broker.db");
-        let conn = crate::BrokerConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("a broker");
-        conn.declare_queue(&QueueSpec::new("q"))
+        // The backend itself, below the connection layer (which must not be used from here).
+        let conn = SqliteConnection::open(&path).await.expect("a broker");
+        let channel = conn.channel().await.expect("a channel");
+        channel
+            .declare_queue(&QueueSpec::new("q"), false)
             .await
             .expect("a queue");
-        let channel = conn.channel().await.expect("a channel");
         channel.tx_select().await.expect("tx.select");
         let message = Arc::new(Published {
             body: b"m".to_vec().into_boxed_slice(),
@@ -477,7 +477,11 @@ mod tests {
         // one housekeeping tick (once a second) meanwhile: not a commit per message.
         assert!((2..=3).contains(&(after - before)), "{before} then {after}");
         assert_eq!(
-            conn.queue_info("q").await.expect("the queue").message_count,
+            channel
+                .declare_queue(&QueueSpec::new("q"), true)
+                .await
+                .expect("the queue")
+                .message_count,
             100
         );
         drop(channel);
