@@ -289,3 +289,40 @@ impl QueueSpec {
         }
     }
 }
+
+/// One more binding of a consumer's queue (kombu's `binding(exchange, routing_key,
+/// arguments)` in `Queue(bindings=[...])`): the exchange is declared and the queue bound to it
+/// with the key and arguments, along with the consumer's own exchange, and again after a
+/// recovery.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Binding {
+    /// The exchange, declared as given.
+    pub exchange: ExchangeSpec,
+    /// The binding key.
+    pub routing_key: String,
+    /// The binding arguments (a headers exchange's `x-match` and headers, ...).
+    pub arguments: FieldTable,
+}
+
+impl Binding {
+    /// A binding to this exchange with this key and no arguments.
+    pub fn new(exchange: ExchangeSpec, routing_key: impl Into<String>) -> Self {
+        Binding {
+            exchange,
+            routing_key: routing_key.into(),
+            arguments: FieldTable::new(),
+        }
+    }
+
+    /// Sets the binding arguments.
+    pub fn arguments(mut self, arguments: FieldTable) -> Self {
+        self.arguments = arguments;
+        self
+    }
+}
+
+/// A name unique to this call, as kombu makes them: `PREFIX.` and a random UUID (version 4).
+pub(crate) fn unique_name(prefix: &str) -> String {
+    format!("{prefix}.{}", uuid::Uuid::new_v4())
+}

@@ -274,6 +274,29 @@ pub enum Error {
         reason: String,
     },
 
+    /// A simple queue had no message for the caller (kombu's `SimpleQueue.Empty`):
+    /// [`SimpleQueue::get_nowait`](crate::SimpleQueue::get_nowait) found none, or
+    /// [`SimpleQueue::get`](crate::SimpleQueue::get) waited its whole timeout.
+    #[error("queue {queue:?} is empty{}", waited.map_or_else(String::new, |w| format!(": no message came within {w:?}")))]
+    Empty {
+        /// The queue.
+        queue: String,
+        /// How long `get` waited (`None`: it did not wait).
+        waited: Option<Duration>,
+    },
+
+    /// Every resource of a pool was in use for the whole acquire timeout
+    /// ([`ConnectionPool`](crate::ConnectionPool), [`PublisherPool`](crate::PublisherPool)).
+    #[error("all {limit} {what} of the pool stayed in use for {waited:?}: release them sooner (drop what acquire gave), raise the pool's limit, or wait longer")]
+    PoolExhausted {
+        /// What the pool holds (`connections`, `publishers`).
+        what: String,
+        /// The pool's limit.
+        limit: usize,
+        /// How long the acquire waited.
+        waited: Duration,
+    },
+
     /// A message body is larger than the connection's maximum message size
     /// ([`ConnectionBuilder::max_message_size`](crate::ConnectionBuilder::max_message_size),
     /// 128 MiB by default as on RabbitMQ).
@@ -329,7 +352,7 @@ impl Error {
     /// was asked may or may not have been done.
     pub fn is_timeout(&self) -> bool {
         match self {
-            Error::Timeout { .. } => true,
+            Error::Timeout { .. } | Error::PoolExhausted { .. } => true,
             Error::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
             Error::RetriesExhausted { last, .. } => last.is_timeout(),
             _ => false,
@@ -340,7 +363,7 @@ impl Error {
     /// could not be made (then on the recovered connection, or on a new one: a connection
     /// that is closed stays so), the broker did not answer in time, blocked publishing or
     /// refused responsibility for a message (`basic.nack`), or its storage was locked by
-    /// another program. Refusals of what was asked (403, 404, 405, 406, an unroutable
+    /// another program; a simple queue was empty or a pool had nothing free. Refusals of what was asked (403, 404, 405, 406, an unroutable
     /// message), bad input, a closed publisher or consumer, a task that panicked and a broker
     /// that closed the connection because of what the client sent (5xx) are not: retrying
     /// them fails the same way.
@@ -359,7 +382,9 @@ impl Error {
             Error::ConnectFailed { .. }
             | Error::Timeout { .. }
             | Error::Blocked { .. }
-            | Error::Nacked { .. } => true,
+            | Error::Nacked { .. }
+            | Error::Empty { .. }
+            | Error::PoolExhausted { .. } => true,
             Error::ConnectionClosed { reply_code, .. } => {
                 !reply_code.is_some_and(is_client_fault_code)
             }

@@ -143,17 +143,21 @@ mod message;
 mod message_state;
 mod messaging;
 mod options;
+mod pool;
 mod properties;
 mod publisher;
 mod redact;
 mod retry;
 mod routing;
+mod rpc;
 pub mod serialization;
 #[cfg(feature = "serve")]
 pub mod server;
+mod simple;
 mod status;
 mod table;
 pub mod url;
+mod worker;
 
 pub use backend::memory::MemoryBroker;
 #[cfg(feature = "sqlite")]
@@ -167,18 +171,23 @@ pub use consumer::{
     IterQueueOptions, Qos,
 };
 pub use consumer_set::{ConsumerOptions, ConsumerSet, SetIterConsume};
-pub use entity::{DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
+pub use entity::{Binding, DeliveryMode, ExchangeSpec, ExchangeType, QueueSpec, QueueType};
 pub use error::{BoxError, Cause, Error, Result};
 pub use message::Message;
 pub use message_state::MessageState;
 pub use messaging::{Messaging, MessagingBuilder};
 pub use options::{FailoverStrategy, Timeouts, DEFAULT_HEARTBEAT, DEFAULT_MAX_MESSAGE_SIZE};
+pub use pool::{ConnectionPool, PooledConnection, PooledPublisher, PublisherPool};
 pub use properties::Properties;
 pub use publisher::{OutgoingMessage, PendingConfirm, Publisher, PublisherBuilder, SendOptions};
 pub use retry::{RetryCallback, RetryPolicy};
+pub use rpc::{RpcClient, RpcServer};
 pub use serialization::{Compression, Payload, Value};
+pub use simple::{SimpleBuffer, SimpleQueue, SimpleQueueBuilder};
 pub use status::{ConnectionEvent, ConnectionEvents, ConnectionState};
 pub use table::{table, FieldTable, FieldValue};
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{OnError, Worker, WorkerStats};
 
 /// The README's examples, compiled and run as doc-tests.
 #[doc = include_str!("../README.md")]

@@ -21,6 +21,8 @@ type Module = Vec<String>;
 const LAYERS: &[&[&str]] = &[
     // What programs use besides the seed's types: the AMQP server, the blocking facade.
     &["server", "blocking"],
+    // What services build on the seed's types: simple queues, pools, RPC, the worker loop.
+    &["simple", "pool", "rpc", "worker"],
     // The seed's types.
     &[
         "publisher",

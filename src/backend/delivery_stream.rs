@@ -71,7 +71,6 @@ impl DeliveryStream {
     }
 
     /// The next item if one is there now.
-    #[cfg(feature = "serve")]
     pub(crate) fn try_recv(&mut self) -> Option<Result<Delivery>> {
         let item = self.rx.try_recv().ok()?;
         if item.is_ok() {

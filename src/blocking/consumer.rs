@@ -1,7 +1,7 @@
 //! The blocking [`Consumer`] and its builder.
 
 use super::{BrokerConnection, IterConsume, IterQueue, Rt};
-use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
+use crate::entity::{Binding, ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
 use crate::serialization::Payload;
 use crate::table::FieldTable;
@@ -11,7 +11,7 @@ use crate::{FetchOptions, IterQueueOptions, Message, Qos, QueueInfo};
 #[derive(Debug)]
 pub struct Consumer {
     pub(super) inner: crate::Consumer,
-    rt: Rt,
+    pub(super) rt: Rt,
 }
 
 /// Builds a blocking [`Consumer`] (see [`crate::ConsumerBuilder`] for which entity each
@@ -51,6 +51,14 @@ impl ConsumerBuilder {
         priority(priority: i32);
         callback(callback: impl FnMut(&Payload, &Message) -> Result<()> + Send + 'static);
         on_decode_error(handler: impl FnMut(&Message, &Error) + Send + 'static);
+        binding(binding: Binding);
+        bindings(bindings: impl IntoIterator<Item = Binding>);
+        broadcast(name: impl Into<String>);
+    }
+
+    /// The async builder inside.
+    pub(super) fn into_inner(self) -> crate::ConsumerBuilder {
+        self.inner
     }
 
     /// See the async builder's `accept`.
@@ -74,6 +82,14 @@ impl Consumer {
         ConsumerBuilder {
             inner: crate::Consumer::builder(&connection.inner),
             rt: connection.rt.clone(),
+        }
+    }
+
+    /// See [`crate::Consumer::connection`] (a handle of it).
+    pub fn connection(&self) -> BrokerConnection {
+        BrokerConnection {
+            inner: self.inner.connection().clone(),
+            rt: self.rt.clone(),
         }
     }
 
@@ -101,6 +117,7 @@ impl Consumer {
         consumer_tag -> Option<&str>;
         transactional -> bool;
         priority -> i32;
+        bindings -> &[Binding];
     }
 
     /// See [`crate::Consumer::declare`].

@@ -80,8 +80,12 @@ mod consumer;
 mod consumer_set;
 mod iter;
 mod messaging;
+mod pool;
 mod publisher;
+mod rpc;
 mod runtime;
+mod simple;
+mod worker;
 
 use runtime::Rt;
 
@@ -90,4 +94,8 @@ pub use consumer::{Consumer, ConsumerBuilder};
 pub use consumer_set::ConsumerSet;
 pub use iter::{IterConsume, IterQueue, SetIterConsume};
 pub use messaging::{Messaging, MessagingBuilder};
+pub use pool::{ConnectionPool, PooledConnection, PooledPublisher, PublisherPool};
 pub use publisher::{PendingConfirm, Publisher, PublisherBuilder};
+pub use rpc::{RpcClient, RpcServer};
+pub use simple::{SimpleBuffer, SimpleQueue, SimpleQueueBuilder};
+pub use worker::Worker;

@@ -41,6 +41,16 @@ impl PublisherBuilder {
         transactional(transactional: bool);
     }
 
+    /// A blocking builder around an async one (a pool's).
+    pub(super) fn wrap(inner: crate::PublisherBuilder, rt: Rt) -> Self {
+        PublisherBuilder { inner, rt }
+    }
+
+    /// The async builder inside.
+    pub(super) fn into_inner(self) -> crate::PublisherBuilder {
+        self.inner
+    }
+
     /// Builds the publisher (declaring the exchange with auto_declare).
     pub fn build(self) -> Result<Publisher> {
         let inner = self.rt.block_on(self.inner.build())?;
@@ -54,6 +64,14 @@ impl Publisher {
         PublisherBuilder {
             inner: crate::Publisher::builder(&connection.inner),
             rt: connection.rt.clone(),
+        }
+    }
+
+    /// See [`crate::Publisher::connection`] (a handle of it).
+    pub fn connection(&self) -> BrokerConnection {
+        BrokerConnection {
+            inner: self.inner.connection().clone(),
+            rt: self.rt.clone(),
         }
     }
 

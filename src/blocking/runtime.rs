@@ -87,6 +87,33 @@ impl Rt {
         Ok((connection, rt))
     }
 
+    /// The shared runtime, for what holds no connection of its own (a pool).
+    pub(super) fn shared() -> Result<Rt> {
+        let handle = shared()?;
+        Ok(Rt {
+            connection: Arc::new(Held {
+                handle: handle.clone(),
+                closings: OnceLock::new(),
+            }),
+            handle,
+        })
+    }
+
+    /// The runtime of a connection opened on the shared runtime by async code of carrot's
+    /// (a pool's): a blocking handle of its own, that waits for its closes as `connect`'s.
+    pub(super) fn adopt(connection: &crate::BrokerConnection) -> Result<Rt> {
+        let handle = shared()?;
+        let closings = OnceLock::new();
+        let _ = closings.set(connection.closings());
+        Ok(Rt {
+            connection: Arc::new(Held {
+                handle: handle.clone(),
+                closings,
+            }),
+            handle,
+        })
+    }
+
     /// Runs `future` to completion on the calling thread, whatever thread it is (see the
     /// module documentation).
     pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {

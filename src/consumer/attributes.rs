@@ -36,6 +36,11 @@ impl Consumer {
         &self.settings.routing_key
     }
 
+    /// The queue's bindings besides the one to [`exchange`](Self::exchange).
+    pub fn bindings(&self) -> &[crate::entity::Binding] {
+        &self.settings.bindings
+    }
+
     /// The binding arguments.
     pub fn binding_arguments(&self) -> &FieldTable {
         &self.settings.binding_arguments

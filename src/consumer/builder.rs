@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::handlers::Handlers;
 use super::Consumer;
 use crate::connection::BrokerConnection;
-use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
+use crate::entity::{Binding, ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
 use crate::message::{DecodeSettings, Message};
 use crate::serialization::Payload;
@@ -18,6 +18,8 @@ pub(crate) struct ConsumerSettings {
     pub(crate) exchange: ExchangeSpec,
     pub(crate) routing_key: String,
     pub(crate) binding_arguments: FieldTable,
+    /// Bindings besides the one to `exchange`.
+    pub(crate) bindings: Vec<Binding>,
     pub(crate) auto_ack: bool,
     pub(crate) no_ack: bool,
     pub(crate) warn_if_exists: bool,
@@ -35,6 +37,7 @@ impl Default for ConsumerSettings {
             exchange: ExchangeSpec::new("", ExchangeType::Direct),
             routing_key: String::new(),
             binding_arguments: FieldTable::new(),
+            bindings: Vec::new(),
             auto_ack: false,
             no_ack: false,
             warn_if_exists: false,
@@ -238,6 +241,48 @@ impl ConsumerBuilder {
     /// ([`QueueSpec::max_priority`]).
     pub fn max_priority(mut self, max: u8) -> Self {
         self.settings.queue = self.settings.queue.max_priority(max);
+        self
+    }
+    /// Binds the queue to one more exchange (declared as given), with its own key and
+    /// arguments: kombu's `Queue(bindings=[binding(exchange, routing_key, arguments), ...])`.
+    /// The queue keeps its binding to [`exchange`](Self::exchange) if one is named; give only
+    /// bindings to have just those. Declared together by
+    /// [`Consumer::declare`](crate::Consumer::declare) and again after a recovery.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use carrot::{Binding, BrokerConnection, Consumer, ExchangeSpec, ExchangeType, Publisher};
+    /// let conn = BrokerConnection::connect("memory://bindings-doc").await?;
+    /// let mut consumer = Consumer::builder(&conn)
+    ///     .queue("audit")
+    ///     .binding(Binding::new(ExchangeSpec::new("orders", ExchangeType::Topic), "order.#"))
+    ///     .binding(Binding::new(ExchangeSpec::new("billing", ExchangeType::Direct), "invoice"))
+    ///     .build().await?;
+    /// for (exchange, key) in [("orders", "order.created"), ("billing", "invoice")] {
+    ///     Publisher::builder(&conn).exchange(exchange).auto_declare(false).routing_key(key)
+    ///         .build().await?.send(&key).await?;
+    /// }
+    /// assert_eq!(consumer.fetch().await?.expect("one").decode::<String>()?, "order.created");
+    /// assert_eq!(consumer.fetch().await?.expect("two").decode::<String>()?, "invoice");
+    /// # Ok::<(), carrot::Error>(()) }).unwrap();
+    /// ```
+    pub fn binding(mut self, binding: Binding) -> Self {
+        self.settings.bindings.push(binding);
+        self
+    }
+    /// Binds the queue to each of these exchanges (see [`binding`](Self::binding)).
+    pub fn bindings(mut self, bindings: impl IntoIterator<Item = Binding>) -> Self {
+        self.settings.bindings.extend(bindings);
+        self
+    }
+    /// A broadcast consumer, kombu's `Broadcast(name)`: a fanout exchange `name` (durable, as
+    /// kombu declares it) and a queue of this consumer alone, `bcast.<uuid>`, deleted with its
+    /// consumer (auto-delete), so that every broadcast consumer gets every message sent to the
+    /// exchange. Keywords called after this one change those specs.
+    pub fn broadcast(mut self, name: impl Into<String>) -> Self {
+        self.settings.exchange = ExchangeSpec::new(name, ExchangeType::Fanout);
+        self.settings.queue = QueueSpec::new(crate::entity::unique_name("bcast"));
+        self.settings.queue.auto_delete = true;
         self
     }
     /// **Binding**: its arguments; for a headers exchange, the headers to match and `x-match`.

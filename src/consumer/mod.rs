@@ -84,6 +84,16 @@ impl Consumer {
         ConsumerBuilder::new(connection, settings)
     }
 
+    /// The connection the consumer receives on.
+    pub fn connection(&self) -> &BrokerConnection {
+        &self._connection
+    }
+
+    /// The consumer's channel.
+    pub(crate) fn channel(&self) -> Arc<dyn Channel> {
+        self.channel.clone()
+    }
+
     /// Declares the queue, the exchange, and binds the queue to the exchange.
     pub async fn declare(&mut self) -> Result<QueueInfo> {
         let s = &mut self.settings;
@@ -95,6 +105,15 @@ impl Consumer {
                 &s.exchange.name,
                 &s.routing_key,
                 &s.binding_arguments,
+            )?;
+        }
+        for binding in &s.bindings {
+            crate::limits::check_exchange(&binding.exchange)?;
+            crate::limits::check_binding(
+                &s.queue.name,
+                &binding.exchange.name,
+                &binding.routing_key,
+                &binding.arguments,
             )?;
         }
         if s.warn_if_exists && !s.queue.name.is_empty() {
@@ -112,6 +131,19 @@ impl Consumer {
                     &s.exchange.name,
                     &s.routing_key,
                     &s.binding_arguments,
+                )
+                .await?;
+        }
+        for binding in &s.bindings {
+            self.channel
+                .declare_exchange(&binding.exchange, false)
+                .await?;
+            self.channel
+                .bind(
+                    &s.queue.name,
+                    &binding.exchange.name,
+                    &binding.routing_key,
+                    &binding.arguments,
                 )
                 .await?;
         }
@@ -424,10 +456,21 @@ impl Consumer {
         self.channel.flow(active).await
     }
 
-    /// Stops consuming; messages received and not acknowledged stay so until acked or closed.
+    /// Stops consuming (basic.cancel). Messages the application took and did not acknowledge
+    /// stay so until acked or the consumer is closed; those the broker had sent and the
+    /// application had not taken yet go back to the queue now (rejected with requeue, so
+    /// marked redelivered), instead of waiting unacknowledged for the channel to close.
     pub async fn cancel(&mut self) -> Result<()> {
-        if let Some((tag, _)) = self.subscription.take() {
+        if let Some((tag, mut deliveries)) = self.subscription.take() {
             self.channel.cancel(&tag).await?;
+            // After cancel-ok nothing more comes: what is buffered is all there is.
+            while let Some(item) = deliveries.try_recv() {
+                let Ok(delivery) = item else { break };
+                if self.settings.no_ack || self.channel.is_stale(delivery.delivery_tag) {
+                    continue;
+                }
+                self.channel.reject(delivery.delivery_tag, true)?;
+            }
         }
         Ok(())
     }

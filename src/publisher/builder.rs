@@ -107,6 +107,16 @@ impl PublisherBuilder {
 
     /// Opens a channel and, with auto_declare, declares the exchange.
     pub async fn build(self) -> Result<Publisher> {
+        self.build_on(None).await
+    }
+
+    /// Builds the publisher on `channel` (shared with a consumer: RabbitMQ's direct reply-to
+    /// wants requests sent on the channel that consumes the replies), or on a channel of its
+    /// own.
+    pub(crate) async fn build_on(
+        self,
+        channel: Option<std::sync::Arc<dyn crate::backend::Channel>>,
+    ) -> Result<Publisher> {
         let registry = self.connection.registry();
         registry.check(&self.serializer)?;
         let compression = self
@@ -119,7 +129,10 @@ impl PublisherBuilder {
                 "a transactional publisher has no publisher confirms (RabbitMQ refuses confirm mode on a transactional channel): its commit is the confirmation".into(),
             ));
         }
-        let channel = self.connection.channel().await?;
+        let channel = match channel {
+            Some(channel) => channel,
+            None => self.connection.channel().await?,
+        };
         if self.transactional {
             channel.tx_select().await?;
         }

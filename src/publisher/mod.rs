@@ -51,6 +51,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// The connection the publisher sends on.
+    pub fn connection(&self) -> &BrokerConnection {
+        &self._connection
+    }
+
     /// Starts building a publisher on this connection.
     pub fn builder(connection: &BrokerConnection) -> PublisherBuilder {
         PublisherBuilder {

@@ -245,3 +245,60 @@ conformance!(the_seeds_consumer_set_example, |t| {
     m.close()?;
     Ok(())
 });
+
+conformance!(rpc_calls_from_threads_get_their_own_replies, |t| {
+    use carrot::blocking::{RpcClient, RpcServer};
+    let conn = t.connect()?;
+    let queue = t.name("rpc");
+    let mut server = RpcServer::new(&conn, &queue)?;
+    let stop = carrot::CancellationToken::new();
+    let serving = {
+        let stop = stop.clone();
+        std::thread::spawn(move || server.serve(|request| Ok(request.decode::<i64>()? + 1), stop))
+    };
+    let client = Arc::new(RpcClient::new(&t.connect()?)?);
+    let callers: Vec<_> = (0..8i64)
+        .map(|n| {
+            let (client, queue) = (client.clone(), queue.clone());
+            std::thread::spawn(move || -> carrot::Result<i64> {
+                client.call(&queue, &n, ARRIVES)?.decode::<i64>()
+            })
+        })
+        .collect();
+    for (n, caller) in callers.into_iter().enumerate() {
+        let reply = caller.join().map_err(|_| "a caller panicked")??;
+        assert_eq!(reply, n as i64 + 1);
+    }
+    stop.cancel();
+    let answered = serving.join().map_err(|_| "the server panicked")??;
+    assert_eq!(answered, 8);
+    Ok(())
+});
+
+conformance!(a_blocking_worker_decodes_and_reports_what_it_cannot, |t| {
+    use carrot::blocking::Worker;
+    let conn = t.connect()?;
+    t.consumer(&conn).build()?.close()?;
+    let publisher = t.publisher(&conn).build()?;
+    publisher.send_with("not json", carrot::SendOptions::new().serializer("raw"))?;
+    publisher.send(&2)?;
+    let undecodable = Arc::new(AtomicUsize::new(0));
+    let worker = Worker::builder(&conn);
+    let stop = worker.shutdown_token();
+    let worker = {
+        let undecodable = undecodable.clone();
+        worker
+            .on_decode_error(move |_message, _error| {
+                undecodable.fetch_add(1, Ordering::SeqCst);
+            })
+            .decoded(t.consumer(&conn), move |n: i64, _message| {
+                assert_eq!(n, 2);
+                stop.cancel();
+                Ok(())
+            })
+    };
+    let report = worker.run()?;
+    assert_eq!((report.handled(), report.failed()), (1, 1));
+    assert_eq!(undecodable.load(Ordering::SeqCst), 1);
+    Ok(())
+});

@@ -16,8 +16,10 @@
 #[allow(unused_imports)] // the whole list, for the scenarios of tomorrow
 mod api {
     pub use carrot::blocking::{
-        BrokerConnection, ConnectionEvents, Consumer, ConsumerBuilder, ConsumerSet, Messaging,
-        MessagingBuilder, PendingConfirm, Publisher, PublisherBuilder,
+        BrokerConnection, ConnectionEvents, ConnectionPool, Consumer, ConsumerBuilder, ConsumerSet,
+        Messaging, MessagingBuilder, PendingConfirm, PooledConnection, PooledPublisher, Publisher,
+        PublisherBuilder, PublisherPool, RpcClient, RpcServer, SimpleBuffer, SimpleQueue,
+        SimpleQueueBuilder, Worker,
     };
     pub use carrot::*;
 }
@@ -60,4 +62,22 @@ blocking_twin! {
 }
 blocking_twin! { mod serialization = "tests/conformance/serialization.rs"; }
 blocking_twin! { mod transactions = "tests/conformance/transactions.rs"; }
+blocking_twin! {
+    mod services = "tests/conformance/services.rs";
+    async_only {
+        rpc_calls_get_their_own_replies: "its server's handler is an async closure and its \
+            calls are tasks (blocking_only's rpc_calls_from_threads_get_their_own_replies is \
+            its twin)",
+    }
+}
+blocking_twin! {
+    mod worker = "tests/conformance/worker.rs";
+    async_only {
+        handlers_past_the_grace_period_are_stopped_and_their_messages_come_back: "its \
+            handler is an async task that never ends (a blocking handler on a thread cannot \
+            be stopped: its message comes back with the channel all the same)",
+        an_undecodable_message_goes_to_the_hook_and_is_rejected: "its decoded handler is an \
+            async closure (blocking_only's worker test decodes with the blocking one)",
+    }
+}
 blocking_twin! { mod urls = "tests/conformance/urls.rs"; }

@@ -25,6 +25,9 @@
 //! - `confirms.rs`: confirms awaited later (`begin_send`, `send_batch`).
 //! - `consumer_end.rs`: what ends a consumer, and that only cancelling ends it normally.
 //! - `transactions.rs`: transactional publishers and consumers (`tx.select`, commit, rollback).
+//! - `services.rs`: what services build on the seed's types (kombu's layer): simple queues
+//!   and buffers, several bindings, broadcast queues, connection and publisher pools, RPC.
+//! - `worker.rs`: the worker loop: concurrency, acks, the failure policy, graceful shutdown.
 //! - `builder_specs.rs`: builders given `QueueSpec` / `ExchangeSpec` declare exactly them,
 //!   keywords set one entity each, settings read back, an exclusive queue is auto-delete.
 //!
@@ -54,5 +57,7 @@ mod queue_arguments;
 mod routing;
 mod seed_api;
 mod serialization;
+mod services;
 mod transactions;
 mod urls;
+mod worker;
