@@ -123,26 +123,26 @@ impl RpcClient {
     }
 
     /// Sends `request` (json) to the queue `routing_key` through the default exchange and
-    /// waits at most `timeout` for its reply.
+    /// waits at most `timeout` for its reply. The request is sent mandatory: a queue that
+    /// does not exist is [`Error::Unroutable`] at once rather than a timeout (on RabbitMQ
+    /// mandatory sends of a connection go one at a time: for many calls in flight, use
+    /// [`call_with`](Self::call_with) without `mandatory`).
     pub async fn call<T: Serialize + ?Sized>(
         &self,
         routing_key: &str,
         request: &T,
         timeout: Duration,
     ) -> Result<Message> {
-        self.call_with(
-            request,
-            SendOptions::new().routing_key(routing_key),
-            timeout,
-        )
-        .await
+        let options = SendOptions::new().routing_key(routing_key).mandatory(true);
+        self.call_with(request, options, timeout).await
     }
 
     /// Sends `request` with these options (exchange, routing key, serializer, headers,
-    /// priority, expiration, a correlation id of the caller's; a new UUID otherwise) and
-    /// waits at most `timeout` for its reply: [`Error::Timeout`] if none came, then a late
-    /// reply is dropped. A request no queue takes is [`Error::Unroutable`] at once (it is sent
-    /// mandatory, with a publisher confirm).
+    /// priority, expiration, `mandatory`, a correlation id of the caller's; a new UUID
+    /// otherwise) and waits at most `timeout` for its reply: [`Error::Timeout`] if none came,
+    /// then a late reply is dropped. Every request waits for its publisher confirm (the
+    /// broker has it) before its reply; with `mandatory`, a request no queue takes is
+    /// [`Error::Unroutable`] at once.
     pub async fn call_with<T: Serialize + ?Sized>(
         &self,
         request: &T,
@@ -154,7 +154,6 @@ impl RpcClient {
             .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
             .clone();
         options.reply_to = Some(self.reply_to.clone());
-        options.mandatory = true;
         let routing_key = options.routing_key.clone().unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         {

@@ -1,6 +1,5 @@
 //! [`Worker`]: the consume loop of a service, kombu's `ConsumerMixin` done the Rust way.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -79,8 +78,8 @@ impl WorkerStats {
 /// Set it up from [`Worker::builder`], then [`run`](Worker::run) it.
 ///
 /// - **Concurrency**: at most [`concurrency`](Worker::concurrency) handlers run at
-///   once (default 1), each a task; each queue's prefetch is that number, so the broker does
-///   not hand this worker more than it can start.
+///   once (default 1), each a task; each queue's prefetch follows that number (4 per
+///   handler), so the broker hands this worker little more than it can start.
 /// - **Acknowledgement**: a message is acknowledged when its handler returns `Ok` (unless the
 ///   handler settled it itself); a failure (an error, a panic) follows [`OnError`], never an
 ///   ack. A message that cannot be decoded (with [`Worker::decoded`]) goes to the
@@ -102,6 +101,7 @@ impl WorkerStats {
 /// use tokio_util::sync::CancellationToken;
 ///
 /// let conn = BrokerConnection::connect("memory://worker-doc").await?;
+/// conn.declare_queue(&carrot::QueueSpec::new("jobs")).await?; // keeps what is sent before run
 /// let stop = CancellationToken::new();
 /// let done = stop.clone();
 /// let worker = Worker::builder(&conn)
@@ -126,6 +126,7 @@ pub struct Worker {
     connection: BrokerConnection,
     queues: Vec<(ConsumerBuilder, Handler)>,
     concurrency: usize,
+    prefetch: Option<u16>,
     grace: Duration,
     on_error: OnError,
     shutdown: CancellationToken,
@@ -154,6 +155,7 @@ impl Worker {
             connection: connection.clone(),
             queues: Vec::new(),
             concurrency: 1,
+            prefetch: None,
             grace: Duration::from_secs(30),
             on_error: OnError::default(),
             shutdown: CancellationToken::new(),
@@ -218,10 +220,20 @@ impl Worker {
         })
     }
 
-    /// At most this many handlers at once (default 1; at least 1); also each queue's
-    /// prefetch.
+    /// At most this many handlers at once (default 1; at least 1). Each queue's prefetch
+    /// follows it: 4 per handler unless [`prefetch_count`](Self::prefetch_count) says
+    /// otherwise (Celery's multiplier), so that the next message is there when a handler
+    /// ends instead of one round trip to the broker later.
     pub fn concurrency(mut self, handlers: usize) -> Self {
         self.concurrency = handlers.clamp(1, usize::from(u16::MAX));
+        self
+    }
+
+    /// Each queue's prefetch (`basic.qos`), instead of 4 per handler: `concurrency` itself
+    /// for a strictly fair share between workers of slow messages, more for quick handlers
+    /// far from the broker. What is prefetched and not started goes back at shutdown.
+    pub fn prefetch_count(mut self, count: u16) -> Self {
+        self.prefetch = Some(count.max(1));
         self
     }
 
@@ -289,59 +301,75 @@ impl Worker {
                 "a worker needs at least one queue: add one with Worker::queue".into(),
             ));
         }
-        let prefetch = u16::try_from(self.concurrency).unwrap_or(u16::MAX);
+        let prefetch = self.prefetch.unwrap_or_else(|| {
+            u16::try_from(self.concurrency.saturating_mul(4)).unwrap_or(u16::MAX)
+        });
         let mut consumers = Vec::with_capacity(self.queues.len());
         for (builder, handler) in self.queues {
             let mut consumer = builder.build().await?;
             consumer.qos(Qos::new().prefetch_count(prefetch)).await?;
             consumer.consume().await?;
-            consumers.push((consumer, handler));
+            consumers.push((Arc::new(tokio::sync::Mutex::new(consumer)), handler));
         }
         let stop = self.shutdown.child_token();
         let watchers = watch(&self.connection, self.on_event, self.signals, &stop);
-        let shared = Arc::new(Running {
-            permits: Arc::new(Semaphore::new(self.concurrency)),
+        let running = Arc::new(Running {
+            permits: Semaphore::new(self.concurrency),
             policy: self.on_error,
             on_decode_error: self.on_decode_error,
             stats: self.stats.clone(),
-            tasks: parking_lot::Mutex::new(HashMap::new()),
-            next_task: AtomicU64::new(0),
+            error: parking_lot::Mutex::new(None),
         });
-        let loops = consumers
-            .into_iter()
-            .map(|(consumer, handler)| take_loop(consumer, handler, shared.clone(), stop.clone()));
-        let ended = futures_join_all(loops).await;
-        // Every consumer is cancelled: wait for running handlers, at most the grace period.
-        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        let settled = tokio::time::timeout(self.grace, shared.permits.acquire_many(all)).await;
-        if settled.is_err() {
-            let running: Vec<_> = shared.tasks.lock().drain().map(|(_, t)| t).collect();
-            for task in &running {
-                task.abort();
+        // Each queue has as many lanes as handlers may run: a lane takes a message, waits for
+        // a handler slot (shared by every queue), runs the handler and settles the message.
+        let mut lanes = tokio::task::JoinSet::new();
+        for (consumer, handler) in &consumers {
+            for _ in 0..self.concurrency {
+                lanes.spawn(lane(
+                    consumer.clone(),
+                    handler.clone(),
+                    running.clone(),
+                    stop.clone(),
+                ));
             }
+        }
+        stop.cancelled().await;
+        // Stop taking: each consumer is cancelled as soon as no lane waits on it, and what
+        // the broker had sent ahead goes back to the queue.
+        for (consumer, _) in &consumers {
+            if let Err(e) = consumer.lock().await.cancel().await {
+                tracing::debug!(error = %e, "worker: cancelling a consumer");
+            }
+        }
+        let drained = tokio::time::timeout(self.grace, async {
+            while lanes.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            let abandoned = self.stats.in_flight();
+            lanes.abort_all();
+            while lanes.join_next().await.is_some() {}
             self.stats
                 .counts
                 .abandoned
-                .fetch_add(running.len() as u64, Ordering::Relaxed);
+                .fetch_add(abandoned as u64, Ordering::Relaxed);
+            self.stats.counts.in_flight.store(0, Ordering::Relaxed);
             tracing::warn!(
-                abandoned = running.len(),
+                abandoned,
                 grace = ?self.grace,
                 "worker: handlers still running after the grace period were stopped; their messages go back to their queues"
             );
         }
-        let mut first_error = None;
-        for (mut consumer, outcome) in ended {
-            if let Err(e) = consumer.close().await {
+        for (consumer, _) in &consumers {
+            if let Err(e) = consumer.lock().await.close().await {
                 tracing::debug!(error = %e, "worker: closing a consumer");
-            }
-            if let Err(e) = outcome {
-                first_error.get_or_insert(e);
             }
         }
         for watcher in watchers {
             watcher.abort();
         }
-        match first_error {
+        let error = running.error.lock().take();
+        match error {
             Some(e) => Err(e),
             None => Ok(self.stats),
         }
@@ -360,90 +388,55 @@ impl std::fmt::Display for Undecodable {
 
 impl std::error::Error for Undecodable {}
 
-/// What the take loops and the handler tasks share.
+/// What the lanes share.
 struct Running {
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
     policy: OnError,
     on_decode_error: Option<DecodeErrorHook>,
     stats: WorkerStats,
-    tasks: parking_lot::Mutex<HashMap<u64, tokio::task::AbortHandle>>,
-    next_task: AtomicU64,
+    /// The error that ended a consumer for good, if one did.
+    error: parking_lot::Mutex<Option<Error>>,
 }
 
-/// Polls every take loop to its end; each returns its consumer and how it ended.
-async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    for handle in handles {
-        match handle.await {
-            Ok(output) => outputs.push(output),
-            Err(e) => tracing::error!(error = %e, "worker: a take loop failed"),
-        }
-    }
-    outputs
-}
-
-/// Takes messages of one consumer while a handler slot is free, until `stop`.
-async fn take_loop(
-    mut consumer: Consumer,
+/// One lane of a queue: takes a message, waits for a handler slot, handles it; until `stop`.
+/// A message taken and not started when the stop comes goes back to its queue.
+async fn lane(
+    consumer: Arc<tokio::sync::Mutex<Consumer>>,
     handler: Handler,
     running: Arc<Running>,
     stop: CancellationToken,
-) -> (Consumer, Result<()>) {
-    let outcome = loop {
-        let permit = tokio::select! {
+) {
+    loop {
+        let next = tokio::select! {
             biased;
-            _ = stop.cancelled() => break Ok(()),
-            permit = running.permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break Ok(()),
-            },
+            _ = stop.cancelled() => return,
+            next = async { consumer.lock().await.next_message().await } => next,
         };
-        let message = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break Ok(()),
-            next = consumer.next_message() => next,
-        };
-        let message = match message {
+        let message = match next {
             Ok(Some(message)) => Arc::new(message),
-            Ok(None) => break Ok(()),
+            Ok(None) => return,
             Err(e) => {
+                running.error.lock().get_or_insert(e);
                 stop.cancel();
-                break Err(e);
+                return;
             }
         };
-        let id = running.next_task.fetch_add(1, Ordering::Relaxed);
-        let task_running = running.clone();
-        let task_handler = handler.clone();
-        running
-            .stats
-            .counts
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
-        // Registered under the lock the task takes to unregister itself: never after it.
-        let mut tasks = running.tasks.lock();
-        let task = tokio::spawn(async move {
-            handle(&task_running, &task_handler, message).await;
-            task_running
-                .stats
-                .counts
-                .in_flight
-                .fetch_sub(1, Ordering::Relaxed);
-            task_running.tasks.lock().remove(&id);
-            drop(permit);
-        });
-        tasks.insert(id, task.abort_handle());
-        drop(tasks);
-    };
-    // Stop taking: what the broker sent ahead goes back now.
-    if let Err(e) = consumer.cancel().await {
-        tracing::debug!(error = %e, "worker: cancelling a consumer");
+        let permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            permit = running.permits.acquire() => permit.ok(),
+        };
+        let Some(_permit) = permit else {
+            if let Err(e) = message.requeue() {
+                tracing::debug!(error = %e, "worker: giving back a message not started");
+            }
+            return;
+        };
+        let counts = &running.stats.counts;
+        counts.in_flight.fetch_add(1, Ordering::Relaxed);
+        handle(&running, &handler, message).await;
+        counts.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-    (consumer, outcome)
 }
 
 /// Runs the handler on one message and settles it.

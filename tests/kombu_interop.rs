@@ -334,13 +334,7 @@ async fn carrot_decodes_what_kombu_publishes() {
 
 /// The URLs of `carrot serve` over memory:// and over sqlite:// (started in this process).
 fn served_urls() -> Vec<String> {
-    vec![
-        serve_support::served("memory://kombu-interop"),
-        serve_support::served(&format!(
-            "sqlite://{}",
-            serve_support::sqlite_file("kombu-interop").display()
-        )),
-    ]
+    serve_support::served_urls("kombu-interop")
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use crate::{CancellationToken, ConnectionEvent, Message, OnError, WorkerStats};
 /// use carrot::blocking::{BrokerConnection, Consumer, Publisher, Worker};
 ///
 /// let conn = BrokerConnection::connect("memory://blocking-worker-doc")?;
+/// conn.declare_queue(&carrot::QueueSpec::new("jobs"))?;   // keeps what is sent before run
 /// let worker = Worker::builder(&conn).concurrency(4);
 /// let stop = worker.shutdown_token();
 /// let worker = worker.decoded(Consumer::builder(&conn).queue("jobs"), move |n: u32, _message| {
@@ -91,6 +92,11 @@ impl Worker {
     /// See [`crate::Worker::concurrency`].
     pub fn concurrency(self, handlers: usize) -> Self {
         self.with(|w| w.concurrency(handlers))
+    }
+
+    /// See [`crate::Worker::prefetch_count`].
+    pub fn prefetch_count(self, count: u16) -> Self {
+        self.with(|w| w.prefetch_count(count))
     }
 
     /// See [`crate::Worker::grace`].

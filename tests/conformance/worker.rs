@@ -114,7 +114,8 @@ conformance!(
         let running = spawn(move || async move { worker.run().await });
         let report = running.join().await??;
         let attempts = attempts.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert_eq!(&attempts[..2], &[(1, false), (1, true)]);
+        let ones: Vec<_> = attempts.iter().filter(|(n, _)| *n == 1).collect();
+        assert_eq!(ones, [&(1, false), &(1, true)]);
         assert_eq!(report.failed(), 2);
         // Rejected after its second failure: dead-lettered, never acked.
         let dead = next(&mut dead_letters).await;

@@ -38,3 +38,12 @@ pub fn served(broker: &str) -> String {
 pub fn sqlite_file(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("carrot-serve-{name}-{}.db", std::process::id()))
 }
+
+/// The URLs of `carrot serve` over memory://NAME and over a sqlite file of NAME.
+#[allow(dead_code)] // the suites that compare clients through both serves use it
+pub fn served_urls(name: &str) -> Vec<String> {
+    vec![
+        served(&format!("memory://{name}")),
+        served(&format!("sqlite://{}", sqlite_file(name).display())),
+    ]
+}
