@@ -364,3 +364,38 @@ conformance!(
         Ok(())
     }
 );
+
+conformance_restart!(
+    a_queue_keeps_its_several_bindings_through_a_restart,
+    |t| async move {
+        if !t.can_restart() {
+            return Ok(());
+        }
+        let conn = t.connect().await?;
+        let bindings = [
+            Binding::new(ExchangeSpec::new(t.name("a"), ExchangeType::Direct), "ka"),
+            Binding::new(ExchangeSpec::new(t.name("b"), ExchangeType::Topic), "kb.#"),
+        ];
+        let consumer = Consumer::builder(&conn)
+            .queue(t.name("q"))
+            .bindings(bindings)
+            .build()
+            .await?;
+        drop(consumer);
+        t.restart();
+        let conn = t.connect().await?;
+        for (exchange, key, n) in [("a", "ka", 1), ("b", "kb.x", 2)] {
+            Publisher::builder(&conn)
+                .exchange(t.name(exchange))
+                .routing_key(key)
+                .auto_declare(false)
+                .build()
+                .await?
+                .send(&n)
+                .await?;
+        }
+        let mut reader = t.reader(&conn).build().await?;
+        assert_eq!(drain_numbers(&mut reader).await?, vec![1, 2]);
+        Ok(())
+    }
+);
