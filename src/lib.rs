@@ -72,6 +72,11 @@
 //! - [`Message`]: body, properties, delivery information, ack / reject / requeue, decode.
 //! - [`serialization`]: json (default), raw, msgpack, yaml and pickle, kombu's compressions, and custom serializers.
 //! - [`blocking`]: the same API with blocking methods and real `Iterator`s.
+//! - What services build on them, kombu's layer: [`SimpleQueue`] and [`SimpleBuffer`], the
+//!   [`Worker`] loop (concurrency, graceful shutdown, failure policy [`OnError`]),
+//!   [`ConnectionPool`] and [`PublisherPool`], [`RpcClient`] and [`RpcServer`], queues with
+//!   several bindings ([`ConsumerBuilder::binding`]) and broadcast queues
+//!   ([`ConsumerBuilder::broadcast`]).
 //! - Brokers sit behind one internal trait; the embedded ones share one routing engine
 //!   (direct, fanout, topic, headers); RabbitMQ routes for itself.
 //!
