@@ -81,6 +81,23 @@ impl<T> Shared<T> {
     fn in_use(&self) -> usize {
         self.limit - self.permits.available_permits()
     }
+
+    /// The most recently given back idle resource that is still `usable`; those that are
+    /// not are dropped.
+    fn reuse(&self, usable: impl Fn(&T) -> bool) -> Option<T> {
+        let mut idle = self.idle.lock();
+        while let Some(resource) = idle.pop() {
+            if usable(&resource) {
+                return Some(resource);
+            }
+        }
+        None
+    }
+
+    /// Every idle resource, taken out of the pool (to be closed).
+    fn take_idle(&self) -> Vec<T> {
+        std::mem::take(&mut *self.idle.lock())
+    }
 }
 
 /// Whether a connection can be lent again.
@@ -115,21 +132,10 @@ impl ConnectionPool {
     /// `timeout`).
     pub async fn acquire(&self, timeout: Duration) -> Result<PooledConnection> {
         let permit = self.shared.permit(timeout).await?;
-        loop {
-            let idle = self.shared.idle.lock().pop();
-            match idle {
-                Some(connection) if usable(&connection) => {
-                    return Ok(PooledConnection {
-                        connection: Some(connection),
-                        shared: self.shared.clone(),
-                        _permit: permit,
-                    })
-                }
-                Some(_) => continue,
-                None => break,
-            }
-        }
-        let connection = self.builder.clone().connect().await?;
+        let connection = match self.shared.reuse(usable) {
+            Some(connection) => connection,
+            None => self.builder.clone().connect().await?,
+        };
         Ok(PooledConnection {
             connection: Some(connection),
             shared: self.shared.clone(),
@@ -155,9 +161,8 @@ impl ConnectionPool {
     /// Closes the idle connections (lent ones close when given back after this, if the pool
     /// is gone by then, or stay for the next acquire).
     pub async fn close(&self) -> Result<()> {
-        let idle = std::mem::take(&mut *self.shared.idle.lock());
         let mut outcome = Ok(());
-        for connection in idle {
+        for connection in self.shared.take_idle() {
             if let Err(e) = connection.close().await {
                 outcome = Err(e);
             }
@@ -248,27 +253,18 @@ impl PublisherPool {
     pub async fn acquire(&self, timeout: Duration) -> Result<PooledPublisher> {
         let started = tokio::time::Instant::now();
         let permit = self.shared.permit(timeout).await?;
-        loop {
-            let idle = self.shared.idle.lock().pop();
-            match idle {
-                Some(publisher) if usable(publisher.connection()) => {
-                    return Ok(PooledPublisher {
-                        publisher: Some(publisher),
-                        shared: self.shared.clone(),
-                        _permit: permit,
-                    })
-                }
-                Some(_) => continue,
-                None => break,
+        let publisher = match self.shared.reuse(|p: &Publisher| usable(p.connection())) {
+            Some(publisher) => publisher,
+            None => {
+                let left = timeout.saturating_sub(started.elapsed());
+                let connection = self.connections.acquire(left).await?;
+                // The publisher keeps (a handle of) the connection; the lease goes back at
+                // once, so that publishers share the pool's connections.
+                (self.configure)(Publisher::builder(&connection))
+                    .build()
+                    .await?
             }
-        }
-        let left = timeout.saturating_sub(started.elapsed());
-        let connection = self.connections.acquire(left).await?;
-        // The publisher keeps (a handle of) the connection; the lease goes back at once, so
-        // that publishers share the pool's connections.
-        let publisher = (self.configure)(Publisher::builder(&connection))
-            .build()
-            .await?;
+        };
         Ok(PooledPublisher {
             publisher: Some(publisher),
             shared: self.shared.clone(),
@@ -298,9 +294,8 @@ impl PublisherPool {
 
     /// Closes the idle publishers (their channels).
     pub async fn close(&self) -> Result<()> {
-        let idle = std::mem::take(&mut *self.shared.idle.lock());
         let mut outcome = Ok(());
-        for publisher in idle {
+        for publisher in self.shared.take_idle() {
             if let Err(e) = publisher.close().await {
                 outcome = Err(e);
             }
