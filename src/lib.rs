@@ -65,6 +65,7 @@
 //! | `memory://`, `memory://NAME` | embedded in-process broker with AMQP 0-9-1 routing (the default) |
 //! | `amqp://`, `amqps://` | RabbitMQ through lapin (feature `amqp`, on by default) |
 //! | `sqlite://PATH` | durable embedded broker in one SQLite file, shared by processes (feature `sqlite`, on by default; see [`SqliteBroker`]) |
+//! | `redis://`, `rediss://`, `redis+socket://`, `sentinel://` | Redis in kombu's format, shared with kombu and Celery (feature `redis`, on by default; see [`url::RedisSettings`]) |
 //!
 //! # Layout
 //! - [`connection`](BrokerConnection): opens the broker a URL names ([`url`]).
@@ -78,11 +79,15 @@
 //!   several bindings ([`ConsumerBuilder::binding`]) and broadcast queues
 //!   ([`ConsumerBuilder::broadcast`]).
 //! - Brokers sit behind one internal trait; the embedded ones share one routing engine
-//!   (direct, fanout, topic, headers); RabbitMQ routes for itself.
+//!   (direct, fanout, topic, headers); RabbitMQ routes for itself; on Redis, Lua scripts route
+//!   through kombu's binding sets and take each message together with its unacknowledged
+//!   record, in one atomic step.
 //!
 //! # Cargo features
 //! - `amqp` (default): the RabbitMQ backend, on lapin with rustls.
 //! - `sqlite` (default): the `sqlite://` backend, on rusqlite with SQLite compiled in.
+//! - `redis` (default): the `redis://` backend (and `rediss://`, `redis+socket://`,
+//!   `sentinel://`), on the redis crate, in kombu's Redis transport format.
 //! - `cli` (default): the `carrot` command-line tool (clap, indicatif, hdrhistogram).
 //!
 //! # The sqlite broker

@@ -9,8 +9,10 @@
 
 #![cfg(unix)]
 
+mod amqp_support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,24 +20,8 @@ use carrot::{BrokerConnection, Publisher, QueueSpec};
 
 const MESSAGES: u64 = 10_000;
 
-/// The example binary `worker`, built by `cargo test` beside the tests.
-fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let debug = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let binary = debug.join("examples").join("worker");
-    assert!(
-        binary.exists(),
-        "{} is missing: cargo test builds the examples",
-        binary.display()
-    );
-    binary
-}
-
 fn start_worker(url: &str, queue: &str, record: &Path) -> Child {
-    Command::new(worker_binary())
+    Command::new(amqp_support::example_binary("worker"))
         .args([
             url,
             queue,

@@ -12,6 +12,8 @@ pub(crate) mod death;
 mod delivery_stream;
 pub(crate) mod embedded;
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod rules;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;

@@ -139,6 +139,24 @@ impl BrokerConnection {
             BrokerUrl::Sqlite { path } => {
                 Box::new(crate::backend::sqlite::SqliteConnection::open(path).await?)
             }
+            #[cfg(feature = "redis")]
+            BrokerUrl::Redis(settings) => Box::new(
+                crate::backend::redis::RedisConnection::open(
+                    &first,
+                    settings,
+                    &options,
+                    hub.clone(),
+                )
+                .await?,
+            ),
+            #[cfg(not(feature = "redis"))]
+            BrokerUrl::Redis(_) => {
+                return Err(Error::BackendUnavailable {
+                    scheme: first.scheme().to_string(),
+                    hint: "carrot was built without the `redis` feature; enable it in Cargo.toml"
+                        .into(),
+                })
+            }
             #[cfg(not(feature = "sqlite"))]
             BrokerUrl::Sqlite { .. } => {
                 return Err(Error::BackendUnavailable {

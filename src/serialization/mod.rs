@@ -34,6 +34,7 @@ pub(crate) mod accept;
 mod charset;
 mod compression;
 pub mod formats;
+mod python_json;
 mod raw;
 mod value;
 #[cfg(feature = "yaml")]
@@ -50,6 +51,7 @@ use crate::error::{BoxError, Error, Result};
 
 pub(crate) use charset::Charset;
 pub use compression::Compression;
+pub(crate) use python_json::python_json;
 pub(crate) use raw::RawDeserializer;
 pub use value::Value;
 
@@ -279,7 +281,7 @@ impl Registry {
         };
         let (body, content_type, content_encoding) = match &entry.codec {
             Codec::Json => (
-                serde_json::to_vec(data).map_err(|e| fail(e.into()))?,
+                python_json(data).map_err(|e| fail(e.into()))?,
                 entry.content_type.clone(),
                 entry.content_encoding.clone(),
             ),

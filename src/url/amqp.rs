@@ -98,54 +98,18 @@ pub(super) fn parse_amqp(url: &str, rest: &str, tls: bool) -> Result<AmqpSetting
         Some(i) => (&rest[..i], Some(&rest[i + 1..])),
         None => (rest, None),
     };
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-        None => (None, authority),
-    };
-    if let Some(userinfo) = userinfo {
-        let (user, pass) = match userinfo.split_once(':') {
-            Some((u, p)) => (u, Some(p)),
-            None => (userinfo, None),
-        };
-        if !user.is_empty() {
-            settings.userid = decode(url, user, "user name")?;
-        }
-        if let Some(pass) = pass {
-            settings.password = Password(decode(url, pass, "password")?);
-        }
+    let parts = super::authority(url, authority)?;
+    if let Some(user) = parts.user.filter(|u| !u.is_empty()) {
+        settings.userid = user;
     }
-    let (host, port) = if let Some(stripped) = hostport.strip_prefix('[') {
-        // [IPv6]:port
-        let Some(end) = stripped.find(']') else {
-            return Err(Error::invalid_url(url, "unclosed '[' in an IPv6 host"));
-        };
-        let after = &stripped[end + 1..];
-        if !after.is_empty() && !after.starts_with(':') {
-            return Err(Error::invalid_url(
-                url,
-                "after ']' of an IPv6 host only :PORT may follow",
-            ));
-        }
-        (&stripped[..end], after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    if !host.is_empty() {
-        settings.host = decode(url, host, "host")?;
+    if let Some(pass) = parts.password {
+        settings.password = Password(pass);
     }
-    if let Some(port) = port {
-        settings.port = port.parse().map_err(|_| {
-            Error::invalid_url(
-                url,
-                "the port is not a number from 1 to 65535 (a user name or password with '/', '?', '#' or '@' must be percent-encoded)",
-            )
-        })?;
-        if settings.port == 0 {
-            return Err(Error::invalid_url(url, "port 0 is not a valid broker port"));
-        }
+    if let Some(host) = parts.host {
+        settings.host = host;
+    }
+    if let Some(port) = parts.port {
+        settings.port = port;
     }
     if let Some(path) = path {
         // amqp://host// and amqp://host/%2F both mean the vhost "/"; amqp://host/ means the default.

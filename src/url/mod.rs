@@ -6,6 +6,8 @@
 //! | `amqp://user:pass@host:port/vhost?heartbeat=30` | RabbitMQ (default port 5672, vhost `/`) |
 //! | `amqps://...` | RabbitMQ over TLS (default port 5671) |
 //! | `sqlite://PATH` | the durable embedded broker in one SQLite file |
+//! | `redis://[:password@]host:port/db`, `rediss://...`, `redis+socket:///path` | Redis, in kombu's format |
+//! | `sentinel://host:26379;sentinel://host:26380?master_name=NAME` | the Redis master Sentinel names |
 //!
 //! Passwords never appear in `Debug` or `Display` output, nor in errors.
 //!
@@ -13,6 +15,7 @@
 //! failover alternatives: see [`parse_failover`].
 
 mod amqp;
+mod redis;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -26,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::redact::split_list;
 
 pub use amqp::{AmqpSettings, Password};
+pub use redis::{RedisAddress, RedisSettings};
 
 /// What `Display` escapes in a user name or host: all but the unreserved characters.
 const COMPONENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
@@ -53,6 +57,8 @@ pub enum BrokerUrl {
         /// The database file.
         path: PathBuf,
     },
+    /// `redis://`, `rediss://`, `redis+socket://` or `sentinel://`.
+    Redis(RedisSettings),
 }
 
 impl BrokerUrl {
@@ -90,18 +96,28 @@ impl BrokerUrl {
                 amqp::parse_amqp(url, rest, scheme.eq_ignore_ascii_case("amqps"))
                     .map(BrokerUrl::Amqp)
             }
+            scheme @ ("redis" | "rediss" | "redis+socket" | "sentinel") => {
+                redis::parse_redis(url, scheme, rest).map(BrokerUrl::Redis)
+            }
             other => Err(Error::invalid_url(
                 url,
                 format!(
-                    "unknown scheme {other:?}: use memory://, sqlite://PATH, amqp:// or amqps://"
+                    "unknown scheme {other:?}: use memory://, sqlite://PATH, amqp://, amqps://, redis://, rediss://, redis+socket:// or sentinel://"
                 ),
             )),
         }
     }
 
-    /// The URL scheme: `memory`, `amqp`, `amqps` or `sqlite`.
+    /// The URL scheme: `memory`, `amqp`, `amqps`, `sqlite`, `redis`, `rediss`, `redis+socket`
+    /// or `sentinel`.
     pub fn scheme(&self) -> &'static str {
         match self {
+            BrokerUrl::Redis(s) => match s.address {
+                RedisAddress::Unix(_) => "redis+socket",
+                RedisAddress::Sentinel { .. } => "sentinel",
+                RedisAddress::Tcp { .. } if s.tls => "rediss",
+                RedisAddress::Tcp { .. } => "redis",
+            },
             BrokerUrl::Memory { .. } => "memory",
             BrokerUrl::Amqp(s) if s.tls => "amqps",
             BrokerUrl::Amqp(_) => "amqp",
@@ -122,7 +138,23 @@ impl BrokerUrl {
 /// # Ok::<(), carrot::Error>(())
 /// ```
 pub fn parse_failover(urls: &str) -> Result<Vec<BrokerUrl>> {
-    let parsed = split_list(urls)
+    let parts = split_list(urls);
+    let sentinels: Vec<&str> = parts
+        .iter()
+        .copied()
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    if sentinels.len() > 1
+        && sentinels.iter().all(|p| {
+            p.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("sentinel://")
+        })
+    {
+        let sentinels: Vec<&str> = sentinels.into_iter().map(str::trim).collect();
+        return redis::merge_sentinels(urls, &sentinels).map(|s| vec![BrokerUrl::Redis(s)]);
+    }
+    let parsed = parts
         .into_iter()
         .map(str::trim)
         .filter(|part| !part.is_empty())
@@ -137,7 +169,7 @@ pub fn parse_failover(urls: &str) -> Result<Vec<BrokerUrl>> {
         _ if parsed.iter().all(|u| matches!(u, BrokerUrl::Amqp(_))) => Ok(parsed),
         _ => Err(Error::invalid_url(
             urls,
-            "several URLs (separated by ';') are failover alternatives between RabbitMQ nodes: each must be amqp:// or amqps://",
+            "several URLs (separated by ';') are failover alternatives between RabbitMQ nodes (each amqp:// or amqps://) or Redis sentinels (each sentinel://)",
         )),
     }
 }
@@ -158,14 +190,11 @@ impl fmt::Display for BrokerUrl {
                 let path = path.to_string_lossy();
                 write!(f, "sqlite://{}", utf8_percent_encode(&path, PATH_ESCAPED))
             }
+            BrokerUrl::Redis(s) => s.write(f),
             BrokerUrl::Amqp(s) => {
                 let vhost = utf8_percent_encode(&s.virtual_host, NON_ALPHANUMERIC);
                 let user = utf8_percent_encode(&s.userid, COMPONENT_ESCAPED);
-                let host = if s.host.parse::<std::net::Ipv6Addr>().is_ok() {
-                    format!("[{}]", s.host)
-                } else {
-                    utf8_percent_encode(&s.host, COMPONENT_ESCAPED).to_string()
-                };
+                let host = shown_host(&s.host);
                 write!(
                     f,
                     "{}://{user}:***@{host}:{}/{vhost}",
@@ -174,6 +203,80 @@ impl fmt::Display for BrokerUrl {
                 )
             }
         }
+    }
+}
+
+/// The parts of a URL's authority (`user:password@host:port`), percent-decoded; what is
+/// absent is `None` (an empty host too).
+#[derive(Debug, Default)]
+pub(super) struct Authority {
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) host: Option<String>,
+    pub(super) port: Option<u16>,
+}
+
+/// Splits and decodes an authority; `[IPv6]:port` hosts are accepted.
+pub(super) fn authority(url: &str, authority: &str) -> Result<Authority> {
+    let mut parts = Authority::default();
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    if let Some(userinfo) = userinfo {
+        let (user, pass) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, Some(p)),
+            None => (userinfo, None),
+        };
+        if !user.is_empty() {
+            parts.user = Some(decode(url, user, "user name")?);
+        }
+        if let Some(pass) = pass {
+            parts.password = Some(decode(url, pass, "password")?);
+        }
+    }
+    let (host, port) = if let Some(stripped) = hostport.strip_prefix('[') {
+        let Some(end) = stripped.find(']') else {
+            return Err(Error::invalid_url(url, "unclosed '[' in an IPv6 host"));
+        };
+        let after = &stripped[end + 1..];
+        if !after.is_empty() && !after.starts_with(':') {
+            return Err(Error::invalid_url(
+                url,
+                "after ']' of an IPv6 host only :PORT may follow",
+            ));
+        }
+        (&stripped[..end], after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if !host.is_empty() {
+        parts.host = Some(decode(url, host, "host")?);
+    }
+    if let Some(port) = port {
+        let port: u16 = port.parse().map_err(|_| {
+            Error::invalid_url(
+                url,
+                "the port is not a number from 1 to 65535 (a user name or password with '/', '?', '#' or '@' must be percent-encoded)",
+            )
+        })?;
+        if port == 0 {
+            return Err(Error::invalid_url(url, "port 0 is not a valid broker port"));
+        }
+        parts.port = Some(port);
+    }
+    Ok(parts)
+}
+
+/// A host as written in a URL: IPv6 addresses in brackets, the rest percent-encoded.
+fn shown_host(host: &str) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]")
+    } else {
+        utf8_percent_encode(host, COMPONENT_ESCAPED).to_string()
     }
 }
 

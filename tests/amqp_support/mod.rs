@@ -183,3 +183,45 @@ pub async fn connect_quick(url: &str) -> BrokerConnection {
     )
     .await
 }
+
+/// The Python interpreter (`CARROT_TEST_PYTHON`, `python3` by default) when it can run
+/// `imports` (such as `import kombu, redis`); `None` after [`skip_or_fail`] otherwise, which
+/// says to `pip install {packages}`.
+pub fn python_with(imports: &str, packages: &str) -> Option<String> {
+    let python = std::env::var("CARROT_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    match std::process::Command::new(&python)
+        .args(["-c", imports])
+        .output()
+    {
+        Ok(out) if out.status.success() => Some(python),
+        Ok(out) => {
+            let why = String::from_utf8_lossy(&out.stderr);
+            skip_or_fail(&format!(
+                "{python} cannot run {imports:?} ({}): pip install {packages}",
+                why.lines().last().unwrap_or("").trim()
+            ));
+            None
+        }
+        Err(e) => {
+            skip_or_fail(&format!("cannot run {python}: {e}"));
+            None
+        }
+    }
+}
+
+/// An example binary (`target/<profile>/examples/NAME`), which `cargo test` builds beside the
+/// tests.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps");
+    let binary = profile.join("examples").join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: cargo test builds the examples",
+        binary.display()
+    );
+    binary
+}

@@ -30,6 +30,9 @@ pub struct Backend {
     /// The broker URL for a test's scope; `None` when the backend is not configured, which
     /// skips it.
     pub url: fn(&str) -> Option<String>,
+    /// redis://, in kombu's format: some scenarios assert what it does differently (see
+    /// src/backend/redis/mod.rs).
+    pub redis: bool,
 }
 
 /// Brokers that outlive one `carrot` process, one line each; every cross-process scenario runs
@@ -40,10 +43,11 @@ pub struct Backend {
 #[rustfmt::skip]
 pub fn durable_backends() -> Vec<Backend> {
     vec![
-        Backend { name: "amqp", url: |_| amqp_url() },
-        Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())) },
-        Backend { name: "serve-memory", url: |_| Some(crate::serve_support::served("memory://carrot-cli-serve")) },
-        Backend { name: "serve-sqlite", url: |_| Some(crate::serve_support::served(&format!("sqlite://{}", crate::serve_support::sqlite_file("cli").display()))) },
+        Backend { name: "amqp", url: |_| amqp_url(), redis: false },
+        Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}/{scope}.db", std::env::temp_dir().display())), redis: false },
+        Backend { name: "serve-memory", url: |_| Some(crate::serve_support::served("memory://carrot-cli-serve")), redis: false },
+        Backend { name: "serve-sqlite", url: |_| Some(crate::serve_support::served(&format!("sqlite://{}", crate::serve_support::sqlite_file("cli").display()))), redis: false },
+        Backend { name: "redis", url: |_| redis_url(), redis: true },
     ]
 }
 
@@ -53,6 +57,7 @@ pub fn all_backends() -> Vec<Backend> {
     let mut all = vec![Backend {
         name: "memory",
         url: |scope| Some(format!("memory://{scope}")),
+        redis: false,
     }];
     all.extend(durable_backends());
     all
@@ -70,6 +75,17 @@ fn amqp_url() -> Option<String> {
         _ if under_ci() => panic!(
             "CI=true but CARROT_TEST_AMQP_URL is not set: .ci/run starts RabbitMQ and sets it"
         ),
+        _ => None,
+    }
+}
+
+/// Redis from `CARROT_TEST_REDIS_URL`; under `CI=true` a missing Redis fails the test.
+fn redis_url() -> Option<String> {
+    match std::env::var("CARROT_TEST_REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if under_ci() => {
+            panic!("CI=true but CARROT_TEST_REDIS_URL is not set: .ci/run starts Redis and sets it")
+        }
         _ => None,
     }
 }

@@ -21,6 +21,12 @@ pub struct Backend {
     /// `Error::Unsupported` (RabbitMQ 3 and later; sqlite, whose consumers may be in other
     /// processes).
     pub immediate: bool,
+    /// kombu's Redis transport (redis://): what it cannot do (headers exchanges,
+    /// exchange-to-exchange bindings, message expiry, length limits, dead-lettering, other
+    /// queue types) must be `Error::Unsupported`, and it follows kombu where kombu differs
+    /// from AMQP (a lower priority number is served first); a requeued message goes to the head
+    /// of its queue (RabbitMQ puts each back in its original place).
+    pub redis: bool,
 }
 
 /// A sqlite broker file per scope, in the temporary folder (deleted after the scenario).
@@ -32,12 +38,53 @@ pub fn sqlite_path(scope: &str) -> std::path::PathBuf {
 #[rustfmt::skip]
 pub fn backends() -> Vec<Backend> {
     vec![
-        Backend { name: "memory", url: |scope| Some(format!("memory://{scope}")), restart: Some(|scope| carrot::MemoryBroker::named(scope).restart()), immediate: true },
-        Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}", sqlite_path(scope).display())), restart: Some(|scope| carrot::SqliteBroker::open(sqlite_path(scope)).expect("the scenario's sqlite broker opens").restart()), immediate: false },
-        Backend { name: "amqp", url: |_| amqp_url(), restart: amqp_restart(), immediate: false },
-        Backend { name: "serve-memory", url: |_| served("memory://carrot-serve-conformance"), restart: None, immediate: false },
-        Backend { name: "serve-sqlite", url: |_| served(&format!("sqlite://{}", crate::serve_support::sqlite_file("conformance").display())), restart: None, immediate: false },
+        Backend { name: "memory", url: |scope| Some(format!("memory://{scope}")), restart: Some(|scope| carrot::MemoryBroker::named(scope).restart()), immediate: true, redis: false },
+        Backend { name: "sqlite", url: |scope| Some(format!("sqlite://{}", sqlite_path(scope).display())), restart: Some(|scope| carrot::SqliteBroker::open(sqlite_path(scope)).expect("the scenario's sqlite broker opens").restart()), immediate: false, redis: false },
+        Backend { name: "amqp", url: |_| amqp_url(), restart: amqp_restart(), immediate: false, redis: false },
+        Backend { name: "serve-memory", url: |_| served("memory://carrot-serve-conformance"), restart: None, immediate: false, redis: false },
+        Backend { name: "serve-sqlite", url: |_| served(&format!("sqlite://{}", crate::serve_support::sqlite_file("conformance").display())), restart: None, immediate: false, redis: false },
+        Backend { name: "redis", url: |_| redis_url(), restart: redis_restart(), immediate: false, redis: true },
     ]
+    .into_iter()
+    .filter(chosen)
+    .collect()
+}
+
+/// `CARROT_TEST_BACKENDS=redis,memory` runs only those backends (for development; CI runs
+/// every one).
+fn chosen(backend: &Backend) -> bool {
+    match std::env::var("CARROT_TEST_BACKENDS") {
+        Ok(list) if !list.is_empty() => list.split(',').any(|name| name.trim() == backend.name),
+        _ => true,
+    }
+}
+
+/// Redis from `CARROT_TEST_REDIS_URL` (`.ci/run` starts one on 127.0.0.1). Under `CI=true` a
+/// missing Redis is a failure, never a skip.
+fn redis_url() -> Option<String> {
+    match std::env::var("CARROT_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but CARROT_TEST_REDIS_URL is not set: .ci/run starts Redis and sets it")
+        }
+        _ => None,
+    }
+}
+
+/// Restarts Redis with the command in `CARROT_TEST_REDIS_RESTART` (`.ci/run` sets it).
+fn redis_restart() -> Option<fn(&str)> {
+    match std::env::var("CARROT_TEST_REDIS_RESTART") {
+        Ok(command) if !command.is_empty() => Some(|_| {
+            let command = std::env::var("CARROT_TEST_REDIS_RESTART").unwrap_or_default();
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+            assert!(status.success(), "{command:?} failed: {status}");
+        }),
+        _ => None,
+    }
 }
 
 /// `carrot serve` of `broker`, reached through the amqp backend (lapin) with publisher

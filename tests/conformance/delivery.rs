@@ -2,6 +2,7 @@
 //! priorities and competing consumers.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use carrot::{DeliveryMode, Error, ExchangeType, MessageState, Publisher, SendOptions};
 
@@ -32,7 +33,13 @@ conformance_restart!(
         t.restart();
         let conn = t.connect().await?;
         let mut consumer = t.reader(&conn).build().await?;
-        assert_eq!(drain_numbers(&mut consumer).await?, vec![2, 4]);
+        // Redis keeps what its own persistence keeps (kombu has no delivery modes): all of them.
+        let expected = if t.backend.redis {
+            vec![1, 2, 3, 4, 5]
+        } else {
+            vec![2, 4]
+        };
+        assert_eq!(drain_numbers(&mut consumer).await?, expected);
         Ok(())
     }
 );
@@ -50,6 +57,11 @@ conformance_restart!(
         assert!(!held.redelivered());
 
         t.restart();
+        if t.backend.redis {
+            // The delivery's record survives in Redis and the connection recovers: the
+            // delivery is still held, and requeuing it now gives it back.
+            held.requeue()?;
+        }
         let conn = t.connect().await?;
         let mut consumer = t.reader(&conn).build().await?;
         let message = consumer
@@ -537,23 +549,48 @@ conformance!(immediate_needs_a_ready_consumer, |t| async move {
     Ok(())
 });
 
+/// kombu's Redis transport: the priority step of a priority, the highest of 0, 3, 6 and 9 at
+/// most the priority.
+fn kombu_step(priority: u8) -> u8 {
+    [0, 3, 6, 9]
+        .into_iter()
+        .filter(|step| *step <= priority)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The order in which kombu's Redis transport serves what was sent (body, priority) in this
+/// order: a lower step first, in the order sent within a step.
+fn kombu_order<T: Clone>(sent: &[(T, u8)]) -> Vec<T> {
+    let mut order = sent.to_vec();
+    order.sort_by_key(|(_, priority)| kombu_step(*priority)); // stable: FIFO within a step
+    order.into_iter().map(|(body, _)| body).collect()
+}
+
 conformance!(
     priorities_are_honoured_on_queues_with_a_max_priority,
     |t| async move {
         let conn = t.connect().await?;
         let mut consumer = t.consumer(&conn).max_priority(9).build().await?;
         let publisher = t.publisher(&conn).build().await?;
-        for (body, priority) in [(1, 1), (2, 5), (3, 9), (4, 0), (5, 5)] {
+        let sent: [(i64, u8); 5] = [(1, 1), (2, 5), (3, 9), (4, 0), (5, 5)];
+        for (body, priority) in sent {
             publisher
                 .send_with(&body, SendOptions::new().priority(priority))
                 .await?;
         }
         publisher.send(&6).await?; // no priority: 0
         let all = fetch_all(&mut consumer).await?;
-        assert_eq!(
-            all.iter().map(num).collect::<Vec<_>>(),
-            vec![3, 2, 5, 1, 4, 6]
-        );
+        let got: Vec<i64> = all.iter().map(num).collect();
+        if t.backend.redis {
+            // kombu's Redis transport serves a lower priority step first.
+            let sent: Vec<(i64, u8)> = sent.into_iter().chain([(6, 0)]).collect();
+            assert_eq!(got, kombu_order(&sent));
+            let first = sent.iter().find(|(body, _)| *body == got[0]);
+            assert_eq!(all[0].priority(), first.map(|(_, priority)| *priority));
+            return Ok(());
+        }
+        assert_eq!(got, vec![3, 2, 5, 1, 4, 6]);
         assert_eq!(all[0].priority(), Some(9));
         Ok(())
     }
@@ -564,12 +601,19 @@ conformance!(priorities_above_the_max_count_as_the_max, |t| async move {
     let conn = t.connect().await?;
     let mut consumer = t.consumer(&conn).max_priority(3).build().await?;
     let publisher = t.publisher(&conn).build().await?;
-    for (body, priority) in [(1, 1), (2, 9), (3, 3), (4, 7)] {
+    let sent: [(i64, u8); 4] = [(1, 1), (2, 9), (3, 3), (4, 7)];
+    for (body, priority) in sent {
         publisher
             .send_with(&body, SendOptions::new().priority(priority))
             .await?;
     }
-    assert_eq!(drain_numbers(&mut consumer).await?, vec![2, 3, 4, 1]);
+    let expected = if t.backend.redis {
+        // kombu's Redis transport has its priority steps whatever the maximum, a lower one first.
+        kombu_order(&sent)
+    } else {
+        vec![2, 3, 4, 1]
+    };
+    assert_eq!(drain_numbers(&mut consumer).await?, expected);
     Ok(())
 });
 
@@ -579,12 +623,19 @@ conformance!(
         let conn = t.connect().await?;
         let mut consumer = t.consumer(&conn).build().await?;
         let publisher = t.publisher(&conn).build().await?;
-        for (body, priority) in [(1, 1), (2, 9), (3, 0), (4, 5)] {
+        let sent: [(i64, u8); 4] = [(1, 1), (2, 9), (3, 0), (4, 5)];
+        for (body, priority) in sent {
             publisher
                 .send_with(&body, SendOptions::new().priority(priority))
                 .await?;
         }
-        assert_eq!(drain_numbers(&mut consumer).await?, vec![1, 2, 3, 4]);
+        let expected = if t.backend.redis {
+            // kombu's Redis transport has priority steps on every queue, a lower one first.
+            kombu_order(&sent)
+        } else {
+            vec![1, 2, 3, 4]
+        };
+        assert_eq!(drain_numbers(&mut consumer).await?, expected);
         Ok(())
     }
 );
@@ -601,9 +652,35 @@ conformance!(requeued_messages_keep_their_priority, |t| async move {
         .send_with(&2, SendOptions::new().priority(5))
         .await?;
     low.requeue()?;
-    assert_eq!(drain_numbers(&mut consumer).await?, vec![2, 1]);
+    let expected = if t.backend.redis {
+        // kombu's Redis transport serves a lower priority step first.
+        kombu_order(&[(1, 1), (2, 5)])
+    } else {
+        vec![2, 1]
+    };
+    assert_eq!(drain_numbers(&mut consumer).await?, expected);
     Ok(())
 });
+
+/// The first `count` messages either consumer gets, by consumer, whichever asks first (as on
+/// kombu's Redis transport, which has no round robin nor consumer priorities).
+async fn taken_by_either(
+    mut consumers: [&mut carrot::Consumer; 2],
+    count: usize,
+) -> carrot::Result<[Vec<carrot::Message>; 2]> {
+    let mut got = [Vec::new(), Vec::new()];
+    let mut deadline = Deadline::new(&format!("{count} messages across two consumers"));
+    while got.iter().map(Vec::len).sum::<usize>() < count {
+        for (consumer, got) in consumers.iter_mut().zip(got.iter_mut()) {
+            let wait = Duration::from_millis(10);
+            if let Some(message) = consumer.next_message_timeout(wait).await? {
+                got.push(message);
+            }
+        }
+        deadline.tick().await;
+    }
+    Ok(got)
+}
 
 conformance!(
     competing_consumers_get_distinct_messages_round_robin,
@@ -618,13 +695,27 @@ conformance!(
             publisher.send(&i).await?;
         }
         let mut got = [Vec::new(), Vec::new()];
-        for (consumer, got) in [&mut first, &mut second].into_iter().zip(got.iter_mut()) {
-            for _ in 0..3 {
-                let message = next(consumer).await;
-                got.push(num(&message));
-                message.ack()?;
+        if t.backend.redis {
+            // kombu's Redis transport has no round robin: whichever consumer asks first takes.
+            let taken = taken_by_either([&mut first, &mut second], 6).await?;
+            for (got, taken) in got.iter_mut().zip(taken) {
+                for message in taken {
+                    got.push(num(&message));
+                    message.ack()?;
+                }
             }
-            assert_quiet(consumer).await;
+            assert_quiet(&mut first).await;
+            assert_quiet(&mut second).await;
+            assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 6, "{got:?}");
+        } else {
+            for (consumer, got) in [&mut first, &mut second].into_iter().zip(got.iter_mut()) {
+                for _ in 0..3 {
+                    let message = next(consumer).await;
+                    got.push(num(&message));
+                    message.ack()?;
+                }
+                assert_quiet(consumer).await;
+            }
         }
         for list in &got {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "{got:?}");
@@ -737,7 +828,8 @@ conformance!(
             consumer.fetch().await?.expect("2"),
             consumer.fetch().await?.expect("3"),
         ];
-        for i in [2, 0, 1] {
+        let requeues = [2, 0, 1];
+        for i in requeues {
             taken[i].requeue()?;
         }
         let expected = vec![
@@ -746,7 +838,19 @@ conformance!(
             ("3".to_string(), true),
             ("4".to_string(), false),
         ];
-        assert_eq!(drain_redelivered(&mut consumer).await?, expected);
+        // kombu's Redis transport puts each requeued message at the head: the last one first.
+        let mut at_head: Vec<(String, bool)> = requeues
+            .iter()
+            .rev()
+            .map(|&i| (text(&taken[i]), true))
+            .collect();
+        at_head.push(("4".to_string(), false));
+        let requeued = if t.backend.redis {
+            at_head
+        } else {
+            expected.clone()
+        };
+        assert_eq!(drain_redelivered(&mut consumer).await?, requeued);
 
         // A channel closed with deliveries it took in another order than the queue's.
         for body in ["1", "2", "3", "4"] {
@@ -755,14 +859,24 @@ conformance!(
         let mut first = t.reader(&conn).build().await?;
         let mut second = t.reader(&conn).build().await?;
         let one = first.fetch().await?.expect("1");
-        let _two = second.fetch().await?.expect("2");
-        let _three = first.fetch().await?.expect("3");
+        let two = second.fetch().await?.expect("2");
+        let three = first.fetch().await?.expect("3");
         second.close().await?;
         first.close().await?;
+        // kombu's Redis transport gives a closed channel's deliveries back at the head, in their
+        // order: those of the channel closed last (first) come first.
+        let mut at_head: Vec<(String, bool)> =
+            [&one, &three, &two].map(|m| (text(m), true)).to_vec();
+        at_head.push(("4".to_string(), false));
         drop(one);
-        assert_eq!(drain_redelivered(&mut consumer).await?, expected);
+        let closed = if t.backend.redis {
+            at_head
+        } else {
+            expected.clone()
+        };
+        assert_eq!(drain_redelivered(&mut consumer).await?, closed);
 
-        // A connection closed with deliveries.
+        // A connection closed with deliveries (on Redis too: one channel keeps their order).
         for body in ["1", "2", "3", "4"] {
             publisher.send(body).await?;
         }
@@ -788,7 +902,8 @@ conformance!(
         let conn = t.connect().await?;
         let mut consumer = t.consumer(&conn).max_priority(9).build().await?;
         let publisher = t.publisher(&conn).build().await?;
-        for (body, priority) in [("a0", 0), ("b5", 5), ("c0", 0), ("d9", 9), ("e5", 5)] {
+        let sent: [(&str, u8); 5] = [("a0", 0), ("b5", 5), ("c0", 0), ("d9", 9), ("e5", 5)];
+        for (body, priority) in sent {
             publisher
                 .send_with(body, SendOptions::new().priority(priority))
                 .await?;
@@ -798,11 +913,34 @@ conformance!(
             taken.push(consumer.fetch().await?.expect("a message"));
         }
         let order: Vec<String> = taken.iter().map(text).collect();
-        assert_eq!(order, ["d9", "b5", "e5", "a0"]);
-        for i in [2, 3, 0, 1] {
+        // kombu's Redis transport serves a lower priority step first.
+        let served = kombu_order(&sent);
+        if t.backend.redis {
+            assert_eq!(order, served[..4]);
+        } else {
+            assert_eq!(order, ["d9", "b5", "e5", "a0"]);
+        }
+        let requeues = [2, 3, 0, 1];
+        for i in requeues {
             taken[i].requeue()?;
         }
         let got = drain_redelivered(&mut consumer).await?;
+        if t.backend.redis {
+            // kombu's Redis transport puts a requeued message at the head of its step's list: in
+            // each step, the last requeued first, then the untaken.
+            let priority = |body: &str| sent.iter().find(|(b, _)| *b == body).map_or(0, |s| s.1);
+            let requeued = requeues.iter().rev().map(|&i| order[i].as_str());
+            let queue: Vec<((String, bool), u8)> = requeued
+                .map(|b| ((b.to_string(), true), priority(b)))
+                .chain(
+                    served[4..]
+                        .iter()
+                        .map(|b| ((b.to_string(), false), priority(b))),
+                )
+                .collect();
+            assert_eq!(got, kombu_order(&queue));
+            return Ok(());
+        }
         let expected: Vec<(String, bool)> = [
             ("d9", true),
             ("b5", true),
@@ -829,6 +967,16 @@ conformance!(
         assert_eq!((low.priority(), high.priority()), (0, 10));
         high.qos(carrot::Qos::new().prefetch_count(2)).await?;
         low.qos(carrot::Qos::new().prefetch_count(10)).await?;
+        if t.backend.redis {
+            // Consumers of a Redis list take first come, first served: a priority is refused,
+            // and the consumer without one still works.
+            assert_err!(high.consume().await, Error::Unsupported(_));
+            low.consume().await?;
+            let publisher = t.publisher(&conn).build().await?;
+            publisher.send(&1).await?;
+            assert_eq!(num(&next(&mut low).await), 1);
+            return Ok(());
+        }
         high.consume().await?;
         low.consume().await?;
         let publisher = t.publisher(&conn).build().await?;

@@ -35,6 +35,12 @@ conformance_restart!(
         let conn = t.connect().await?;
         conn.exchange_exists(&t.name("durable-ex")).await?;
         conn.queue_info(&t.name("durable-q")).await?;
+        if t.backend.redis {
+            // Redis keeps what its own persistence keeps: kombu has no durability of entities.
+            conn.exchange_exists(&t.name("transient-ex")).await?;
+            conn.queue_info(&t.name("transient-q")).await?;
+            return Ok(());
+        }
         assert_err!(
             conn.exchange_exists(&t.name("transient-ex")).await,
             Error::NotFound(_)

@@ -136,12 +136,19 @@ conformance!(
             .await?;
         conn.declare_exchange(&spec()).await?;
         let other = t.name("ae");
-        conn.declare_exchange(
-            &ExchangeSpec::new(&other, ExchangeType::Fanout)
-                .durable(false)
-                .argument("alternate-exchange", "a"),
-        )
-        .await?;
+        let declared = conn
+            .declare_exchange(
+                &ExchangeSpec::new(&other, ExchangeType::Fanout)
+                    .durable(false)
+                    .argument("alternate-exchange", "a"),
+            )
+            .await;
+        if t.backend.redis {
+            // kombu's Redis transport has no alternate exchange.
+            assert_err!(declared, Error::Unsupported(_));
+            return Ok(());
+        }
+        declared?;
         let redeclare = |ae: Option<&str>| {
             let spec = ExchangeSpec::new(&other, ExchangeType::Fanout).durable(false);
             match ae {
@@ -174,8 +181,15 @@ conformance!(
         let conn = t.connect().await?;
         let name = t.name("q");
         let spec = || QueueSpec::new(&name).durable(false);
-        conn.declare_queue(&spec().message_ttl(Duration::from_millis(1000)))
-            .await?;
+        let declared = conn
+            .declare_queue(&spec().message_ttl(Duration::from_millis(1000)))
+            .await;
+        if t.backend.redis {
+            // kombu's Redis transport has no message TTL.
+            assert_err!(declared, Error::Unsupported(_));
+            return Ok(());
+        }
+        declared?;
         let err = conn
             .declare_queue(&spec().message_ttl(Duration::from_millis(2000)))
             .await

@@ -41,6 +41,16 @@ conformance!(
             .build()
             .await?;
         let publisher = t.publisher(&conn).build().await?;
+        // kombu's Redis transport has no message expiry: refused, and the rest checked without.
+        let expiration = (!t.backend.redis).then_some("600000");
+        if t.backend.redis {
+            assert_err!(
+                publisher
+                    .send_with(&data(), SendOptions::new().expiration("600000"))
+                    .await,
+                Error::Unsupported(_)
+            );
+        }
         let mut sent = Vec::new();
         for serializer in ["json", "msgpack", "yaml", "pickle"] {
             for method in std::iter::once(None).chain(METHODS.map(Some)) {
@@ -48,7 +58,6 @@ conformance!(
                     .serializer(serializer)
                     .correlation_id(format!("{serializer}/{method:?}"))
                     .reply_to("replies")
-                    .expiration("600000")
                     .message_id("m-1")
                     .timestamp(1_700_000_000u64)
                     .message_type("greeting")
@@ -56,6 +65,9 @@ conformance!(
                     .priority(3)
                     .delivery_mode(DeliveryMode::Persistent)
                     .headers(table([("x-cell", serializer.into())]));
+                if let Some(expiration) = expiration {
+                    options = options.expiration(expiration);
+                }
                 if let Some(method) = method {
                     options = options.compression(method.name());
                 }
@@ -81,7 +93,7 @@ conformance!(
             let p = message.properties();
             assert_eq!(p.correlation_id(), Some(cell.as_str()));
             assert_eq!(p.reply_to(), Some("replies"), "{cell}");
-            assert_eq!(p.expiration(), Some("600000"), "{cell}");
+            assert_eq!(p.expiration(), expiration, "{cell}");
             assert_eq!(p.message_id(), Some("m-1"), "{cell}");
             assert_eq!(p.timestamp(), Some(1_700_000_000), "{cell}");
             assert_eq!(p.kind(), Some("greeting"), "{cell}");

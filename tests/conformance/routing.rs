@@ -319,8 +319,13 @@ conformance!(headers_x_match_all_is_the_default, |t| async move {
             ("none", FieldTable::new()),
         ],
     )
-    .await?;
-    assert_eq!(got, routed(&[("q", &["both", "both-and-more"])]));
+    .await;
+    if t.backend.redis {
+        // kombu's Redis transport has no headers exchange.
+        assert_err!(got, Error::Unsupported(_));
+        return Ok(());
+    }
+    assert_eq!(got?, routed(&[("q", &["both", "both-and-more"])]));
     Ok(())
 });
 
@@ -343,8 +348,13 @@ conformance!(headers_x_match_any_needs_one_header, |t| async move {
             ("none", FieldTable::new()),
         ],
     )
-    .await?;
-    assert_eq!(got, routed(&[("q", &["format", "type"])]));
+    .await;
+    if t.backend.redis {
+        // kombu's Redis transport has no headers exchange.
+        assert_err!(got, Error::Unsupported(_));
+        return Ok(());
+    }
+    assert_eq!(got?, routed(&[("q", &["format", "type"])]));
     Ok(())
 });
 
@@ -366,8 +376,13 @@ conformance!(headers_x_keys_are_ignored_when_matching, |t| async move {
             ("x-only", table([("x-custom", "ignored".into())])),
         ],
     )
-    .await?;
-    assert_eq!(got, routed(&[("q", &["pdf", "pdf-with-x"])]));
+    .await;
+    if t.backend.redis {
+        // kombu's Redis transport has no headers exchange.
+        assert_err!(got, Error::Unsupported(_));
+        return Ok(());
+    }
+    assert_eq!(got?, routed(&[("q", &["pdf", "pdf-with-x"])]));
     Ok(())
 });
 
@@ -385,8 +400,13 @@ conformance!(headers_values_must_be_equal, |t| async move {
             ),
         ],
     )
-    .await?;
-    assert_eq!(got, routed(&[("q", &["equal"])]));
+    .await;
+    if t.backend.redis {
+        // kombu's Redis transport has no headers exchange.
+        assert_err!(got, Error::Unsupported(_));
+        return Ok(());
+    }
+    assert_eq!(got?, routed(&[("q", &["equal"])]));
     Ok(())
 });
 
@@ -394,13 +414,25 @@ conformance!(
     headers_binding_through_the_consumer_builder,
     |t| async move {
         let conn = t.connect().await?;
-        let mut consumer = Consumer::builder(&conn)
+        let built = Consumer::builder(&conn)
             .queue(t.name("q"))
             .exchange(t.name("headers"))
             .exchange_type(ExchangeType::Headers)
             .binding_arguments(table([("x-match", "any".into()), ("kind", "a".into())]))
             .build()
-            .await?;
+            .await;
+        if t.backend.redis {
+            // kombu's Redis transport has no headers exchange; amq.headers exists, unbindable.
+            assert_err!(built, Error::Unsupported(_));
+            conn.declare_queue(&QueueSpec::new(t.name("q"))).await?;
+            let arguments = table([("x-match", "any".into()), ("kind", "a".into())]);
+            assert_err!(
+                conn.bind(&t.name("q"), "amq.headers", "", &arguments).await,
+                Error::Unsupported(_)
+            );
+            return Ok(());
+        }
+        let mut consumer = built?;
         let publisher = Publisher::builder(&conn)
             .exchange(t.name("headers"))
             .exchange_type(ExchangeType::Headers)
@@ -538,7 +570,17 @@ conformance!(
             .await?;
         conn.declare_exchange(&ExchangeSpec::new(&dead_end, ExchangeType::Fanout))
             .await?;
-        conn.bind_exchange(&audit, &events, "user.#", &none).await?;
+        let bound = conn.bind_exchange(&audit, &events, "user.#", &none).await;
+        if t.backend.redis {
+            // kombu's Redis transport has no exchange-to-exchange bindings.
+            assert_err!(bound, Error::Unsupported(_));
+            assert_err!(
+                conn.unbind_exchange(&audit, &events, "user.#", &none).await,
+                Error::Unsupported(_)
+            );
+            return Ok(());
+        }
+        bound?;
         conn.bind_exchange(&audit, &events, "user.#", &none).await?; // twice is once
         conn.bind_exchange(&dead_end, &events, "#", &none).await?;
         let (logins, all) = (t.name("logins"), t.name("all"));
@@ -614,7 +656,13 @@ conformance!(
             conn.declare_exchange(&ExchangeSpec::new(x, ExchangeType::Fanout))
                 .await?;
         }
-        conn.bind_exchange(&b, &a, "", &none).await?;
+        let bound = conn.bind_exchange(&b, &a, "", &none).await;
+        if t.backend.redis {
+            // kombu's Redis transport has no exchange-to-exchange bindings.
+            assert_err!(bound, Error::Unsupported(_));
+            return Ok(());
+        }
+        bound?;
         conn.bind_exchange(&c, &b, "", &none).await?;
         conn.bind_exchange(&a, &c, "", &none).await?;
         conn.bind_exchange(&a, &a, "", &none).await?;
@@ -656,7 +704,14 @@ conformance!(
             .unwrap_err();
         assert!(matches!(err, Error::PreconditionFailed(_)), "{err:?}");
         assert!(err.to_string().contains("internal"), "{err}");
-        conn.bind_exchange(&inner, &front, "", &none).await?;
+        let bound = conn.bind_exchange(&inner, &front, "", &none).await;
+        if t.backend.redis {
+            // kombu's Redis transport has no exchange-to-exchange bindings: an internal exchange
+            // there only refuses publishers.
+            assert_err!(bound, Error::Unsupported(_));
+        } else {
+            bound?;
+        }
         let q = t.name("q");
         conn.declare_queue(&QueueSpec::new(&q)).await?;
         conn.bind(&q, &inner, "", &none).await?;
@@ -668,6 +723,9 @@ conformance!(
         let err = direct.send(&1).await.unwrap_err();
         assert!(matches!(err, Error::AccessRefused(_)), "{err:?}");
         assert_eq!(err.reply_code(), Some(403));
+        if t.backend.redis {
+            return Ok(());
+        }
         let publisher = Publisher::builder(&conn)
             .exchange(&front)
             .auto_declare(false)
@@ -697,8 +755,13 @@ conformance!(
             .await?;
         conn.declare_exchange(&ExchangeSpec::new(&destination, ExchangeType::Fanout))
             .await?;
-        conn.bind_exchange(&destination, &source, "#", &none)
-            .await?;
+        let bound = conn.bind_exchange(&destination, &source, "#", &none).await;
+        if t.backend.redis {
+            // kombu's Redis transport has no exchange-to-exchange bindings.
+            assert_err!(bound, Error::Unsupported(_));
+            return Ok(());
+        }
+        bound?;
         conn.bind_exchange(&destination, &other, "#", &none).await?;
         // An auto-delete source goes with its last binding, removed by hand...
         conn.unbind_exchange(&destination, &other, "#", &none)

@@ -115,14 +115,17 @@ conformance!(
     a_queue_with_several_bindings_gets_from_each,
     |t| async move {
         let conn = t.connect().await?;
-        let mut consumer = Consumer::builder(&conn)
-            .queue(t.name("q"))
-            .exchange(t.name("main"))
-            .routing_key("main")
-            .binding(Binding::new(
-                ExchangeSpec::new(t.name("topic"), ExchangeType::Topic),
-                "order.#",
-            ))
+        let builder = || {
+            Consumer::builder(&conn)
+                .queue(t.name("q"))
+                .exchange(t.name("main"))
+                .routing_key("main")
+                .binding(Binding::new(
+                    ExchangeSpec::new(t.name("topic"), ExchangeType::Topic),
+                    "order.#",
+                ))
+        };
+        let built = builder()
             .bindings([Binding::new(
                 ExchangeSpec::new(t.name("headers"), ExchangeType::Headers),
                 "",
@@ -132,8 +135,16 @@ conformance!(
                 ("kind", "audit".into()),
             ]))])
             .build()
-            .await?;
-        assert_eq!(consumer.bindings().len(), 2);
+            .await;
+        // kombu's Redis transport has no headers exchange: refused, and the others work alone.
+        let mut consumer = if t.backend.redis {
+            assert_err!(built, Error::Unsupported(_));
+            builder().build().await?
+        } else {
+            built?
+        };
+        let bindings = if t.backend.redis { 1 } else { 2 };
+        assert_eq!(consumer.bindings().len(), bindings);
         let send = |exchange: String, key: &'static str| {
             Publisher::builder(&conn)
                 .exchange(exchange)
@@ -156,6 +167,10 @@ conformance!(
             .await?
             .send(&0)
             .await?;
+        if t.backend.redis {
+            assert_eq!(drain_numbers(&mut consumer).await?, vec![1, 2]);
+            return Ok(());
+        }
         let headers = send(t.name("headers"), "").build().await?;
         headers
             .send_with(

@@ -1,0 +1,248 @@
+//! The Redis broker behind `redis://`, `rediss://`, `redis+socket://` and `sentinel://`, in
+//! kombu's format, so that kombu and Celery on the same Redis read what carrot writes and
+//! the other way round.
+//!
+//! # Layout
+//! - `link.rs`: connections (the shared multiplexed one, one per waiting consumer), Sentinel,
+//!   recovery under the retry policy.
+//! - `envelope.rs`: kombu's JSON envelope, byte for byte.
+//! - `scripts.rs`: the Lua scripts that make routing, taking and restoring atomic.
+//! - `entities.rs`: exchanges, queues and bindings (kombu's binding sets, carrot's records).
+//! - `channel.rs`: the AMQP channel: publishing, deliveries, acknowledgements, qos, flow,
+//!   transactions; `consumer.rs` each consumer's loop.
+//! - `settle.rs`: acknowledgements and requeues in order, and the restore of deliveries whose
+//!   consumer is gone (kombu's visibility timeout).
+//!
+//! # What is kept where
+//! Queues are kombu's lists (LPUSH to publish, taken from the right; a priority step other
+//! than 0 has its own list, `queue\x06\x16step`, and lower steps are served first, as kombu
+//! serves them); bindings are kombu's sets `_kombu.binding.<exchange>`; deliveries are recorded
+//! as kombu records them (`unacked`, `unacked_index`). carrot adds what kombu keeps per process
+//! only, so that every process sees the same: declarations (`_carrot.exchange`,
+//! `_carrot.queue`), consumer counts (`_carrot.consumers`), and the list each delivery came
+//! from (`_carrot.unacked_queue`).
+
+mod channel;
+mod consumer;
+mod entities;
+mod envelope;
+mod link;
+mod scripts;
+mod settle;
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+
+use crate::backend::{Channel, Transport};
+use crate::error::Result;
+use crate::options::ConnectionOptions;
+use crate::status::StatusHub;
+use crate::url::{BrokerUrl, RedisSettings};
+
+use channel::RedisChannel;
+use link::Link;
+use settle::Settler;
+
+/// The names of the keys, with the `global_keyprefix`.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+    sep: String,
+    steps: Vec<u8>,
+    db: u32,
+    fanout_prefix: bool,
+    fanout_patterns: bool,
+    pub(crate) unacked: String,
+    pub(crate) unacked_index: String,
+    pub(crate) unacked_mutex: String,
+    pub(crate) exchanges: String,
+    pub(crate) queues: String,
+    pub(crate) consumers: String,
+    pub(crate) taken_from: String,
+}
+
+impl Keys {
+    fn new(s: &RedisSettings) -> Self {
+        let p = &s.global_keyprefix;
+        Keys {
+            prefix: p.clone(),
+            sep: s.sep.clone(),
+            steps: s.priority_steps.clone(),
+            db: s.db,
+            fanout_prefix: s.fanout_prefix,
+            fanout_patterns: s.fanout_patterns,
+            unacked: format!("{p}{}", s.unacked_key),
+            unacked_index: format!("{p}{}", s.unacked_index_key),
+            unacked_mutex: format!("{p}{}", s.unacked_mutex_key),
+            exchanges: format!("{p}_carrot.exchange"),
+            queues: format!("{p}_carrot.queue"),
+            consumers: format!("{p}_carrot.consumers"),
+            taken_from: format!("{p}_carrot.unacked_queue"),
+        }
+    }
+
+    /// kombu's priority step of a priority: the highest step at most `priority`.
+    fn step(&self, priority: u8) -> u8 {
+        let priority = priority.min(9);
+        self.steps
+            .iter()
+            .copied()
+            .filter(|s| *s <= priority)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// What follows the queue's name in the key of a priority's list (`""` for step 0).
+    pub(crate) fn suffix(&self, priority: u8) -> String {
+        match self.step(priority) {
+            0 => String::new(),
+            step => format!("{}{step}", self.sep),
+        }
+    }
+
+    /// The lists of a queue, in the order they are served (step 0 first, as kombu's BRPOP).
+    pub(crate) fn lists(&self, queue: &str) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|step| match step {
+                0 => format!("{}{queue}", self.prefix),
+                s => format!("{}{queue}{}{s}", self.prefix, self.sep),
+            })
+            .collect()
+    }
+
+    /// kombu's binding set of an exchange, and its permanent twin.
+    pub(crate) fn bindings(&self, exchange: &str) -> (String, String) {
+        (
+            format!("{}_kombu.binding.{exchange}", self.prefix),
+            format!("{}_kombu.binding_permanent.{exchange}", self.prefix),
+        )
+    }
+
+    /// A member of a binding set: `routing_key SEP pattern SEP queue`.
+    pub(crate) fn member(&self, key: &str, pattern: &str, queue: &str) -> String {
+        let sep = &self.sep;
+        format!("{key}{sep}{pattern}{sep}{queue}")
+    }
+
+    /// The channel kombu subscribes to for a fanout exchange's messages with this key.
+    pub(crate) fn fanout_channel(&self, exchange: &str, routing_key: &str) -> String {
+        let prefix = if self.fanout_prefix {
+            format!("/{}.", self.db)
+        } else {
+            String::new()
+        };
+        if self.fanout_patterns && !routing_key.is_empty() {
+            format!("{}{prefix}{exchange}/{routing_key}", self.prefix)
+        } else {
+            format!("{}{prefix}{exchange}", self.prefix)
+        }
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn sep(&self) -> &str {
+        &self.sep
+    }
+}
+
+/// What the channels of one connection share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) link: Arc<Link>,
+    pub(crate) keys: Keys,
+    /// This connection's id: the owner recorded for its exclusive queues.
+    pub(crate) id: String,
+    pub(crate) settler: Settler,
+    channels: parking_lot::Mutex<Vec<Weak<RedisChannel>>>,
+    pub(crate) exclusive: parking_lot::Mutex<Vec<String>>,
+    stop: tokio_util::sync::CancellationToken,
+    /// The runtime the connection was opened on: drops (of the blocking API, on threads of no
+    /// runtime) finish their work there.
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    /// The open channels of the connection.
+    pub(crate) fn channels(&self) -> Vec<Arc<RedisChannel>> {
+        let mut channels = self.channels.lock();
+        channels.retain(|c| c.strong_count() > 0);
+        channels.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+/// A connection to Redis.
+#[derive(Debug)]
+pub(crate) struct RedisConnection {
+    shared: Arc<Shared>,
+}
+
+impl RedisConnection {
+    /// Connects, and starts the connection's background work: settling in order, and
+    /// restoring the deliveries of consumers that are gone.
+    pub(crate) async fn open(
+        url: &BrokerUrl,
+        settings: &RedisSettings,
+        options: &ConnectionOptions,
+        hub: Arc<StatusHub>,
+    ) -> Result<Self> {
+        let link = Link::open(url, settings, options, hub).await?;
+        let keys = Keys::new(settings);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let settler = Settler::start(link.clone(), &keys, stop.clone());
+        let shared = Arc::new(Shared {
+            link,
+            keys,
+            id: uuid::Uuid::new_v4().to_string(),
+            settler,
+            channels: parking_lot::Mutex::new(Vec::new()),
+            exclusive: parking_lot::Mutex::new(Vec::new()),
+            stop,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        entities::predeclare(&shared).await?;
+        settle::start_restorer(Arc::downgrade(&shared), shared.stop.clone());
+        Ok(RedisConnection { shared })
+    }
+}
+
+#[async_trait]
+impl Transport for RedisConnection {
+    async fn channel(&self) -> Result<Arc<dyn Channel>> {
+        if self.shared.link.is_closed() {
+            return Err(crate::backend::rules::connection_closed());
+        }
+        let channel = RedisChannel::new(self.shared.clone());
+        self.shared.channels.lock().push(Arc::downgrade(&channel));
+        Ok(channel)
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.shared.link.is_closed() {
+            return Ok(());
+        }
+        for channel in self.shared.channels() {
+            let _ = channel.close().await;
+        }
+        let exclusive = std::mem::take(&mut *self.shared.exclusive.lock());
+        for queue in exclusive {
+            let _ = entities::delete_queue(&self.shared, &queue, false, false).await;
+        }
+        self.shared.settler.flush().await;
+        self.shared.stop.cancel();
+        self.shared.link.close();
+        Ok(())
+    }
+}
+
+impl Drop for RedisConnection {
+    fn drop(&mut self) {
+        for channel in self.shared.channels() {
+            channel.shutdown();
+        }
+        self.shared.stop.cancel();
+    }
+}

@@ -1,0 +1,375 @@
+//! Settling deliveries on Redis, and putting back those of consumers that are gone.
+//!
+//! `ack` and `reject` do not wait (as on RabbitMQ): each connection has one task that applies
+//! them in order ([`Settler`]), and every other operation of the connection first waits until
+//! what was settled before it is applied, so that a queue's counts read after an ack include it.
+//!
+//! A delivery is recorded in kombu's `unacked` hash and `unacked_index` (its time) when it is
+//! taken. kombu gives it to another consumer once it is older than the visibility timeout;
+//! carrot does that too, under kombu's `unacked_mutex`, and refreshes the time of the
+//! deliveries its own live consumers hold, so that only those of a dead process (or of a
+//! kombu consumer) come back, whatever the visibility timeout.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::envelope;
+use super::link::Link;
+use super::scripts;
+use super::{Keys, Shared};
+use crate::error::Result;
+
+/// Seconds since the epoch, as kombu writes them in `unacked_index`.
+pub(crate) fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What settling does to a delivery on Redis.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Acknowledged, or rejected without requeue: its records go.
+    Settle(Vec<String>),
+    /// Back at the head of `list` (its queue's list: next out, as RabbitMQ requeues), marked
+    /// redelivered if it was delivered (`mark`).
+    Requeue {
+        tag: String,
+        list: String,
+        payload: String,
+        mark: bool,
+        /// Whether it has a delivery record (not a no-ack take): pushed back only if its record
+        /// is still there; without one, pushed back as it is.
+        recorded: bool,
+    },
+}
+
+/// The connection's settling task and its progress.
+#[derive(Debug)]
+pub(crate) struct Settler {
+    tx: mpsc::UnboundedSender<Op>,
+    sent: AtomicU64,
+    done: watch::Receiver<u64>,
+}
+
+impl Settler {
+    pub(crate) fn start(link: Arc<Link>, keys: &Keys, stop: CancellationToken) -> Settler {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = watch::channel(0u64);
+        let records = [
+            keys.unacked.clone(),
+            keys.unacked_index.clone(),
+            keys.taken_from.clone(),
+        ];
+        tokio::spawn(run(link, records, rx, done_tx, stop));
+        Settler {
+            tx,
+            sent: AtomicU64::new(0),
+            done,
+        }
+    }
+
+    /// Queues an operation; it is applied after those queued before it.
+    pub(crate) fn push(&self, op: Op) {
+        self.sent.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(op).is_err() {
+            // The task is gone (the runtime is shutting down): the records stay, and the
+            // visibility timeout gives the deliveries to another consumer.
+            self.sent.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Waits until everything queued so far is applied (or the task is gone).
+    pub(crate) async fn flush(&self) {
+        let target = self.sent.load(Ordering::Acquire);
+        if *self.done.borrow() >= target {
+            return;
+        }
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d >= target).await;
+    }
+}
+
+async fn run(
+    link: Arc<Link>,
+    records: [String; 3],
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    done: watch::Sender<u64>,
+    stop: CancellationToken,
+) {
+    let mut count = 0u64;
+    let mut batch = Vec::new();
+    loop {
+        let first = tokio::select! {
+            op = rx.recv() => op,
+            () = stop.cancelled() => {
+                // Apply what is queued, then end.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { return };
+        batch.push(first);
+        while let Ok(op) = rx.try_recv() {
+            batch.push(op);
+        }
+        let n = batch.len() as u64;
+        let mut tags: Vec<String> = Vec::new();
+        for op in batch.drain(..) {
+            match op {
+                Op::Settle(mut t) => tags.append(&mut t),
+                Op::Requeue {
+                    tag,
+                    list,
+                    payload,
+                    mark,
+                    recorded,
+                } => {
+                    if !tags.is_empty() {
+                        settle(&link, &records, std::mem::take(&mut tags)).await;
+                    }
+                    let keys = [
+                        records[0].clone(),
+                        records[1].clone(),
+                        records[2].clone(),
+                        list,
+                    ];
+                    let args = [
+                        tag,
+                        "R".to_string(),
+                        if mark {
+                            envelope::redelivered(&payload)
+                        } else {
+                            payload
+                        },
+                        if recorded { "" } else { "unrecorded" }.to_string(),
+                    ];
+                    if let Err(e) = link
+                        .script::<i64>("requeue", &scripts::REQUEUE, &keys, &args)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "a delivery could not be put back on Redis now; the visibility timeout will restore it");
+                    }
+                }
+            }
+        }
+        if !tags.is_empty() {
+            settle(&link, &records, tags).await;
+        }
+        count += n;
+        done.send_replace(count);
+    }
+}
+
+async fn settle(link: &Link, records: &[String; 3], tags: Vec<String>) {
+    for chunk in tags.chunks(1000) {
+        if let Err(e) = link
+            .script::<i64>("basic.ack", &scripts::SETTLE, records, chunk)
+            .await
+        {
+            tracing::warn!(error = %e, "acknowledgements could not be written to Redis; the visibility timeout will give those messages again");
+        }
+    }
+}
+
+/// How often the restorer runs: a third of the visibility timeout, between 100 ms and 10 s
+/// (kombu's `unacked_restore_interval`).
+fn period(visibility: Duration) -> Duration {
+    (visibility / 3).clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+
+/// Starts the connection's restorer: it refreshes the times of the deliveries this
+/// connection holds, and restores the expired ones of others.
+pub(crate) fn start_restorer(shared: Weak<Shared>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let Some(period) = shared
+            .upgrade()
+            .map(|s| period(s.link.settings.visibility_timeout))
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                () = stop.cancelled() => return,
+            }
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if let Err(e) = refresh(&shared).await {
+                tracing::debug!(error = %e, "refreshing the times of held deliveries failed");
+            }
+            if let Err(e) = restore_expired(&shared).await {
+                tracing::debug!(error = %e, "restoring expired deliveries failed");
+            }
+        }
+    });
+}
+
+/// Marks the deliveries this connection's channels hold as alive now.
+async fn refresh(shared: &Shared) -> Result<()> {
+    let tags: Vec<String> = shared
+        .channels()
+        .iter()
+        .flat_map(|c| c.held_tags())
+        .collect();
+    let now = now();
+    for chunk in tags.chunks(500) {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(&shared.keys.unacked_index).arg("XX");
+        for tag in chunk {
+            cmd.arg(now).arg(tag);
+        }
+        shared.link.query::<i64>("refresh", cmd).await?;
+    }
+    Ok(())
+}
+
+/// Restores, under kombu's mutex, the deliveries older than the visibility timeout.
+pub(crate) async fn restore_expired(shared: &Shared) -> Result<usize> {
+    let keys = &shared.keys;
+    let link = &shared.link;
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let expire = link.settings.unacked_mutex_expire.as_millis().max(1) as u64;
+    let locked: Option<String> = link
+        .query(
+            "unacked_mutex",
+            redis::cmd("SET")
+                .arg(&keys.unacked_mutex)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(expire)
+                .to_owned(),
+        )
+        .await?;
+    if locked.is_none() {
+        return Ok(0);
+    }
+    let result = restore_locked(shared).await;
+    let _ = link
+        .script::<i64>(
+            "unacked_mutex",
+            &scripts::UNLOCK,
+            std::slice::from_ref(&keys.unacked_mutex),
+            &[token],
+        )
+        .await;
+    result
+}
+
+async fn restore_locked(shared: &Shared) -> Result<usize> {
+    let keys = &shared.keys;
+    let link = &shared.link;
+    let cutoff = now() - link.settings.visibility_timeout.as_secs_f64();
+    let tags: Vec<String> = link
+        .query(
+            "restore",
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&keys.unacked_index)
+                .arg("-inf")
+                .arg(cutoff)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1000)
+                .to_owned(),
+        )
+        .await?;
+    let mut restored = 0;
+    for tag in tags {
+        let record: Option<String> = link
+            .query(
+                "restore",
+                redis::cmd("HGET").arg(&keys.unacked).arg(&tag).to_owned(),
+            )
+            .await?;
+        let Some(record) = record else {
+            link.query::<i64>(
+                "restore",
+                redis::cmd("ZREM")
+                    .arg(&keys.unacked_index)
+                    .arg(&tag)
+                    .to_owned(),
+            )
+            .await?;
+            continue;
+        };
+        let Ok((payload, exchange, routing_key)) = parse_record(&record) else {
+            tracing::warn!(%tag, "an unacked record on Redis is not kombu's [envelope, exchange, routing_key]; left as it is");
+            continue;
+        };
+        let priority = envelope::decode(payload, &tag)
+            .message
+            .properties
+            .priority()
+            .unwrap_or(0);
+        let script_keys = [
+            keys.unacked.clone(),
+            keys.unacked_index.clone(),
+            keys.taken_from.clone(),
+            keys.exchanges.clone(),
+        ];
+        let args = [
+            tag.clone(),
+            record.clone(),
+            envelope::redelivered(payload),
+            exchange,
+            routing_key,
+            keys.prefix().to_string(),
+            keys.sep().to_string(),
+            keys.suffix(priority),
+        ];
+        let n: i64 = link
+            .script("restore", &scripts::RESTORE, &script_keys, &args)
+            .await?;
+        if n > 0 {
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::info!(
+            restored,
+            "deliveries past the visibility timeout given back to their queues"
+        );
+    }
+    Ok(restored)
+}
+
+/// kombu's record of a delivery: `[envelope, exchange, routing_key]`, the envelope as written.
+fn parse_record(record: &str) -> std::result::Result<(&str, String, String), serde_json::Error> {
+    let (payload, exchange, routing_key): (&serde_json::value::RawValue, String, String) =
+        serde_json::from_str(record)?;
+    Ok((payload.get(), exchange, routing_key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_the_envelope_as_written() {
+        let record = r#"[{"body": "e30=", "properties": {"delivery_tag": "t"}}, "ex", "rk"]"#;
+        let (payload, ex, rk) = parse_record(record).unwrap();
+        assert_eq!(
+            payload,
+            r#"{"body": "e30=", "properties": {"delivery_tag": "t"}}"#
+        );
+        assert_eq!((ex.as_str(), rk.as_str()), ("ex", "rk"));
+        assert!(parse_record("[1]").is_err());
+    }
+
+    #[test]
+    fn the_restorer_follows_the_visibility_timeout() {
+        assert_eq!(period(Duration::from_secs(3600)), Duration::from_secs(10));
+        assert_eq!(period(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(
+            period(Duration::from_millis(30)),
+            Duration::from_millis(100)
+        );
+    }
+}
