@@ -84,9 +84,14 @@ impl Proxy {
 
     /// `url` (an amqp:// URL of the upstream) pointed at the proxy instead.
     pub fn url(&self, url: &str, upstream: SocketAddr) -> String {
-        let from = format!("@{upstream}");
-        assert!(url.contains(&from), "{url} does not name {upstream}");
-        url.replacen(&from, &format!("@{}", self.address), 1)
+        // After the credentials (`user:pass@host`) or the scheme (`redis://host`).
+        for before in ["@", "://"] {
+            let from = format!("{before}{upstream}");
+            if url.contains(&from) {
+                return url.replacen(&from, &format!("{before}{}", self.address), 1);
+            }
+        }
+        panic!("{url} does not name {upstream}")
     }
 
     /// Connections accepted so far.

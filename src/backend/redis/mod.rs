@@ -239,10 +239,25 @@ impl Transport for RedisConnection {
 }
 
 impl Drop for RedisConnection {
+    /// What `close` does, without waiting: the channels give back their deliveries, and the
+    /// connection's exclusive queues are deleted, on the connection's runtime (a drop may come
+    /// on a thread of none); then its background work ends.
     fn drop(&mut self) {
+        if self.shared.link.is_closed() {
+            return;
+        }
         for channel in self.shared.channels() {
             channel.shutdown();
         }
-        self.shared.stop.cancel();
+        let shared = self.shared.clone();
+        let exclusive = std::mem::take(&mut *shared.exclusive.lock());
+        self.shared.runtime.spawn(async move {
+            for queue in exclusive {
+                let _ = entities::delete_queue(&shared, &queue, false, false).await;
+            }
+            shared.settler.flush().await;
+            shared.stop.cancel();
+            shared.link.close();
+        });
     }
 }
