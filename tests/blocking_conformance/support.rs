@@ -111,8 +111,12 @@ pub fn queue_gone(conn: &BrokerConnection, queue: &str) {
     loop {
         match conn.queue_info(queue) {
             Err(crate::api::Error::NotFound(_)) => return,
-            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(_) => panic!("queue {queue} deleted: not within {ARRIVES:?}"),
+            Ok(_) | Err(crate::api::Error::ResourceLocked(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Ok(_) | Err(crate::api::Error::ResourceLocked(_)) => {
+                panic!("queue {queue} deleted: not within {ARRIVES:?}")
+            }
             Err(e) => panic!("queue_info({queue}) failed: {e}"),
         }
     }

@@ -262,7 +262,7 @@ conformance!(
             Error::ResourceLocked(_)
         );
         owner_conn.close().await?;
-        assert_err!(other_conn.queue_info(&queue).await, Error::NotFound(_));
+        queue_gone(&other_conn, &queue).await;
         // Free again: another connection may declare it now.
         Consumer::builder(&other_conn)
             .queue(&queue)

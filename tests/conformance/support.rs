@@ -90,14 +90,17 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
 }
 
 /// Waits until a queue no longer exists, at most [`ARRIVES`]. Deleting an auto-delete queue
-/// after its consumer's channel closes is asynchronous on RabbitMQ (the queue's own process
-/// does it, after the channel's), so a check right after dropping a consumer can still see it.
+/// after its consumer's channel closes, or an exclusive queue after its connection closes, is
+/// asynchronous on RabbitMQ (the queue's own process does it, once it sees its consumer or
+/// owner go), so a check right after can still see it, still locked to its old owner.
 pub async fn queue_gone(conn: &BrokerConnection, queue: &str) {
     within(&format!("queue {queue} deleted"), async {
         loop {
             match conn.queue_info(queue).await {
                 Err(carrot::Error::NotFound(_)) => return,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Ok(_) | Err(carrot::Error::ResourceLocked(_)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
                 Err(e) => panic!("queue_info({queue}) failed: {e}"),
             }
         }
