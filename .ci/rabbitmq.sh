@@ -3,7 +3,7 @@
 # distribution, and epmd when one of them starts it), each with its data and logs in a private
 # temporary folder:
 # - the main node, carrot-ci@localhost: plain AMQP on 5672 and TLS on 5671 with a CA made for
-#   the occasion (Erlang distribution on 25672);
+#   the occasion (Erlang distribution on 25672), and the management plugin (HTTP API) on 15672;
 # - a cluster of 3 nodes for the fault-injection tests, carrot-ci-1@localhost ..
 #   carrot-ci-3@localhost: plain AMQP on 5681, 5682, 5683 (Erlang distribution on 25681..25683),
 #   one cluster, so that a quorum queue declared through any of them has a member on all three.
@@ -61,6 +61,8 @@ RABBITMQ_CI_NODE="${RABBITMQ_CI_NODE:-carrot-ci@localhost}"
 RABBITMQ_CI_AMQP_PORT="${RABBITMQ_CI_AMQP_PORT:-5672}"
 RABBITMQ_CI_AMQPS_PORT="${RABBITMQ_CI_AMQPS_PORT:-5671}"
 RABBITMQ_CI_DIST_PORT="${RABBITMQ_CI_DIST_PORT:-25672}"
+# The main node's management plugin (HTTP API), compared with carrot serve's.
+RABBITMQ_CI_MANAGEMENT_PORT="${RABBITMQ_CI_MANAGEMENT_PORT:-15672}"
 # Where `start` records the private folder, so that `stop`, `restart`, `ctl` and `env` find it.
 RABBITMQ_CI_STATE="${RABBITMQ_CI_STATE:-${TMPDIR:-/tmp}/carrot-ci-rabbitmq.current}"
 # The cluster: node names, AMQP ports and Erlang distribution ports, one per node in the same
@@ -198,7 +200,7 @@ _rmq_await_node() {
 }
 
 # Waits until the main node answers (at most $1 seconds) and its listeners accept connections.
-_rmq_await() { _rmq_await_node "${1:-60}" "$RABBITMQ_CI_NODE" "$RABBITMQ_CI_AMQP_PORT" "$RABBITMQ_CI_AMQPS_PORT"; }
+_rmq_await() { _rmq_await_node "${1:-60}" "$RABBITMQ_CI_NODE" "$RABBITMQ_CI_AMQP_PORT" "$RABBITMQ_CI_AMQPS_PORT" "$RABBITMQ_CI_MANAGEMENT_PORT"; }
 
 _rmq_make_certs() {
     local tls="$1" days=7
@@ -246,6 +248,7 @@ export CARROT_TEST_AMQPS_URL='amqps://guest:guest@localhost:$RABBITMQ_CI_AMQPS_P
 export CARROT_TEST_AMQPS_WRONG_CA='$dir/tls/other-ca.pem'
 export CARROT_TEST_AMQP_RESTART='$(_rmq_self restart)'
 export CARROT_TEST_AMQP_CTL='$(_rmq_self ctl)'
+export CARROT_TEST_AMQP_MANAGEMENT_URL='http://127.0.0.1:$RABBITMQ_CI_MANAGEMENT_PORT'
 EOF
 }
 
@@ -344,8 +347,10 @@ ssl_options.keyfile = $dir/tls/server.key
 ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 log.file.level = info
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $RABBITMQ_CI_MANAGEMENT_PORT
 EOF
-    echo '[].' >"$dir/enabled_plugins" && : >"$dir/rabbitmq-env.conf" || return 1
+    echo '[rabbitmq_management].' >"$dir/enabled_plugins" && : >"$dir/rabbitmq-env.conf" || return 1
     _rmq_exports "$dir" >"$dir/exports.sh" || return 1
     # The node runs as user rabbitmq; the tests (any user) read the CA certificates.
     if [ "$(id -u)" = 0 ]; then chown -R rabbitmq:rabbitmq "$dir" || return 1; fi

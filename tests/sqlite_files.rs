@@ -217,6 +217,7 @@ async fn a_file_of_the_first_layout_is_migrated_with_every_message_kept() {
         let db = rusqlite::Connection::open(&path).expect("open the file");
         db.execute_batch(
             "DROP TABLE exchange_bindings; ALTER TABLE exchanges DROP COLUMN internal;
+             DROP TABLE access_vhosts; DROP TABLE access_users; DROP TABLE access_permissions;
              PRAGMA user_version = 1;",
         )
         .expect("the first layout");
@@ -259,6 +260,72 @@ async fn a_file_of_the_first_layout_is_migrated_with_every_message_kept() {
     conn.bind_exchange("to", "from", "", &none)
         .await
         .expect("bound");
+    conn.close().await.expect("closed");
+}
+
+/// A broker file written by the commit before layout 3 (carrot serve's users, vhosts and
+/// permissions): `carrot declare exchange --type topic orders-x`, `declare queue orders`,
+/// `declare bind --queue orders --exchange orders-x --routing-key 'order.#'`, then three
+/// `publish --exchange orders-x --routing-key order.new "order N"`.
+const LAYOUT_2: &[u8] = include_bytes!("fixtures/broker-layout-2.db");
+
+#[tokio::test]
+async fn a_file_written_by_the_previous_release_opens_with_every_message_and_binding() {
+    let dir = scratch("layout2");
+    let path = dir.join("broker.db");
+    std::fs::write(&path, LAYOUT_2).expect("the fixture copied");
+    assert_eq!(layout(&path), 2, "the fixture is of layout 2");
+    let url = format!("sqlite://{}", path.display());
+    let conn = BrokerConnection::connect(&url)
+        .await
+        .expect("the file of the previous release opens");
+    assert!(layout(&path) > 2, "migrated");
+    {
+        let db = rusqlite::Connection::open(&path).expect("open the file");
+        let tables: i64 = db
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'access_%'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("the new tables");
+        assert_eq!(tables, 3, "users, vhosts and permissions tables made");
+    }
+    assert_eq!(
+        conn.queue_info("orders")
+            .await
+            .expect("the queue")
+            .message_count,
+        3
+    );
+    // The binding was kept: a new message through the topic exchange reaches the queue.
+    carrot::Publisher::builder(&conn)
+        .exchange("orders-x")
+        .exchange_type(carrot::ExchangeType::Topic)
+        .routing_key("order.paid")
+        .build()
+        .await
+        .expect("a publisher on the kept exchange")
+        .send("order 4")
+        .await
+        .expect("sent");
+    let mut consumer = carrot::Consumer::builder(&conn)
+        .queue("orders")
+        .auto_declare(false)
+        .build()
+        .await
+        .expect("a consumer");
+    let mut bodies = Vec::new();
+    while let Some(message) = consumer.fetch().await.expect("fetch") {
+        bodies.push(String::from_utf8_lossy(message.body()).to_string());
+        message.ack().expect("acked");
+    }
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    assert!(
+        bodies[0].contains("order 1") && bodies[2].contains("order 3"),
+        "{bodies:?}"
+    );
+    assert!(bodies[3].contains("order 4"), "{bodies:?}");
     conn.close().await.expect("closed");
 }
 

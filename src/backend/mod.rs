@@ -17,6 +17,8 @@ pub(crate) mod redis;
 pub(crate) mod rules;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+#[cfg(all(test, feature = "serve"))]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -95,6 +97,118 @@ pub struct QueueStats {
     pub consumers: u64,
 }
 
+/// Everything an embedded broker has declared: what a management API lists (RabbitMQ's
+/// `/api/exchanges`, `/api/queues`, `/api/bindings`) and a definitions export holds.
+#[cfg(feature = "serve")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    /// Every exchange, by name: the default exchange `""` and the predeclared `amq.` ones
+    /// included.
+    pub exchanges: Vec<ExchangeSpec>,
+    /// Every queue with its counts, by name.
+    pub queues: Vec<QueueEntry>,
+    /// Every binding of a queue or an exchange to an exchange, by source, destination and
+    /// routing key; without the implicit bindings of the default exchange to every queue.
+    pub bindings: Vec<BindingEntry>,
+}
+
+/// A queue of a [`Topology`]: its declaration and its counts (those of [`QueueStats`]).
+#[cfg(feature = "serve")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueEntry {
+    /// The queue as declared (a server-named queue with the name it was given).
+    pub spec: QueueSpec,
+    /// Messages waiting to be delivered.
+    pub ready: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub unacked: u64,
+    /// Consumers of the queue.
+    pub consumers: u64,
+    /// Whether the queue is exclusive to a connection (deleted when that connection closes).
+    pub exclusive_owner: bool,
+}
+
+/// A binding of a [`Topology`]: what `source` routes that matches `routing_key` (or, for a
+/// headers exchange, `arguments`) goes to `destination`.
+#[cfg(feature = "serve")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindingEntry {
+    /// The exchange the binding belongs to.
+    pub source: String,
+    /// The queue or exchange it leads to.
+    pub destination: String,
+    /// Whether `destination` is a queue (`false`: an exchange-to-exchange binding).
+    pub destination_is_queue: bool,
+    /// The binding key.
+    pub routing_key: String,
+    /// The binding arguments (`x-match` and the headers to match, ...).
+    pub arguments: FieldTable,
+}
+
+#[cfg(feature = "serve")]
+impl Topology {
+    /// A topology in the documented order, the default exchange added; `bindings` gives each
+    /// exchange's bindings by name.
+    pub(crate) fn new<'a>(
+        mut exchanges: Vec<ExchangeSpec>,
+        mut queues: Vec<QueueEntry>,
+        bindings: impl IntoIterator<Item = (&'a str, &'a crate::routing::Bindings)>,
+    ) -> Topology {
+        use crate::routing::Destination;
+        if !exchanges.iter().any(|e| e.name.is_empty()) {
+            exchanges.push(ExchangeSpec::new("", crate::ExchangeType::Direct));
+        }
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        queues.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let mut bindings: Vec<BindingEntry> = bindings
+            .into_iter()
+            .flat_map(|(source, bindings)| {
+                bindings
+                    .entries()
+                    .map(move |(destination, key, arguments)| {
+                        let (destination, destination_is_queue) = match destination {
+                            Destination::Queue(q) => (q, true),
+                            Destination::Exchange(x) => (x, false),
+                        };
+                        BindingEntry {
+                            source: source.to_string(),
+                            destination: destination.to_string(),
+                            destination_is_queue,
+                            routing_key: key.to_string(),
+                            arguments: arguments.clone(),
+                        }
+                    })
+            })
+            .collect();
+        bindings.sort_by(|a, b| {
+            (&a.source, &a.destination, &a.routing_key).cmp(&(
+                &b.source,
+                &b.destination,
+                &b.routing_key,
+            ))
+        });
+        Topology {
+            exchanges,
+            queues,
+            bindings,
+        }
+    }
+}
+
+#[cfg(feature = "serve")]
+impl QueueEntry {
+    /// A queue with the counts `queue_stats` gave it.
+    pub(crate) fn new(spec: QueueSpec, stats: &QueueStats, exclusive_owner: bool) -> QueueEntry {
+        QueueEntry {
+            spec,
+            ready: stats.ready,
+            unacked: stats.unacked,
+            consumers: stats.consumers,
+            exclusive_owner,
+        }
+    }
+}
+
 /// Publish flags.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PublishFlags {
@@ -139,6 +253,16 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
     async fn queue_stats(&self) -> Result<Vec<crate::backend::QueueStats>> {
         Err(crate::Error::Unsupported(
             "queue statistics come from the embedded brokers only; RabbitMQ has `rabbitmqctl list_queues`".into(),
+        ))
+    }
+    /// Every exchange, queue (with the counts of [`queue_stats`](Transport::queue_stats)) and
+    /// binding of the broker, in one consistent view (the embedded brokers; RabbitMQ's
+    /// management plugin has its own).
+    #[cfg(feature = "serve")]
+    async fn topology(&self) -> Result<crate::backend::Topology> {
+        Err(crate::Error::Unsupported(
+            "the topology comes from the embedded brokers only; RabbitMQ has its management plugin"
+                .into(),
         ))
     }
 }

@@ -230,6 +230,12 @@ impl BrokerConnection {
         self.inner.transport.queue_stats().await
     }
 
+    /// Every exchange, queue and binding of an embedded broker (the management API).
+    #[cfg(feature = "serve")]
+    pub(crate) async fn topology(&self) -> Result<crate::backend::Topology> {
+        self.inner.transport.topology().await
+    }
+
     /// Whether publishers confirm by default (the URL's `confirm_publish` option).
     pub fn confirm_publish_default(&self) -> bool {
         matches!(self.url(), BrokerUrl::Amqp(s) if s.confirm_publish)

@@ -224,6 +224,14 @@ impl Bindings {
         }
     }
 
+    /// Every binding: where it leads, its key and its arguments, in the order they were made.
+    #[cfg(feature = "serve")]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Destination, &str, &FieldTable)> {
+        self.all
+            .iter()
+            .map(|b| (&b.destination, &*b.key, &b.arguments))
+    }
+
     /// The exchanges some binding leads to (none for most exchanges).
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn exchange_destinations(&self) -> impl Iterator<Item = Arc<str>> + '_ {

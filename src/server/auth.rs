@@ -1,27 +1,26 @@
-//! Who may connect: users with passwords, PLAIN and AMQPLAIN as RabbitMQ reads them, and
-//! RabbitMQ's rule for the default user: `guest` / `guest` only from the loopback interface.
-
-use std::net::IpAddr;
+//! Credentials: PLAIN and AMQPLAIN responses as RabbitMQ reads them, and the users given on
+//! the command line (checked by [`Access`](super::access::Access)).
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-/// The users a server accepts.
+/// Users given to a server by flags or a users file: each an administrator with every
+/// permission on `/` (see [`Access`](super::access::Access)), added to a stored registry or
+/// given a new password there.
 #[derive(Clone, Debug)]
 pub struct Users {
     users: Vec<(String, String)>,
 }
 
 impl Default for Users {
-    /// `guest` / `guest`, from loopback only (RabbitMQ's default).
+    /// None: a new registry then gets RabbitMQ's default user, `guest` / `guest`, from
+    /// loopback only (and a registry kept in a sqlite:// file keeps its own).
     fn default() -> Self {
-        Users {
-            users: vec![("guest".into(), "guest".into())],
-        }
+        Users { users: Vec::new() }
     }
 }
 
 impl Users {
-    /// Exactly these users (`NAME:PASSWORD`), instead of the default guest.
+    /// These users (`NAME:PASSWORD`), instead of the default guest.
     pub fn new(users: impl IntoIterator<Item = (String, String)>) -> Self {
         Users {
             users: users.into_iter().collect(),
@@ -65,20 +64,15 @@ impl Users {
         Ok(users)
     }
 
-    /// The user the client authenticated as, if the credentials are good and the user may
-    /// connect from `peer`.
-    pub(super) fn check(&self, mechanism: &str, response: &[u8], peer: IpAddr) -> Option<String> {
-        let (name, password) = credentials(mechanism, response)?;
-        let known = self.users.iter().any(|(n, p)| *n == name && *p == password);
-        // RabbitMQ's loopback_users: guest may only connect from the machine itself.
-        let allowed = name != "guest" || peer.is_loopback();
-        (known && allowed).then_some(name)
+    /// The users given, as `(name, password)`.
+    pub fn list(&self) -> &[(String, String)] {
+        &self.users
     }
 }
 
 /// The user name and password of a PLAIN (`\0user\0password`) or AMQPLAIN (a field table
 /// without its length, LOGIN and PASSWORD) response.
-fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
+pub(super) fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
     match mechanism {
         "PLAIN" => {
             let mut parts = response.split(|&b| b == 0);
@@ -109,32 +103,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guest_only_from_loopback_and_wrong_passwords_refused() {
-        let users = Users::default();
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let remote: IpAddr = "192.0.2.1".parse().unwrap();
+    fn plain_and_amqplain_responses_give_the_credentials() {
         assert_eq!(
-            users.check("PLAIN", b"\0guest\0guest", loopback).as_deref(),
-            Some("guest")
-        );
-        assert_eq!(users.check("PLAIN", b"\0guest\0guest", remote), None);
-        assert_eq!(users.check("PLAIN", b"\0guest\0nope", loopback), None);
-        assert_eq!(users.check("EXTERNAL", b"", loopback), None);
-        let other = Users::new([("app".to_string(), "s3cret".to_string())]);
-        assert_eq!(
-            users
-                .check(
-                    "AMQPLAIN",
-                    b"\x05LOGINS\x00\x00\x00\x05guest\x08PASSWORDS\x00\x00\x00\x05guest",
-                    loopback
-                )
-                .as_deref(),
-            Some("guest")
+            credentials("PLAIN", b"\0guest\0guest"),
+            Some(("guest".into(), "guest".into()))
         );
         assert_eq!(
-            other.check("PLAIN", b"\0app\0s3cret", remote).as_deref(),
-            Some("app")
+            credentials(
+                "AMQPLAIN",
+                b"\x05LOGINS\x00\x00\x00\x05guest\x08PASSWORDS\x00\x00\x00\x02pw"
+            ),
+            Some(("guest".into(), "pw".into()))
         );
+        assert_eq!(credentials("EXTERNAL", b""), None);
+        assert_eq!(credentials("PLAIN", b"nonul"), None);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx, AMQPC
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::access::{Permit, Resource};
+use super::guard::Guard;
 use super::output::Output;
 use super::reply::Refusal;
 use crate::backend::amqp::convert::{from_lapin_properties, from_lapin_table};
@@ -79,6 +81,20 @@ pub(super) struct ClientChannel {
     cancel_notify: bool,
     /// The direct reply-to consumer's tag and the channel's reply address.
     reply_to: Option<(String, String)>,
+    /// The connection's user and vhost: the permission checks.
+    guard: Arc<Guard>,
+    context: Arc<Context>,
+}
+
+/// What every channel of a connection shares.
+pub(super) struct Context {
+    pub(super) metrics: Arc<super::Metrics>,
+    /// The user in its vhost.
+    pub(super) guard: Arc<Guard>,
+    /// Whether the client takes basic.cancel from the server (`consumer_cancel_notify`).
+    pub(super) cancel_notify: bool,
+    /// Where the management API sees the connection's consumers.
+    pub(super) view: Option<Arc<super::clients::View>>,
 }
 
 fn ok<M>(result: Result<M, Error>) -> Result<M, Refusal> {
@@ -92,8 +108,7 @@ impl ClientChannel {
         out: Output,
         max_body: usize,
         refusals: mpsc::UnboundedSender<LateRefusal>,
-        metrics: Arc<super::Metrics>,
-        cancel_notify: bool,
+        context: Arc<Context>,
     ) -> Self {
         let pipeline = pipeline(id, out.clone(), refusals);
         ClientChannel {
@@ -110,10 +125,12 @@ impl ClientChannel {
             outstanding: Arc::default(),
             consumers: HashMap::new(),
             max_body,
-            metrics,
+            metrics: context.metrics.clone(),
             replying: Arc::default(),
-            cancel_notify,
+            cancel_notify: context.cancel_notify,
             reply_to: None,
+            guard: context.guard.clone(),
+            context,
         }
     }
 
@@ -257,6 +274,10 @@ impl ClientChannel {
                         ))
                     }
                 };
+                if !d.passive {
+                    self.guard
+                        .check(Permit::Configure, Resource::Exchange(d.exchange.as_str()))?;
+                }
                 let mut spec = ExchangeSpec::new(d.exchange.as_str(), kind);
                 spec.durable = d.durable;
                 spec.auto_delete = d.auto_delete;
@@ -268,6 +289,8 @@ impl ClientChannel {
                 )))
             }
             exchange::AMQPMethod::Delete(d) => {
+                self.guard
+                    .check(Permit::Configure, Resource::Exchange(d.exchange.as_str()))?;
                 ok(self
                     .backend
                     .delete_exchange(d.exchange.as_str(), d.if_unused)
@@ -277,6 +300,10 @@ impl ClientChannel {
                 )))
             }
             exchange::AMQPMethod::Bind(b) => {
+                self.check_binding(
+                    Resource::Exchange(b.destination.as_str()),
+                    b.source.as_str(),
+                )?;
                 let arguments = from_lapin_table(&b.arguments);
                 ok(self
                     .backend
@@ -292,6 +319,10 @@ impl ClientChannel {
                 )))
             }
             exchange::AMQPMethod::Unbind(u) => {
+                self.check_binding(
+                    Resource::Exchange(u.destination.as_str()),
+                    u.source.as_str(),
+                )?;
                 let arguments = from_lapin_table(&u.arguments);
                 ok(self
                     .backend
@@ -328,12 +359,26 @@ impl ClientChannel {
                 })
             }
             queue::AMQPMethod::Declare(d) => {
+                if !d.passive && !d.queue.as_str().is_empty() {
+                    self.guard
+                        .check(Permit::Configure, Resource::Queue(d.queue.as_str()))?;
+                }
                 let mut spec = QueueSpec::new(d.queue.as_str());
                 spec.durable = d.durable;
                 spec.exclusive = d.exclusive;
                 spec.auto_delete = d.auto_delete;
                 spec.arguments = from_lapin_table(&d.arguments);
                 let info = ok(self.backend.declare_queue(&spec, d.passive).await)?;
+                if !d.passive && d.queue.as_str().is_empty() {
+                    // RabbitMQ checks a server-named queue's name once it has made it.
+                    if let Err(refusal) = self
+                        .guard
+                        .check(Permit::Configure, Resource::Queue(&info.name))
+                    {
+                        let _ = self.backend.delete_queue(&info.name, false, false).await;
+                        return Err(refusal);
+                    }
+                }
                 (!d.nowait).then(|| {
                     AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
                         queue: info.name.as_str().into(),
@@ -343,6 +388,7 @@ impl ClientChannel {
                 })
             }
             queue::AMQPMethod::Bind(b) => {
+                self.check_binding(Resource::Queue(b.queue.as_str()), b.exchange.as_str())?;
                 let arguments = from_lapin_table(&b.arguments);
                 ok(self
                     .backend
@@ -358,6 +404,7 @@ impl ClientChannel {
                 )))
             }
             queue::AMQPMethod::Unbind(u) => {
+                self.check_binding(Resource::Queue(u.queue.as_str()), u.exchange.as_str())?;
                 let arguments = from_lapin_table(&u.arguments);
                 ok(self
                     .backend
@@ -373,12 +420,16 @@ impl ClientChannel {
                 )))
             }
             queue::AMQPMethod::Purge(p) => {
+                self.guard
+                    .check(Permit::Read, Resource::Queue(p.queue.as_str()))?;
                 let message_count = ok(self.backend.purge(p.queue.as_str()).await)?;
                 (!p.nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(
                     queue::PurgeOk { message_count },
                 )))
             }
             queue::AMQPMethod::Delete(d) => {
+                self.guard
+                    .check(Permit::Configure, Resource::Queue(d.queue.as_str()))?;
                 let message_count = ok(self
                     .backend
                     .delete_queue(d.queue.as_str(), d.if_unused, d.if_empty)
@@ -418,6 +469,10 @@ impl ClientChannel {
                 Some(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
             }
             basic::AMQPMethod::Consume(c) => {
+                if c.queue.as_str() != REPLY_TO {
+                    self.guard
+                        .check(Permit::Read, Resource::Queue(c.queue.as_str()))?;
+                }
                 let priority = consumer_priority(c.queue.as_str(), &c.arguments)?;
                 let queue = match c.queue.as_str() {
                     REPLY_TO => self.reply_queue(c.no_ack).await?,
@@ -442,6 +497,7 @@ impl ClientChannel {
                         return Err(Refusal::of(&e));
                     }
                 };
+                let queue_name = queue.clone();
                 if c.queue.as_str() == REPLY_TO {
                     self.reply_to = Some((tag.to_string(), queue));
                 }
@@ -465,6 +521,18 @@ impl ClientChannel {
                     self.cancel_notify.then(|| self.replying.clone()),
                 ));
                 self.consumers.insert(tag.to_string(), task);
+                if let Some(view) = &self.context.view {
+                    view.consumers.lock().insert(
+                        (self.id, tag.to_string()),
+                        super::clients::ConsumerInfo {
+                            channel: self.id,
+                            tag: tag.to_string(),
+                            queue: queue_name.clone(),
+                            ack_required: !c.no_ack,
+                            exclusive: c.exclusive,
+                        },
+                    );
+                }
                 None
             }
             basic::AMQPMethod::Cancel(c) => {
@@ -477,6 +545,11 @@ impl ClientChannel {
                     }
                 }
                 self.consumers.remove(c.consumer_tag.as_str());
+                if let Some(view) = &self.context.view {
+                    view.consumers
+                        .lock()
+                        .remove(&(self.id, c.consumer_tag.to_string()));
+                }
                 (!c.nowait).then(|| {
                     AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
                         consumer_tag: c.consumer_tag.clone(),
@@ -484,6 +557,8 @@ impl ClientChannel {
                 })
             }
             basic::AMQPMethod::Get(g) => {
+                self.guard
+                    .check(Permit::Read, Resource::Queue(g.queue.as_str()))?;
                 let got = ok(self.backend.get(g.queue.as_str(), g.no_ack).await)?;
                 match got {
                     None => Some(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
@@ -515,6 +590,11 @@ impl ClientChannel {
             // Settled without waiting for a commit (the client expects no answer): a refusal
             // (an unknown delivery tag) closes the channel when it comes.
             basic::AMQPMethod::Ack(a) => {
+                let covered = match a.multiple {
+                    false => 1,
+                    true => self.tags(a.delivery_tag, true).len() as u64,
+                };
+                self.metrics.acknowledged(covered);
                 let outcome = ok(self.backend.ack_pipelined(a.delivery_tag, a.multiple))?;
                 self.pending_settle(outcome, 80).await;
                 self.settle_or_hold(a.delivery_tag, a.multiple);
@@ -688,6 +768,12 @@ impl ClientChannel {
         })
     }
 
+    /// A binding needs write on its destination and read on its source exchange.
+    fn check_binding(&self, destination: Resource<'_>, source: &str) -> Result<(), Refusal> {
+        self.guard.check(Permit::Write, destination)?;
+        self.guard.check(Permit::Read, Resource::Exchange(source))
+    }
+
     /// The queue behind the channel's direct reply-to address, made now: refused as RabbitMQ
     /// refuses a reply consumer that acknowledges, or a second one on the channel.
     async fn reply_queue(&mut self, no_ack: bool) -> Result<String, Refusal> {
@@ -715,6 +801,12 @@ impl ClientChannel {
     /// Publishes a complete message without waiting for its commit (sqlite): its outcome
     /// (and in confirm mode its confirm) follows in order, through the pipeline.
     pub(super) async fn publish(&mut self, mut message: Incoming2) -> After {
+        if let Err(refusal) = self
+            .guard
+            .check(Permit::Write, Resource::Exchange(&message.message.exchange))
+        {
+            return After::Refuse(refusal);
+        }
         if message.message.properties.reply_to() == Some(REPLY_TO) {
             let Some((_, address)) = &self.reply_to else {
                 return After::Refuse(Refusal::channel(406, "fast reply consumer does not exist"));
@@ -739,6 +831,7 @@ impl ClientChannel {
             Err(e) => return After::Refuse(Refusal::of(&e)),
         };
         let number = self.confirm_mode.then(|| {
+            self.metrics.confirmed();
             self.published += 1;
             self.published
         });

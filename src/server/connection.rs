@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::channel::{After, ClientChannel, LateRefusal};
+use super::clients::{ClientInfo, Registered};
 use super::frames::{FrameReader, ReadError};
+use super::guard::Guard;
 use super::output::{Output, QUEUED};
 use super::reply::Refusal;
 use super::Shared;
@@ -32,7 +34,7 @@ const FRAME_MIN: u32 = 4096;
 pub(super) const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Serves one client until it closes, fails, or the server shuts down.
-pub(super) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+pub(super) async fn serve<S>(stream: S, peer: SocketAddr, tls: bool, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -56,6 +58,9 @@ where
         user: String::new(),
         name: String::new(),
         cancel_notify: false,
+        tls,
+        guard: None,
+        registered: None,
     };
     shared.metrics.connection_opened();
     match tokio::time::timeout(HANDSHAKE, session.handshake()).await {
@@ -66,8 +71,11 @@ where
         Ok(Err(reason)) => tracing::info!(client = %peer, %reason, "connection refused"),
         Err(_) => tracing::info!(client = %peer, "handshake timed out"),
     }
-    session.channels.clear();
+    for _ in session.channels.drain() {
+        shared.metrics.channel_closed();
+    }
     session.closing.clear();
+    session.registered.take();
     if let Some(broker) = session.broker.take() {
         // Unacknowledged deliveries go back, exclusive queues go.
         let _ = broker.close().await;
@@ -98,6 +106,11 @@ struct Session<R> {
     /// Whether the client takes basic.cancel from the server (its `consumer_cancel_notify`
     /// capability): RabbitMQ cancels the consumers of a deleted queue silently otherwise.
     cancel_notify: bool,
+    tls: bool,
+    /// The user in its vhost, once the vhost is open.
+    guard: Option<Arc<Guard>>,
+    /// Its entry among the server's connections, once the vhost is open.
+    registered: Option<Registered>,
 }
 
 impl<R: AsyncRead + Unpin> Session<R> {
@@ -142,11 +155,12 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 _ => None,
             })
             .unwrap_or(false);
-        let Some(user) = self.shared.users.check(
-            start_ok.mechanism.as_str(),
-            start_ok.response.as_bytes(),
-            self.peer.ip(),
-        ) else {
+        let login =
+            super::auth::credentials(start_ok.mechanism.as_str(), start_ok.response.as_bytes())
+                .and_then(|(name, password)| {
+                    self.shared.access.login(&name, &password, self.peer.ip())
+                });
+        let Some(user) = login.map(|user| user.name) else {
             let refusal = Refusal::connection(
                 403,
                 format!(
@@ -193,18 +207,44 @@ impl<R: AsyncRead + Unpin> Session<R> {
             AMQPClass::Connection(connection::AMQPMethod::Open(open)) => open,
             other => return Err(self.refuse_handshake(other).await),
         };
-        if open.virtual_host.as_str() != "/" {
-            let refusal = Refusal::connection(
-                530,
-                format!("vhost {} not found", open.virtual_host.as_str()),
-            );
-            self.close_connection(&refusal, 10, 40).await;
-            return Err("unknown virtual host".into());
-        }
-        let broker = BrokerConnection::connect(&self.shared.url)
+        let vhost = open.virtual_host.as_str();
+        let grant = match self.shared.access.open_vhost(&self.user, vhost) {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                let refusal = Refusal::connection(530, refusal);
+                self.close_connection(&refusal, 10, 40).await;
+                return Err(format!("vhost {vhost} refused"));
+            }
+        };
+        let broker = self
+            .shared
+            .vhost_broker(vhost)
             .await
             .map_err(|e| e.to_string())?;
         self.broker = Some(broker);
+        self.guard = Some(Arc::new(Guard::new(
+            self.shared.access.clone(),
+            &self.user,
+            vhost,
+            grant,
+        )));
+        let local = self.shared.listen;
+        self.registered = Some(
+            self.shared.clients.register(ClientInfo {
+                name: format!("{} -> {}", self.peer, local),
+                peer: self.peer,
+                local,
+                user: self.user.clone(),
+                vhost: vhost.to_string(),
+                client_name: self.name.clone(),
+                connected_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                tls: self.tls,
+                channels: Vec::new(),
+                consumers: Vec::new(),
+            }),
+        );
         self.out
             .method(
                 0,
@@ -333,6 +373,11 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     }
                 }
                 _ = &mut self.stalled => return,
+                Some(reason) = forced(&mut self.registered) => {
+                    let refusal = Refusal::connection(320, reason);
+                    self.close_connection(&refusal, 0, 0).await;
+                    return;
+                }
                 _ = shutdown.changed() => {
                     let refusal = Refusal::connection(320, "broker forced connection closure with reason 'shutdown'");
                     self.close_connection(&refusal, 0, 0).await;
@@ -428,6 +473,18 @@ impl<R: AsyncRead + Unpin> Session<R> {
         }
     }
 
+    /// Drops a closed channel from the management API's view.
+    fn forget_channel(&self, id: u16) {
+        if let Some(registered) = &self.registered {
+            registered.view.channels.lock().remove(&id);
+            registered
+                .view
+                .consumers
+                .lock()
+                .retain(|(channel, _), _| *channel != id);
+        }
+    }
+
     async fn channel_method(&mut self, id: u16, method: AMQPClass) -> bool {
         if self.closing.contains_key(&id) {
             // After the server's channel.close only close-ok counts (RabbitMQ drops the rest).
@@ -457,9 +514,15 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     self.close_connection(&refusal, 20, 10).await;
                     return false;
                 }
-                let Some(broker) = &self.broker else {
+                let (Some(broker), Some(guard)) = (&self.broker, &self.guard) else {
                     return false;
                 };
+                let context = Arc::new(super::channel::Context {
+                    metrics: self.shared.metrics.clone(),
+                    guard: guard.clone(),
+                    cancel_notify: self.cancel_notify,
+                    view: self.registered.as_ref().map(|r| r.view.clone()),
+                });
                 let backend = match broker.channel().await {
                     Ok(backend) => backend,
                     Err(e) => {
@@ -475,11 +538,13 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     self.out.clone(),
                     max_body,
                     self.refusals.clone(),
-                    self.shared.metrics.clone(),
-                    self.cancel_notify,
+                    context,
                 );
                 self.channels.insert(id, channel);
                 self.shared.metrics.channel_opened();
+                if let Some(registered) = &self.registered {
+                    registered.view.channels.lock().insert(id);
+                }
                 self.out
                     .method(
                         id,
@@ -499,6 +564,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
             After::Closed => {
                 self.channels.remove(&id);
                 self.shared.metrics.channel_closed();
+                self.forget_channel(id);
                 true
             }
             After::Refuse(refusal) => self.refuse(id, refusal, class_id, method_id).await,
@@ -522,6 +588,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
         if let Some(mut channel) = self.channels.remove(&id) {
             channel.shutdown().await;
             self.shared.metrics.channel_closed();
+            self.forget_channel(id);
         }
         self.closing.insert(id, ());
         self.out
@@ -536,6 +603,14 @@ impl<R: AsyncRead + Unpin> Session<R> {
             )
             .await;
         true
+    }
+}
+
+/// The reason the management API gave to close the connection, when it does.
+async fn forced(registered: &mut Option<Registered>) -> Option<String> {
+    match registered {
+        Some(registered) => registered.closed.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::backend::QueueStats;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::error::Result;
 
@@ -14,27 +15,43 @@ pub struct Metrics {
     channels: AtomicU64,
     published: AtomicU64,
     delivered: AtomicU64,
-    broker: crate::BrokerConnection,
+    acknowledged: AtomicU64,
+    confirmed: AtomicU64,
+    connections_opened: AtomicU64,
+    channels_opened: AtomicU64,
+    vhosts: Arc<super::vhosts::Vhosts>,
 }
 
 impl Metrics {
-    pub(super) fn new(broker: crate::BrokerConnection) -> Self {
+    pub(super) fn new(vhosts: Arc<super::vhosts::Vhosts>) -> Self {
         Metrics {
             connections: AtomicU64::new(0),
             channels: AtomicU64::new(0),
             published: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
-            broker,
+            acknowledged: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
+            connections_opened: AtomicU64::new(0),
+            channels_opened: AtomicU64::new(0),
+            vhosts,
         }
     }
     pub(super) fn connection_opened(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
     }
     pub(super) fn connection_closed(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
     pub(super) fn channel_opened(&self) {
         self.channels.fetch_add(1, Ordering::Relaxed);
+        self.channels_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn acknowledged(&self, count: u64) {
+        self.acknowledged.fetch_add(count, Ordering::Relaxed);
+    }
+    pub(super) fn confirmed(&self) {
+        self.confirmed.fetch_add(1, Ordering::Relaxed);
     }
     pub(super) fn channel_closed(&self) {
         self.channels.fetch_sub(1, Ordering::Relaxed);
@@ -66,9 +83,36 @@ impl Metrics {
         self.delivered.load(Ordering::Relaxed)
     }
 
-    /// Every queue of the broker, by name, with its ready and unacknowledged messages and its
-    /// consumers (over sqlite://, those of every process sharing the file).
+    /// Deliveries acknowledged by clients since the server started.
+    pub fn acknowledged_total(&self) -> u64 {
+        self.acknowledged.load(Ordering::Relaxed)
+    }
+    /// Publishes confirmed to clients in confirm mode since the server started.
+    pub fn confirmed_total(&self) -> u64 {
+        self.confirmed.load(Ordering::Relaxed)
+    }
+    /// Client connections opened since the server started.
+    pub fn connections_opened_total(&self) -> u64 {
+        self.connections_opened.load(Ordering::Relaxed)
+    }
+    /// Channels opened since the server started.
+    pub fn channels_opened_total(&self) -> u64 {
+        self.channels_opened.load(Ordering::Relaxed)
+    }
+
+    /// Every queue of the default vhost (`/`), by name, with its ready and unacknowledged
+    /// messages and its consumers (over sqlite://, those of every process sharing the file).
     pub async fn queues(&self) -> Result<Vec<QueueStats>> {
-        self.broker.queue_stats().await
+        self.vhosts.handle("/").await?.queue_stats().await
+    }
+
+    /// Every queue of every vhost, by vhost then name.
+    pub async fn queues_by_vhost(&self) -> Result<Vec<(String, Vec<QueueStats>)>> {
+        let mut all = Vec::new();
+        for vhost in self.vhosts.access.vhosts() {
+            let queues = self.vhosts.handle(&vhost.name).await?.queue_stats().await?;
+            all.push((vhost.name, queues));
+        }
+        Ok(all)
     }
 }

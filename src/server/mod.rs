@@ -20,14 +20,20 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 mod auth;
 mod channel;
+mod clients;
 mod connection;
+pub mod definitions;
 mod frames;
+mod guard;
+mod management;
 mod metrics;
 mod output;
 mod reply;
 mod tls;
+mod vhosts;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,12 +43,18 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use crate::backend::QueueStats;
+pub use crate::backend::{BindingEntry, QueueEntry, QueueStats, Topology};
+pub use access::{Access, Permission, User, Vhost};
 pub use auth::Users;
+pub use clients::ClientInfo;
 pub use metrics::Metrics;
 pub use tls::Tls;
 
 use crate::error::{Error, Result};
+
+/// The RabbitMQ version carrot serve presents itself as (to tools that check it: its
+/// management API, definitions exports).
+pub const RABBITMQ_VERSION: &str = "3.12.0";
 
 /// What a server serves, where, and to whom.
 #[derive(Clone, Debug)]
@@ -51,13 +63,20 @@ pub struct ServerConfig {
     pub url: String,
     /// The address to listen on (default 127.0.0.1:5672).
     pub listen: SocketAddr,
-    /// Who may connect (default guest/guest, from loopback only).
+    /// Users given on the command line (default: none, so a new registry gets guest/guest,
+    /// from loopback only); see [`Access`].
     pub users: Users,
     /// TLS (clients connect with amqps://); plain AMQP when `None` (the default).
     pub tls: Option<Tls>,
     /// How long a client may leave the server's frames unread before it is disconnected
     /// (what it held goes back to its queues); 60 s by default.
     pub write_timeout: Duration,
+    /// RabbitMQ definitions (JSON) to import at start: users, vhosts, permissions,
+    /// exchanges, queues, bindings (see [`definitions`]).
+    pub definitions: Option<std::path::PathBuf>,
+    /// Where to serve the management HTTP API, `/metrics` and the dashboard (RabbitMQ's
+    /// port is 15672); none by default.
+    pub management: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -69,6 +88,8 @@ impl ServerConfig {
             users: Users::default(),
             tls: None,
             write_timeout: Duration::from_secs(60),
+            definitions: None,
+            management: None,
         }
     }
 }
@@ -76,11 +97,26 @@ impl ServerConfig {
 /// What every connection of a server shares.
 #[derive(Debug)]
 struct Shared {
-    url: String,
     write_timeout: Duration,
-    users: Users,
+    access: Arc<Access>,
+    vhosts: Arc<vhosts::Vhosts>,
+    clients: Arc<clients::Clients>,
+    /// The address clients connect to.
+    listen: SocketAddr,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// A new connection to the broker of `vhost`, for a client that opened it.
+    async fn vhost_broker(&self, vhost: &str) -> Result<crate::BrokerConnection> {
+        self.vhosts.connect(vhost).await
+    }
+}
+
+/// An error about the definitions file `file`.
+fn in_file(file: &std::path::Path, error: Error) -> Error {
+    Error::InvalidArgument(format!("definitions file {}: {error}", file.display()))
 }
 
 /// A bound server, ready to run.
@@ -90,6 +126,8 @@ pub struct Server {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// The management API's listener, if asked for.
+    management: Option<TcpListener>,
     /// Keeps a memory:// broker alive while the server runs, and checks the URL at bind time.
     _broker: crate::BrokerConnection,
 }
@@ -106,21 +144,48 @@ impl Server {
         }
         let tls = config.tls.as_ref().map(Tls::config).transpose()?;
         let broker = crate::BrokerConnection::connect(&config.url).await?;
+        let access = Arc::new(match &url {
+            #[cfg(feature = "sqlite")]
+            crate::url::BrokerUrl::Sqlite { path } => Access::stored(path, config.users.list())?,
+            _ => Access::new(config.users.list()),
+        });
+        let vhosts = Arc::new(vhosts::Vhosts::new(url, access.clone()));
+        if let Some(file) = &config.definitions {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "cannot read the definitions file {}: {e}",
+                    file.display()
+                ))
+            })?;
+            definitions::Definitions::parse(&text)
+                .map_err(|e| in_file(file, e))?
+                .import(&vhosts)
+                .await
+                .map_err(|e| in_file(file, e))?;
+        }
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::InvalidArgument(format!("cannot listen on {}: {e}", config.listen))
         })?;
+        let listen = listener.local_addr().unwrap_or(config.listen);
+        let management = match config.management {
+            Some(address) => Some(management::bind(address).await?),
+            None => None,
+        };
         let (stop, shutdown) = watch::channel(false);
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
-                url: config.url,
                 write_timeout: config.write_timeout,
-                users: config.users,
+                access,
+                vhosts: vhosts.clone(),
+                clients: Arc::default(),
+                listen,
                 shutdown,
-                metrics: Arc::new(Metrics::new(broker.clone())),
+                metrics: Arc::new(Metrics::new(vhosts)),
             }),
             stop,
             tls,
+            management,
             _broker: broker,
         })
     }
@@ -130,6 +195,11 @@ impl Server {
         self.listener
             .local_addr()
             .map_err(|e| Error::InvalidArgument(format!("the listening socket: {e}")))
+    }
+
+    /// The address of the management API, `/metrics` and the dashboard, if it serves them.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Whether clients connect with TLS (amqps://).
@@ -143,12 +213,36 @@ impl Server {
         self.shared.metrics.clone()
     }
 
+    /// Its vhosts, users and permissions.
+    pub fn access(&self) -> Arc<Access> {
+        self.shared.access.clone()
+    }
+
     /// Accepts clients until `shutdown` completes; then closes every connection with 320
     /// CONNECTION_FORCED (as RabbitMQ does when it stops) and waits for them, a few seconds
     /// at most.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut tasks = tokio::task::JoinSet::new();
+        let management = self.management.take().map(|listener| {
+            let http = listener
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+            let api = Arc::new(management::Api {
+                vhosts: self.shared.vhosts.clone(),
+                clients: self.shared.clients.clone(),
+                metrics: self.shared.metrics.clone(),
+                amqp: self.shared.listen,
+                http,
+                started: std::time::Instant::now(),
+                rates: Default::default(),
+            });
+            tokio::spawn(management::serve(
+                listener,
+                api,
+                self.shared.shutdown.clone(),
+            ))
+        });
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -157,7 +251,7 @@ impl Server {
                         let shared = self.shared.clone();
                         match self.tls.clone() {
                             None => {
-                                tasks.spawn(connection::serve(stream, peer, shared));
+                                tasks.spawn(connection::serve(stream, peer, false, shared));
                             }
                             Some(config) => {
                                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -168,7 +262,7 @@ impl Server {
                                     )
                                     .await;
                                     match accepted {
-                                        Ok(Ok(stream)) => connection::serve(stream, peer, shared).await,
+                                        Ok(Ok(stream)) => connection::serve(stream, peer, true, shared).await,
                                         Ok(Err(e)) => tracing::info!(client = %peer, error = %e, "TLS handshake failed"),
                                         Err(_) => tracing::info!(client = %peer, "TLS handshake timed out"),
                                     }
@@ -187,6 +281,9 @@ impl Server {
             }
         }
         let _ = self.stop.send(true);
+        if let Some(management) = management {
+            let _ = tokio::time::timeout(Duration::from_secs(5), management).await;
+        }
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(5), drain)
             .await

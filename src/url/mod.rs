@@ -3,9 +3,11 @@
 //! | URL | backend |
 //! | --- | --- |
 //! | `memory://` or `memory://NAME` | the embedded in-process broker (named brokers are separate) |
+//! | `memory://NAME/VHOST` | virtual host VHOST (percent-encoded) of that broker: see [`vhost`] |
 //! | `amqp://user:pass@host:port/vhost?heartbeat=30` | RabbitMQ (default port 5672, vhost `/`) |
 //! | `amqps://...` | RabbitMQ over TLS (default port 5671) |
 //! | `sqlite://PATH` | the durable embedded broker in one SQLite file |
+//! | `sqlite://PATH?vhost=VHOST` | virtual host VHOST of that broker (a file next to PATH) |
 //! | `redis://[:password@]host:port/db`, `rediss://...`, `redis+socket:///path` | Redis, in kombu's format |
 //! | `sentinel://host:26379;sentinel://host:26380?master_name=NAME` | the Redis master Sentinel names |
 //!
@@ -16,6 +18,7 @@
 
 mod amqp;
 mod redis;
+pub mod vhost;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -73,14 +76,20 @@ impl BrokerUrl {
         };
         match scheme.to_ascii_lowercase().as_str() {
             "memory" => {
-                let name = rest.trim_end_matches('/');
-                if name.contains(['/', '?', '#', '@']) {
+                let (name, vhost) = match rest.split_once('/') {
+                    Some((name, "")) => (name, "/".to_string()),
+                    Some((name, vhost)) => (name, decode(url, vhost, "vhost")?),
+                    None => (rest, "/".to_string()),
+                };
+                if name.contains(['/', '?', '#', '@']) || vhost.contains(['?', '#']) {
                     return Err(Error::invalid_url(
                         url,
-                        "a memory broker name may not contain '/', '?', '#' or '@'",
+                        "write memory://NAME or memory://NAME/VHOST: a name may not contain '/', '?', '#' or '@' (percent-encode them in VHOST)",
                     ));
                 }
-                Ok(BrokerUrl::Memory { name: name.into() })
+                Ok(BrokerUrl::Memory {
+                    name: vhost::memory_name(name, &vhost),
+                })
             }
             "sqlite" => {
                 if rest.is_empty() {
@@ -89,8 +98,22 @@ impl BrokerUrl {
                         "missing database path: write sqlite://relative/path.db or sqlite:///absolute/path.db",
                     ));
                 }
+                let (rest, vhost) = match rest.split_once('?') {
+                    None => (rest, "/".to_string()),
+                    Some((rest, query)) => match query.split_once('=') {
+                        Some(("vhost", v)) => (rest, decode(url, v, "vhost")?),
+                        _ => {
+                            return Err(Error::invalid_url(
+                                url,
+                                "the only option of sqlite:// is ?vhost=VHOST (percent-encoded)",
+                            ))
+                        }
+                    },
+                };
                 let path = decode(url, rest, "path")?;
-                Ok(BrokerUrl::Sqlite { path: path.into() })
+                Ok(BrokerUrl::Sqlite {
+                    path: vhost::sqlite_path(std::path::Path::new(&path), &vhost),
+                })
             }
             "amqp" | "amqps" | "pyamqp" | "librabbitmq" => {
                 amqp::parse_amqp(url, rest, scheme.eq_ignore_ascii_case("amqps"))
@@ -309,7 +332,27 @@ mod tests {
                 name: "tests".into()
             }
         );
-        assert!(BrokerUrl::parse("memory://a/b").is_err());
+        assert_eq!(
+            BrokerUrl::parse("memory://tests/prod").unwrap(),
+            BrokerUrl::Memory {
+                name: vhost::memory_name("tests", "prod")
+            }
+        );
+        assert_eq!(
+            BrokerUrl::parse("memory://tests/%2F").unwrap(),
+            BrokerUrl::Memory {
+                name: "tests".into()
+            }
+        );
+        assert!(BrokerUrl::parse("memory://a/b?c").is_err());
+        assert!(BrokerUrl::parse("memory://a@b").is_err());
+        assert_eq!(
+            BrokerUrl::parse("sqlite:///d/b.db?vhost=%2Fprod").unwrap(),
+            BrokerUrl::Sqlite {
+                path: vhost::sqlite_path(std::path::Path::new("/d/b.db"), "/prod")
+            }
+        );
+        assert!(BrokerUrl::parse("sqlite:///d/b.db?other=1").is_err());
     }
 
     #[test]

@@ -168,6 +168,11 @@ impl Transport for MemoryConnection {
     async fn queue_stats(&self) -> Result<Vec<crate::backend::QueueStats>> {
         Ok(self.broker.lock().queue_stats())
     }
+
+    #[cfg(feature = "serve")]
+    async fn topology(&self) -> Result<crate::backend::Topology> {
+        Ok(self.broker.lock().topology())
+    }
 }
 
 #[derive(Debug)]

@@ -191,6 +191,36 @@ impl Broker {
         )
     }
 
+    /// Every exchange with its bindings, and every queue with the counts of `queue_stats`,
+    /// in one transaction (through the caches, which decode what the tables store).
+    #[cfg(feature = "serve")]
+    pub(super) fn topology(&mut self) -> Result<crate::backend::Topology> {
+        let names: Vec<String> = self.column("SELECT name FROM exchanges", [])?;
+        let mut exchanges = Vec::with_capacity(names.len());
+        for name in &names {
+            exchanges.extend(self.exchange(name)?);
+        }
+        let mut queues = Vec::new();
+        for stats in self.queue_stats()? {
+            if let Some(queue) = self.queue(&stats.name)? {
+                let spec = queue.spec.clone();
+                let exclusive_owner = queue.owner.is_some();
+                queues.push(crate::backend::QueueEntry::new(
+                    spec,
+                    &stats,
+                    exclusive_owner,
+                ));
+            }
+        }
+        Ok(crate::backend::Topology::new(
+            exchanges.iter().map(|e| e.spec.clone()).collect(),
+            queues,
+            exchanges
+                .iter()
+                .map(|e| (e.spec.name.as_str(), &e.bindings)),
+        ))
+    }
+
     pub(super) fn queue_info(&mut self, name: &str) -> Result<QueueInfo> {
         let now = now_ms();
         let messages: i64 = self

@@ -170,6 +170,11 @@ impl Transport for SqliteConnection {
     async fn queue_stats(&self) -> Result<Vec<crate::backend::QueueStats>> {
         self.engine.call(|b| b.queue_stats()).await
     }
+
+    #[cfg(feature = "serve")]
+    async fn topology(&self) -> Result<crate::backend::Topology> {
+        self.engine.call(|b| b.topology()).await
+    }
 }
 
 #[derive(Debug)]

@@ -36,6 +36,29 @@ CREATE TABLE exchange_bindings(
 ) WITHOUT ROWID;
 CREATE INDEX exchange_bindings_by_destination ON exchange_bindings(destination);
 ",
+    // 3: `carrot serve`'s virtual hosts, users (salted hashes) and permissions; tags are JSON
+    // arrays. The entities of vhosts other than `/` live in files of their own.
+    "
+CREATE TABLE access_vhosts(
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    tags TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE access_users(
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    hashing_algorithm TEXT NOT NULL,
+    tags TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE access_permissions(
+    user TEXT NOT NULL,
+    vhost TEXT NOT NULL,
+    configure TEXT NOT NULL,
+    write TEXT NOT NULL,
+    read TEXT NOT NULL,
+    PRIMARY KEY (user, vhost)
+) WITHOUT ROWID;
+",
 ];
 
 // `messages` has one index besides its rowid: every index costs a b-tree update per write,

@@ -43,6 +43,14 @@ pub(crate) struct ServeArgs {
     /// deliver rates, and each queue with its ready and unacknowledged messages and consumers.
     #[arg(long, value_name = "SECONDS")]
     metrics: Option<u64>,
+    /// RabbitMQ definitions (JSON, as `rabbitmqctl export_definitions` writes them) to
+    /// import at start: users, vhosts, permissions, exchanges, queues, bindings.
+    #[arg(long, value_name = "FILE")]
+    definitions: Option<PathBuf>,
+    /// Serve RabbitMQ's management HTTP API, Prometheus `/metrics` and a dashboard on this
+    /// address (RabbitMQ's is 127.0.0.1:15672).
+    #[arg(long, value_name = "ADDRESS")]
+    management: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -55,6 +63,8 @@ impl ServeArgs {
 pub(crate) async fn run(url: &str, args: ServeArgs) -> Result<(), Failure> {
     let mut config = ServerConfig::new(url, args.listen);
     config.write_timeout = Duration::from_secs(args.write_timeout);
+    config.definitions = args.definitions;
+    config.management = args.management;
     let mut users = args.users;
     if let Some(file) = &args.users_file {
         users.extend(Users::from_file(file)?);

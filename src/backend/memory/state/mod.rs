@@ -299,6 +299,31 @@ impl State {
         stats
     }
 
+    /// Every exchange, queue (with the counts of `queue_stats`) and binding.
+    #[cfg(feature = "serve")]
+    pub(crate) fn topology(&self) -> crate::backend::Topology {
+        let queues = self
+            .queue_stats()
+            .iter()
+            .filter_map(|stats| {
+                let queue = self.queues.get(stats.name.as_str())?;
+                let spec = queue.spec.clone();
+                Some(crate::backend::QueueEntry::new(
+                    spec,
+                    stats,
+                    queue.owner.is_some(),
+                ))
+            })
+            .collect();
+        crate::backend::Topology::new(
+            self.exchanges.values().map(|e| e.spec.clone()).collect(),
+            queues,
+            self.exchanges
+                .iter()
+                .map(|(name, e)| (&**name, &e.bindings)),
+        )
+    }
+
     fn info(&self, queue: &Queue) -> QueueInfo {
         QueueInfo {
             name: queue.name.to_string(),

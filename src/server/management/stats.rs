@@ -1,0 +1,78 @@
+//! Message rates, as the management plugin shows them: every second the server's totals are
+//! sampled and each rate is the difference over the last second (RabbitMQ samples every 5 s
+//! by default; a dashboard refreshing every few seconds wants fresher ones).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::Shared;
+
+/// The last rates, per second.
+#[derive(Debug, Default)]
+pub(in crate::server) struct Rates {
+    last: parking_lot::Mutex<Sample>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    publish: f64,
+    deliver_get: f64,
+    ack: f64,
+    confirm: f64,
+}
+
+/// Samples the totals every second until aborted.
+pub(super) async fn sample(api: Shared) {
+    let period = Duration::from_secs(1);
+    let mut tick = tokio::time::interval(period);
+    let totals = |api: &Shared| {
+        let m = &api.metrics;
+        [
+            m.published_total(),
+            m.delivered_total(),
+            m.acknowledged_total(),
+            m.confirmed_total(),
+        ]
+    };
+    let mut before = totals(&api);
+    let mut at = tokio::time::Instant::now();
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = totals(&api);
+        let elapsed = at.elapsed().as_secs_f64().max(1e-3);
+        at = tokio::time::Instant::now();
+        let rate = |i: usize| now[i].saturating_sub(before[i]) as f64 / elapsed;
+        *api.rates.last.lock() = Sample {
+            publish: rate(0),
+            deliver_get: rate(1),
+            ack: rate(2),
+            confirm: rate(3),
+        };
+        before = now;
+    }
+}
+
+/// `message_stats` of the whole server: totals and `_details.rate`.
+pub(super) fn message_stats(api: &Shared) -> Value {
+    let m = &api.metrics;
+    let rates = *api.rates.last.lock();
+    json!({
+        "publish": m.published_total(),
+        "publish_details": {"rate": rates.publish},
+        "deliver_get": m.delivered_total(),
+        "deliver_get_details": {"rate": rates.deliver_get},
+        "deliver": m.delivered_total(),
+        "deliver_details": {"rate": rates.deliver_get},
+        "ack": m.acknowledged_total(),
+        "ack_details": {"rate": rates.ack},
+        "confirm": m.confirmed_total(),
+        "confirm_details": {"rate": rates.confirm},
+    })
+}
+
+/// A count with its (zero) rate detail, as `messages_details` and the like.
+pub(super) fn details(rate: f64) -> Value {
+    json!({ "rate": rate })
+}
