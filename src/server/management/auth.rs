@@ -46,12 +46,12 @@ impl FromRequestParts<Shared> for Caller {
                 t.split_once(':')
                     .map(|(n, p)| (n.to_string(), p.to_string()))
             })
-            .ok_or_else(|| ApiError::unauthorised("Login failed"))?;
+            .ok_or_else(ApiError::login_failed)?;
         let user = api
             .vhosts
             .access
             .login(&name, &password, peer)
-            .ok_or_else(|| ApiError::unauthorised("Login failed"))?;
+            .ok_or_else(ApiError::login_failed)?;
         if !MANAGEMENT_TAGS.iter().any(|t| user.has_tag(t)) {
             return Err(ApiError::unauthorised("Not management user"));
         }

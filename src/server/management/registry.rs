@@ -100,18 +100,11 @@ pub(super) async fn put_vhost(
 ) -> ApiResult {
     caller.admin()?;
     let request: VhostBody = body(&bytes)?;
-    let existing = api.vhosts.access.vhost(&name);
+    // A PUT replaces: what it leaves out is reset (RabbitMQ's behaviour).
     let vhost = Vhost {
         name: name.clone(),
-        description: request
-            .description
-            .or_else(|| existing.as_ref().map(|v| v.description.clone()))
-            .unwrap_or_default(),
-        tags: request
-            .tags
-            .map(Tags::list)
-            .or_else(|| existing.as_ref().map(|v| v.tags.clone()))
-            .unwrap_or_default(),
+        description: request.description.unwrap_or_default(),
+        tags: request.tags.map(Tags::list).unwrap_or_default(),
     };
     let new = api.vhosts.access.put_vhost(vhost)?;
     if new {

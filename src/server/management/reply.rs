@@ -30,6 +30,16 @@ impl ApiError {
         }
     }
 
+    /// 401 `not_authorized` (this one spelled with a z, as RabbitMQ does): no or wrong
+    /// credentials.
+    pub(super) fn login_failed() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "not_authorized",
+            reason: "Login failed".into(),
+        }
+    }
+
     /// 404 `Object Not Found`.
     pub(super) fn not_found() -> ApiError {
         ApiError {
