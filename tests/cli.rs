@@ -1706,3 +1706,105 @@ durable!(publish_sets_every_property_and_text_in_its_charset, |s| {
     assert!(stderr.contains("latin-1"), "{stderr}");
     assert_eq!(s.message_count(&q), 0);
 });
+
+/// `carrot vhost` and `carrot definitions` on a sqlite file: what one file exports, another
+/// imports, vhosts and users included, and `carrot serve` over it serves them.
+#[cfg(feature = "serve")]
+#[test]
+fn vhosts_and_definitions_move_between_broker_files() {
+    let dir = std::env::temp_dir().join(format!("carrot-cli-defs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let from = format!("sqlite://{}", dir.join("from.db").display());
+    let to = format!("sqlite://{}", dir.join("to.db").display());
+    ok(carrot().args([
+        "--url",
+        &from,
+        "vhost",
+        "add",
+        "prod",
+        "--description",
+        "production",
+    ]));
+    ok(carrot().args([
+        "--url", &from, "declare", "exchange", "--type", "topic", "orders",
+    ]));
+    ok(carrot().args(["--url", &from, "declare", "queue", "billing"]));
+    ok(carrot().args([
+        "--url",
+        &from,
+        "declare",
+        "bind",
+        "--queue",
+        "billing",
+        "--exchange",
+        "orders",
+        "--routing-key",
+        "order.#",
+    ]));
+    let listed = ok(carrot().args(["--url", &from, "vhost", "list"]));
+    assert_eq!(listed.lines().collect::<Vec<_>>(), vec!["/", "prod"]);
+    let file = dir.join("definitions.json");
+    ok(carrot()
+        .args(["--url", &from, "definitions", "export"])
+        .arg(&file));
+    let exported: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("written")).expect("JSON");
+    assert!(
+        exported["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|q| q["name"] == "billing")),
+        "{exported}"
+    );
+    assert!(
+        exported["bindings"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["routing_key"] == "order.#")),
+        "{exported}"
+    );
+    assert!(
+        exported["users"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["name"] == "guest"
+                && u["password_hash"].as_str().is_some_and(|h| h.len() > 40))),
+        "{exported}"
+    );
+    ok(carrot()
+        .args(["--url", &to, "definitions", "import"])
+        .arg(&file));
+    let listed = ok(carrot().args(["--url", &to, "vhost", "list"]));
+    assert_eq!(listed.lines().collect::<Vec<_>>(), vec!["/", "prod"]);
+    // The binding came along: a message to the exchange reaches the queue.
+    ok(carrot().args([
+        "--url",
+        &to,
+        "publish",
+        "--exchange",
+        "orders",
+        "--exchange-type",
+        "topic",
+        "--routing-key",
+        "order.new",
+        "hello",
+    ]));
+    let counts = ok(carrot().args(["--url", &to, "declare", "queue", "billing"]));
+    assert!(counts.contains("\"message_count\":1"), "{counts}");
+    ok(carrot().args(["--url", &to, "vhost", "delete", "prod"]));
+    let missing = fails(1, carrot().args(["--url", &to, "vhost", "delete", "prod"]));
+    assert!(missing.contains("no vhost"), "{missing}");
+    let refused = fails(
+        2,
+        carrot().args(["--url", "amqp://127.0.0.1:1/", "vhost", "list"]),
+    );
+    assert!(refused.contains("rabbitmqctl"), "{refused}");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"users\": 3}").expect("written");
+    let error = fails(
+        2,
+        carrot()
+            .args(["--url", &to, "definitions", "import"])
+            .arg(&bad),
+    );
+    assert!(error.contains("definitions"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

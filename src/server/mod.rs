@@ -21,6 +21,7 @@
 //! ```
 
 pub mod access;
+mod admin;
 mod auth;
 mod channel;
 mod clients;
@@ -45,8 +46,10 @@ use tokio::sync::watch;
 
 pub use crate::backend::{BindingEntry, QueueEntry, QueueStats, Topology};
 pub use access::{Access, Permission, User, Vhost};
+pub use admin::Admin;
 pub use auth::Users;
 pub use clients::ClientInfo;
+pub use definitions::Definitions;
 pub use metrics::Metrics;
 pub use tls::Tls;
 

@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "serve")]
+mod admin;
 mod args;
 mod bench;
 mod connect;
@@ -65,6 +67,15 @@ enum Command {
     /// wire, for any client (kombu, pika, lapin, Celery), until SIGINT or SIGTERM.
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
+    /// Export or import RabbitMQ's definitions (users, vhosts, permissions, exchanges,
+    /// queues, bindings) of a sqlite:// broker file, as `carrot serve` serves it.
+    #[cfg(feature = "serve")]
+    #[command(subcommand)]
+    Definitions(admin::DefinitionsCommand),
+    /// List, add or delete the virtual hosts of a sqlite:// broker file.
+    #[cfg(feature = "serve")]
+    #[command(subcommand)]
+    Vhost(admin::VhostCommand),
 }
 
 fn main() -> ExitCode {
@@ -97,8 +108,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     #[cfg(feature = "serve")]
-    if let Command::Serve(args) = cli.command {
-        return serve::run(cli.connect.url(), args).await;
+    match cli.command {
+        Command::Serve(args) => return serve::run(cli.connect.url(), args).await,
+        Command::Definitions(command) => {
+            return admin::definitions(cli.connect.url(), command).await
+        }
+        Command::Vhost(command) => return admin::vhost(cli.connect.url(), command).await,
+        _ => {}
     }
     let conn = cli.connect.connect().await?;
     if matches!(cli.command, Command::Publish(_) | Command::Declare(_))
@@ -125,7 +141,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Delete(what) => declare::delete(&conn, what).await,
         Command::Bench(args) => bench::run(&conn, args).await,
         #[cfg(feature = "serve")]
-        Command::Serve(_) => Ok(()),
+        Command::Serve(_) | Command::Definitions(_) | Command::Vhost(_) => Ok(()),
     };
     // Close even after a failure, so that unacknowledged messages go back at once; the first
     // error is the one to report.
