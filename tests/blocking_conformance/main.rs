@@ -39,6 +39,7 @@ mod blocking_only;
 use carrot_blocking_twin::blocking_twin;
 
 blocking_twin! { mod scenario = "tests/conformance/scenario.rs"; }
+blocking_twin! { mod access = "tests/conformance/access.rs"; }
 blocking_twin! { mod bad_input = "tests/conformance/bad_input.rs"; }
 blocking_twin! { mod builder_specs = "tests/conformance/builder_specs.rs"; }
 blocking_twin! { mod confirms = "tests/conformance/confirms.rs"; }

@@ -30,6 +30,9 @@
 //! - `worker.rs`: the worker loop: concurrency, acks, the failure policy, graceful shutdown.
 //! - `builder_specs.rs`: builders given `QueueSpec` / `ExchangeSpec` declare exactly them,
 //!   keywords set one entity each, settings read back, an exclusive queue is auto-delete.
+//! - `access.rs`: virtual hosts, users and permissions (RabbitMQ and `carrot serve`, with the
+//!   users of `tests/fixtures/access-definitions.json`): vhost isolation, refused logins and
+//!   vhosts, what needs the configure, write and read permissions.
 //!
 //! # Adding a backend
 //! One line in [`backends::backends`]. Scenarios only use the public API, name every exchange
@@ -45,6 +48,7 @@ mod support;
 #[path = "../serve_support/mod.rs"]
 mod serve_support;
 
+mod access;
 mod bad_input;
 mod builder_specs;
 mod confirms;

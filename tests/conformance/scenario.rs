@@ -66,6 +66,30 @@ impl Scenario {
         name
     }
 
+    /// An exchange or queue name that belongs to this scenario, after `prefix` (for a user
+    /// whose permissions cover the names that start with it): `PREFIX.SCOPE.LOCAL`, deleted
+    /// afterwards as [`name`](Self::name)'s are.
+    pub fn name_after(&self, prefix: &str, local: &str) -> String {
+        let name = format!("{prefix}.{}.{local}", self.scope);
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone());
+        name
+    }
+
+    /// Whether the backend has vhosts, users and permissions (those of
+    /// `tests/fixtures/access-definitions.json`); says so when it has not (the caller skips).
+    pub fn has_access_control(&self) -> bool {
+        if !self.backend.access {
+            eprintln!(
+                "skipped on {}: the backend has no virtual hosts, users or permissions",
+                self.backend.name
+            );
+        }
+        self.backend.access
+    }
+
     /// Whether the backend can restart its broker; says so when it cannot (the caller skips).
     pub fn can_restart(&self) -> bool {
         if self.backend.restart.is_none() {

@@ -20,7 +20,10 @@ pub fn served(broker: &str) -> String {
             let runtime = tokio::runtime::Runtime::new().expect("a runtime for carrot serve");
             runtime.block_on(async move {
                 let listen = "127.0.0.1:0".parse().expect("an address");
-                let config = carrot::server::ServerConfig::new(&url, listen);
+                let mut config = carrot::server::ServerConfig::new(&url, listen);
+                // The users, vhost and permissions of the access scenarios, as RabbitMQ gets
+                // them (tests/conformance/backends.rs).
+                config.definitions = Some(access_definitions());
                 let server = carrot::server::Server::bind(config)
                     .await
                     .expect("carrot serve binds");
@@ -32,6 +35,15 @@ pub fn served(broker: &str) -> String {
         rx.recv().expect("carrot serve starts")
     });
     format!("amqp://guest:guest@127.0.0.1:{port}/%2F")
+}
+
+/// The RabbitMQ definitions every served broker (and the conformance suite's RabbitMQ) loads:
+/// user `carrot-limited` (password `carrot-limited-pw`) may configure, write and read only
+/// names that start with `carrot-limited.` in vhost `/`; user `carrot-monitor`
+/// (`carrot-monitor-pw`, tag monitoring) has no permission; vhost `carrot-test-vhost`, where
+/// guest may do everything.
+pub fn access_definitions() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/access-definitions.json")
 }
 
 /// A sqlite file of this test process for a served broker.
