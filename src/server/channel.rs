@@ -2,7 +2,7 @@
 //! content frames assembled into messages, consumers forwarded as basic.deliver, publisher
 //! confirms sent in publishing order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use amq_protocol::frame::AMQPContentHeader;
@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::access::{Permit, Resource};
 use super::guard::Guard;
+use super::metrics::QueueCounters;
 use super::output::Output;
 use super::reply::Refusal;
 use crate::backend::amqp::convert::{from_lapin_properties, from_lapin_table};
@@ -29,8 +30,9 @@ const IN_FLIGHT: usize = 1024;
 /// queue of the channel's connection, consumed by that consumer (so it goes with it).
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
-/// Delivery tags handed out on the channel and not yet settled (for `multiple` and recover).
-type Outstanding = Arc<Mutex<BTreeSet<u64>>>;
+/// Delivery tags handed out on the channel and not yet settled (for `multiple` and recover),
+/// each with the counters of its queue (an ack counts there).
+type Outstanding = Arc<Mutex<BTreeMap<u64, Arc<QueueCounters>>>>;
 
 /// A message whose content frames are still arriving.
 struct Incoming {
@@ -518,6 +520,7 @@ impl ClientChannel {
                     self.out.clone(),
                     (!c.no_ack).then(|| self.outstanding.clone()),
                     self.metrics.clone(),
+                    self.metrics.queue(self.guard.vhost(), &queue_name),
                     self.cancel_notify.then(|| self.replying.clone()),
                 ));
                 self.consumers.insert(tag.to_string(), task);
@@ -565,8 +568,10 @@ impl ClientChannel {
                         basic::GetEmpty {},
                     ))),
                     Some(d) => {
+                        let counters = self.metrics.queue(self.guard.vhost(), g.queue.as_str());
+                        counters.delivered(1);
                         if !g.no_ack {
-                            self.lock().insert(d.delivery_tag);
+                            self.lock().insert(d.delivery_tag, counters);
                         }
                         let left = self
                             .backend
@@ -590,11 +595,11 @@ impl ClientChannel {
             // Settled without waiting for a commit (the client expects no answer): a refusal
             // (an unknown delivery tag) closes the channel when it comes.
             basic::AMQPMethod::Ack(a) => {
-                let covered = match a.multiple {
-                    false => 1,
-                    true => self.tags(a.delivery_tag, true).len() as u64,
-                };
-                self.metrics.acknowledged(covered);
+                let covered = self.counters(a.delivery_tag, a.multiple);
+                self.metrics.acknowledged(covered.len() as u64);
+                for counters in covered {
+                    counters.acknowledged();
+                }
                 let outcome = ok(self.backend.ack_pipelined(a.delivery_tag, a.multiple))?;
                 self.pending_settle(outcome, 80).await;
                 self.settle_or_hold(a.delivery_tag, a.multiple);
@@ -647,7 +652,7 @@ impl ClientChannel {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<QueueCounters>>> {
         self.outstanding.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -658,9 +663,19 @@ impl ClientChannel {
         }
         let all = self.lock();
         if tag == 0 {
-            all.iter().copied().collect()
+            all.keys().copied().collect()
         } else {
-            all.range(..=tag).copied().collect()
+            all.range(..=tag).map(|(t, _)| *t).collect()
+        }
+    }
+
+    /// The queue counters of the deliveries an ack covers.
+    fn counters(&self, tag: u64, multiple: bool) -> Vec<Arc<QueueCounters>> {
+        let all = self.lock();
+        match (multiple, tag) {
+            (false, _) => all.get(&tag).cloned().into_iter().collect(),
+            (true, 0) => all.values().cloned().collect(),
+            (true, _) => all.range(..=tag).map(|(_, c)| c.clone()).collect(),
         }
     }
 
@@ -689,7 +704,7 @@ impl ClientChannel {
         if !requeue {
             return Err(Refusal::connection(540, "requeue=false"));
         }
-        let tags: Vec<u64> = std::mem::take(&mut *self.lock()).into_iter().collect();
+        let tags: Vec<u64> = std::mem::take(&mut *self.lock()).into_keys().collect();
         for tag in tags {
             ok(self.backend.reject(tag, true))?;
         }
@@ -1017,6 +1032,7 @@ async fn forward(
     out: Output,
     outstanding: Option<Outstanding>,
     metrics: Arc<super::Metrics>,
+    counters: Arc<QueueCounters>,
     notify_cancel: Option<Arc<tokio::sync::Mutex<()>>>,
 ) {
     // What is there now goes out in one buffer (up to 64 KiB): one wake of the writer and
@@ -1033,7 +1049,7 @@ async fn forward(
                         outstanding
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(d.delivery_tag);
+                            .insert(d.delivery_tag, counters.clone());
                     }
                     out.encode_deliver(
                         &mut buffer,
@@ -1059,6 +1075,7 @@ async fn forward(
                 return;
             }
             metrics.delivered_many(given);
+            counters.delivered(given);
         }
         if cancelled {
             let Some(replying) = notify_cancel else {

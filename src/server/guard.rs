@@ -28,6 +28,11 @@ impl Guard {
         }
     }
 
+    /// The vhost the connection opened.
+    pub(super) fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
     /// `Ok` if the user may `permit` on `resource`; a channel-closing 403 otherwise.
     pub(super) fn check(&self, permit: Permit, resource: Resource<'_>) -> Result<(), Refusal> {
         let generation = self.access.generation();

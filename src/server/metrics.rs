@@ -3,10 +3,27 @@
 //! the broker's queues with their ready and unacknowledged messages.
 
 use crate::backend::QueueStats;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::Result;
+
+/// Deliveries (basic.deliver and basic.get-ok) and acks of one queue.
+#[derive(Debug, Default)]
+pub(super) struct QueueCounters {
+    deliver_get: AtomicU64,
+    ack: AtomicU64,
+}
+
+impl QueueCounters {
+    pub(super) fn delivered(&self, count: u64) {
+        self.deliver_get.fetch_add(count, Ordering::Relaxed);
+    }
+    pub(super) fn acknowledged(&self) {
+        self.ack.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Counters of a running server, and its broker's queues.
 #[derive(Debug)]
@@ -19,6 +36,8 @@ pub struct Metrics {
     confirmed: AtomicU64,
     connections_opened: AtomicU64,
     channels_opened: AtomicU64,
+    /// Deliveries and acks by (vhost, queue).
+    per_queue: parking_lot::Mutex<HashMap<(String, String), Arc<QueueCounters>>>,
     vhosts: Arc<super::vhosts::Vhosts>,
 }
 
@@ -33,6 +52,7 @@ impl Metrics {
             confirmed: AtomicU64::new(0),
             connections_opened: AtomicU64::new(0),
             channels_opened: AtomicU64::new(0),
+            per_queue: parking_lot::Mutex::new(HashMap::new()),
             vhosts,
         }
     }
@@ -47,6 +67,47 @@ impl Metrics {
         self.channels.fetch_add(1, Ordering::Relaxed);
         self.channels_opened.fetch_add(1, Ordering::Relaxed);
     }
+    /// The counters of a queue (made on first use).
+    pub(super) fn queue(&self, vhost: &str, queue: &str) -> Arc<QueueCounters> {
+        let mut all = self.per_queue.lock();
+        if let Some(c) = all.get(&(vhost.to_string(), queue.to_string())) {
+            return c.clone();
+        }
+        let c = Arc::new(QueueCounters::default());
+        all.insert((vhost.to_string(), queue.to_string()), c.clone());
+        c
+    }
+
+    /// Deliveries and acks of a queue since the server started (0 for one never served).
+    pub fn queue_totals(&self, vhost: &str, queue: &str) -> (u64, u64) {
+        self.per_queue
+            .lock()
+            .get(&(vhost.to_string(), queue.to_string()))
+            .map_or((0, 0), |c| {
+                (
+                    c.deliver_get.load(Ordering::Relaxed),
+                    c.ack.load(Ordering::Relaxed),
+                )
+            })
+    }
+
+    /// Every queue's (deliveries, acks) so far.
+    pub(super) fn queue_snapshot(&self) -> Vec<((String, String), (u64, u64))> {
+        self.per_queue
+            .lock()
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.clone(),
+                    (
+                        c.deliver_get.load(Ordering::Relaxed),
+                        c.ack.load(Ordering::Relaxed),
+                    ),
+                )
+            })
+            .collect()
+    }
+
     pub(super) fn acknowledged(&self, count: u64) {
         self.acknowledged.fetch_add(count, Ordering::Relaxed);
     }

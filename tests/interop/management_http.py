@@ -358,6 +358,16 @@ def prometheus(t):
         raise Failure(f"{t.name}: received_total rose by {got - received}, wanted 5")
     if after.get(("rabbitmq_connections", ())) < 1 or after.get(("rabbitmq_channels", ())) < 1:
         raise Failure(f"{t.name}: connections/channels gauges {after.get(('rabbitmq_connections', ()))}")
+    # The queue's own counts: one delivery (the get), then its ack.
+    stats = t.call("GET", f"/api/queues/%2F/{enc(q)}").json().get("message_stats", {})
+    if stats.get("deliver_get") != 1 or stats.get("ack") != 0:
+        raise Failure(f"{t.name}: queue message_stats {stats}")
+    method, _, _ = channel.basic_get(q, auto_ack=False)
+    channel.basic_ack(method.delivery_tag)
+    connection.process_data_events(time_limit=0.2)
+    stats = t.call("GET", f"/api/queues/%2F/{enc(q)}").json().get("message_stats", {})
+    if stats.get("deliver_get") != 2 or stats.get("ack") != 1 or "rate" not in stats.get("ack_details", {}):
+        raise Failure(f"{t.name}: queue message_stats after an ack {stats}")
     per_object = requests.get(t.http + "/metrics/per-object", timeout=30)
     if per_object.status_code != 200 or q not in per_object.text:
         raise Failure(f"{t.name}: /metrics/per-object")

@@ -44,8 +44,9 @@ fn scope(api: &Shared, caller: &Caller, only: Option<&str>) -> Result<Vec<String
     }
 }
 
-fn queue_json(vhost: &str, q: &QueueEntry) -> Value {
+fn queue_json(api: &Shared, vhost: &str, q: &QueueEntry) -> Value {
     json!({
+        "message_stats": stats::queue_stats(api, vhost, &q.spec.name),
         "name": q.spec.name,
         "vhost": vhost,
         "durable": q.spec.durable,
@@ -71,7 +72,7 @@ async fn list_queues(api: &Shared, caller: &Caller, only: Option<&str>) -> ApiRe
     let mut all = Vec::new();
     for vhost in scope(api, caller, only)? {
         for q in topology(api, &vhost).await?.queues {
-            all.push(queue_json(&vhost, &q));
+            all.push(queue_json(api, &vhost, &q));
         }
     }
     json(all)
@@ -105,7 +106,7 @@ pub(super) async fn queue(
 ) -> ApiResult {
     caller.see(&api, &vhost)?;
     let q = find_queue(&api, &vhost, &name).await?;
-    let mut value = queue_json(&vhost, &q);
+    let mut value = queue_json(&api, &vhost, &q);
     value["consumer_details"] = json!([]);
     value["deliveries"] = json!([]);
     value["incoming"] = json!([]);

@@ -2,6 +2,7 @@
 //! sampled and each rate is the difference over the last second (RabbitMQ samples every 5 s
 //! by default; a dashboard refreshing every few seconds wants fresher ones).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -12,6 +13,8 @@ use super::Shared;
 #[derive(Debug, Default)]
 pub(in crate::server) struct Rates {
     last: parking_lot::Mutex<Sample>,
+    /// Deliveries and acks per second, by (vhost, queue).
+    queues: parking_lot::Mutex<HashMap<(String, String), (f64, f64)>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,6 +39,8 @@ pub(super) async fn sample(api: Shared) {
         ]
     };
     let mut before = totals(&api);
+    let mut queues_before: HashMap<(String, String), (u64, u64)> =
+        api.metrics.queue_snapshot().into_iter().collect();
     let mut at = tokio::time::Instant::now();
     tick.tick().await;
     loop {
@@ -51,6 +56,23 @@ pub(super) async fn sample(api: Shared) {
             confirm: rate(3),
         };
         before = now;
+        let queues_now: HashMap<(String, String), (u64, u64)> =
+            api.metrics.queue_snapshot().into_iter().collect();
+        let rates: HashMap<(String, String), (f64, f64)> = queues_now
+            .iter()
+            .map(|(k, (d, a))| {
+                let (d0, a0) = queues_before.get(k).copied().unwrap_or((0, 0));
+                (
+                    k.clone(),
+                    (
+                        d.saturating_sub(d0) as f64 / elapsed,
+                        a.saturating_sub(a0) as f64 / elapsed,
+                    ),
+                )
+            })
+            .collect();
+        *api.rates.queues.lock() = rates;
+        queues_before = queues_now;
     }
 }
 
@@ -69,6 +91,24 @@ pub(super) fn message_stats(api: &Shared) -> Value {
         "ack_details": {"rate": rates.ack},
         "confirm": m.confirmed_total(),
         "confirm_details": {"rate": rates.confirm},
+    })
+}
+
+/// `message_stats` of one queue: its deliveries (deliver and get) and acks, with rates.
+pub(super) fn queue_stats(api: &Shared, vhost: &str, queue: &str) -> Value {
+    let (deliver_get, ack) = api.metrics.queue_totals(vhost, queue);
+    let (deliver_rate, ack_rate) = api
+        .rates
+        .queues
+        .lock()
+        .get(&(vhost.to_string(), queue.to_string()))
+        .copied()
+        .unwrap_or((0.0, 0.0));
+    json!({
+        "deliver_get": deliver_get,
+        "deliver_get_details": {"rate": deliver_rate},
+        "ack": ack,
+        "ack_details": {"rate": ack_rate},
     })
 }
 

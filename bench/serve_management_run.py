@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""`carrot serve` with and without its management listener, the API and /metrics scraped
+every second (as Prometheus and a dashboard would), in one run, rounds alternating: the same
+raw-lapin peer as bench/serve_run.py. Prints the BENCHMARKS.md section on stdout.
+
+    cargo build --release --bin carrot --example lapin_peer
+    python3 bench/serve_management_run.py [--rounds 3] [--messages 200000] [--persistent-messages 40000]
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_run import CARROT, free_port, peer  # noqa: E402
+
+
+def start(url, management):
+    port = free_port()
+    args = [CARROT, "--url", url, "serve", "--listen", f"127.0.0.1:{port}"]
+    http = None
+    if management:
+        http = free_port()
+        args += ["--management", f"127.0.0.1:{http}"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                sys.exit("carrot serve did not start")
+            time.sleep(0.05)
+    return proc, f"amqp://guest:guest@127.0.0.1:{port}/%2F", http
+
+
+def scraper(http, stop, counts):
+    """GET /metrics, /api/overview and /api/queues every second until stopped."""
+    auth = "Basic Z3Vlc3Q6Z3Vlc3Q="
+    while not stop.is_set():
+        for path in ("/metrics", "/api/overview", "/api/queues"):
+            request = urllib.request.Request(f"http://127.0.0.1:{http}{path}", headers={"Authorization": auth})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+                counts[0] += 1
+        stop.wait(1.0)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--persistent-messages", type=int, default=40_000)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="carrot-serve-mgmt-bench-")
+    servers = {}
+    for mode in ("off", "on"):
+        servers[("memory", mode)] = start(f"memory://bench-{mode}", mode == "on")
+        servers[("sqlite", mode)] = start(f"sqlite://{tmp}/bench-{mode}.db", mode == "on")
+    rates = {(k, mode): [] for k in ("t1", "t4", "p1") for mode in ("off", "on")}
+    scrapes = [0]
+    stop = threading.Event()
+    threads = [threading.Thread(target=scraper, args=(servers[(b, "on")][2], stop, scrapes), daemon=True)
+               for b in ("memory", "sqlite")]
+    for t in threads:
+        t.start()
+    try:
+        for r in range(args.rounds):
+            for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                memory, memory_url, _ = servers[("memory", mode)]
+                sqlite, sqlite_url, _ = servers[("sqlite", mode)]
+                for channels in (1, 4):
+                    t = peer(memory_url, args.messages, False, memory.pid, channels)
+                    rates[(f"t{channels}", mode)].append(t["consumed_per_s"])
+                p = peer(sqlite_url, args.persistent_messages, True, sqlite.pid, 1)
+                rates[("p1", mode)].append(p["consumed_per_s"])
+    finally:
+        stop.set()
+        for proc, _, _ in servers.values():
+            proc.terminate()
+            proc.wait()
+    load = os.getloadavg()[0]
+    print("## `carrot serve` with its management API scraped every second (issue 21)\n")
+    print(f"Command: `python3 bench/serve_management_run.py --rounds {args.rounds} --messages {args.messages} "
+          f"--persistent-messages {args.persistent_messages}` (release builds of carrot and bench/peers/lapin_peer.rs), "
+          f"one run, rounds alternating between a server without `--management` and one with it, whose "
+          f"`/metrics`, `/api/overview` and `/api/queues` a thread fetched every second ({scrapes[0]} requests in all); "
+          f"load average {load:.1f} at the end, 2 cores. Consumed/s, median of the rounds [min - max].\n")
+    print("| workload | without management | with management, scraped | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    names = {"t1": "memory://, transient, 1/1", "t4": "memory://, transient, 4/4",
+             "p1": "sqlite://, persistent + confirms, 1/1"}
+    for key, name in names.items():
+        off, on = rates[(key, "off")], rates[(key, "on")]
+        mo, mn = statistics.median(off), statistics.median(on)
+        print(f"| {name} | {mo:,.0f} [{min(off):,.0f} - {max(off):,.0f}] | {mn:,.0f} [{min(on):,.0f} - {max(on):,.0f}] | **{mn / mo:.2f}** |")
+
+
+if __name__ == "__main__":
+    main()
