@@ -143,8 +143,27 @@ def vhosts_and_permissions(t, plain, monitor):
         if "530" not in str(e) or "refused for user" not in str(e):
             raise Failure(f"{t.name}: refusal {e}")
     print(f"ok {t.name}: vhost access over AMQP follows the permissions", flush=True)
+    # A queue with a message in the vhost, and a connection to it: deleting the vhost takes
+    # the queue along and closes the connection with 320.
+    connection = pika.BlockingConnection(parameters(t, plain, "pw1", vhost))
+    channel = connection.channel()
+    channel.queue_declare("doomed", durable=True)
+    channel.basic_publish("", "doomed", b"x")
     t.expect("DELETE", f"/api/permissions/{enc(vhost)}/{enc(plain)}", 204)
     t.expect("DELETE", f"/api/permissions/{enc(vhost)}/{enc(plain)}", 404)
+    t.expect("DELETE", f"/api/vhosts/{enc(vhost)}", 204)
+    closed = None
+    deadline = time.time() + WAIT
+    while time.time() < deadline and closed is None:
+        try:
+            connection.process_data_events(time_limit=0.2)
+        except pika.exceptions.AMQPConnectionError as e:
+            closed = e
+    if closed is None or "320" not in str(closed):
+        raise Failure(f"{t.name}: deleting the vhost did not close its connection with 320: {closed!r}")
+    print(f"ok {t.name}: deleting a vhost closes its connections ({closed})", flush=True)
+    t.expect("PUT", f"/api/vhosts/{enc(vhost)}", 201)
+    t.expect("GET", f"/api/queues/{enc(vhost)}/doomed", 404)
     t.expect("DELETE", f"/api/vhosts/{enc(vhost)}", 204)
     t.expect("DELETE", f"/api/vhosts/{enc(vhost)}", 404)
     t.expect("GET", f"/api/queues/{enc(vhost)}", 404)
@@ -306,6 +325,8 @@ def definitions_and_health(t, q):
 def bad_input(t, q):
     r = t.expect("PUT", f"/api/queues/%2F/{enc(t.name_of('j'))}", 400, raw="{\"durable\": tru")
     error_body(t, r, "bad_request", "not_json")
+    # Fields RabbitMQ does not know are ignored, not refused (the queue exists: 204).
+    t.expect("PUT", f"/api/queues/%2F/{enc(q)}", 204, body={"durable": True, "bogus": 1})
     t.expect("GET", "/api/nothing/here", 404)
     t.expect("GET", "/api/queues/%2F/..%2F..%2Fetc%2Fpasswd", 404)
     t.expect("GET", "/api/queues/no-such-vhost", 404)
