@@ -9,9 +9,7 @@ raw-lapin peer as bench/serve_run.py. Prints the BENCHMARKS.md section on stdout
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -19,27 +17,16 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_run import CARROT, free_port, peer  # noqa: E402
+from serve_run import free_port, peer, serve  # noqa: E402
 
 
 def start(url, management):
-    port = free_port()
-    args = [CARROT, "--url", url, "serve", "--listen", f"127.0.0.1:{port}"]
-    http = None
-    if management:
-        http = free_port()
-        args += ["--management", f"127.0.0.1:{http}"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.time() > deadline:
-                sys.exit("carrot serve did not start")
-            time.sleep(0.05)
-    return proc, f"amqp://guest:guest@127.0.0.1:{port}/%2F", http
+    """`carrot serve` of `url`, with a management listener if asked: (process, amqp URL, its
+    port or None)."""
+    http = free_port() if management else None
+    extra = ["--management", f"127.0.0.1:{http}"] if management else []
+    proc, amqp = serve(url, extra=extra)
+    return proc, amqp, http
 
 
 def scraper(http, stop, counts):

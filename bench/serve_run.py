@@ -38,9 +38,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve(url, threads=None):
+def serve(url, threads=None, extra=()):
+    """`carrot serve` of `url` on a free port, with `extra` arguments; (process, amqp URL)."""
     port = free_port()
-    extra = ["--threads", str(threads)] if threads else []
+    extra = (["--threads", str(threads)] if threads else []) + list(extra)
     proc = subprocess.Popen(
         [CARROT, "--url", url, "serve", "--listen", f"127.0.0.1:{port}"] + extra,
         stdout=subprocess.DEVNULL,

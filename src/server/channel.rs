@@ -32,7 +32,7 @@ const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// Delivery tags handed out on the channel and not yet settled (for `multiple` and recover),
 /// each with the counters of its queue (an ack counts there).
-type Outstanding = Arc<Mutex<BTreeMap<u64, Arc<QueueCounters>>>>;
+pub(super) type Outstanding = Arc<Mutex<BTreeMap<u64, Arc<QueueCounters>>>>;
 
 /// A message whose content frames are still arriving.
 struct Incoming {
@@ -86,6 +86,8 @@ pub(super) struct ClientChannel {
     /// The connection's user and vhost: the permission checks.
     guard: Arc<Guard>,
     context: Arc<Context>,
+    /// What the management API shows of the channel.
+    state: Arc<super::clients::ChannelState>,
 }
 
 /// What every channel of a connection shares.
@@ -113,6 +115,11 @@ impl ClientChannel {
         context: Arc<Context>,
     ) -> Self {
         let pipeline = pipeline(id, out.clone(), refusals);
+        let outstanding = Outstanding::default();
+        let state = Arc::new(super::clients::ChannelState::new(outstanding.clone()));
+        if let Some(view) = &context.view {
+            view.channels.lock().insert(id, state.clone());
+        }
         ClientChannel {
             id,
             backend,
@@ -124,7 +131,7 @@ impl ClientChannel {
             tx_mode: false,
             tx_settled: Vec::new(),
             published: 0,
-            outstanding: Arc::default(),
+            outstanding,
             consumers: HashMap::new(),
             max_body,
             metrics: context.metrics.clone(),
@@ -133,6 +140,7 @@ impl ClientChannel {
             reply_to: None,
             guard: context.guard.clone(),
             context,
+            state,
         }
     }
 
@@ -192,6 +200,9 @@ impl ClientChannel {
                     ));
                 }
                 self.confirm_mode = true;
+                self.state
+                    .confirm
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 if !select.nowait {
                     answer = Some(reply(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
                         confirm::SelectOk {},
@@ -228,6 +239,9 @@ impl ClientChannel {
                 }
                 ok(self.backend.tx_select().await)?;
                 self.tx_mode = true;
+                self.state
+                    .transactional
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {}))
             }
             tx::AMQPMethod::Commit(_) => {
@@ -468,6 +482,9 @@ impl ClientChannel {
             basic::AMQPMethod::Qos(q) => {
                 // amq-protocol reads prefetch_size and drops it (RabbitMQ does not implement it).
                 ok(self.backend.qos(0, q.prefetch_count, q.global).await)?;
+                self.state
+                    .prefetch_count
+                    .store(q.prefetch_count, std::sync::atomic::Ordering::Relaxed);
                 Some(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
             }
             basic::AMQPMethod::Consume(c) => {
@@ -519,8 +536,10 @@ impl ClientChannel {
                     deliveries,
                     self.out.clone(),
                     (!c.no_ack).then(|| self.outstanding.clone()),
-                    self.metrics.clone(),
-                    self.metrics.queue(self.guard.vhost(), &queue_name),
+                    (
+                        self.metrics.clone(),
+                        self.metrics.queue(self.guard.vhost(), &queue_name),
+                    ),
                     self.cancel_notify.then(|| self.replying.clone()),
                 ));
                 self.consumers.insert(tag.to_string(), task);
@@ -1031,8 +1050,7 @@ async fn forward(
     mut deliveries: crate::backend::DeliveryStream,
     out: Output,
     outstanding: Option<Outstanding>,
-    metrics: Arc<super::Metrics>,
-    counters: Arc<QueueCounters>,
+    (metrics, counters): (Arc<super::Metrics>, Arc<QueueCounters>),
     notify_cancel: Option<Arc<tokio::sync::Mutex<()>>>,
 ) {
     // What is there now goes out in one buffer (up to 64 KiB): one wake of the writer and

@@ -2,9 +2,9 @@
 //! `/api/channels`) and for closing them: one asked by an operator, or every one of a
 //! deleted vhost, with 320 CONNECTION_FORCED.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -28,10 +28,46 @@ pub struct ClientInfo {
     pub connected_at: u64,
     /// Whether it speaks TLS.
     pub tls: bool,
-    /// The channel numbers it has open.
-    pub channels: Vec<u16>,
+    /// The channels it has open.
+    pub channels: Vec<ChannelInfo>,
     /// Its consumers.
     pub consumers: Vec<ConsumerInfo>,
+}
+
+/// A channel of a connection.
+#[derive(Clone, Debug)]
+pub struct ChannelInfo {
+    /// Its number.
+    pub number: u16,
+    /// Whether it is in confirm mode.
+    pub confirm: bool,
+    /// Whether it is transactional.
+    pub transactional: bool,
+    /// Its consumers' prefetch count (basic.qos; 0: unlimited).
+    pub prefetch_count: u16,
+    /// Deliveries it has not settled yet.
+    pub unacknowledged: u64,
+}
+
+/// What a channel keeps up to date for the API.
+#[derive(Debug)]
+pub(super) struct ChannelState {
+    pub(super) confirm: AtomicBool,
+    pub(super) transactional: AtomicBool,
+    pub(super) prefetch_count: AtomicU16,
+    /// Its unsettled deliveries (shared with the channel, counted when listed).
+    pub(super) outstanding: super::channel::Outstanding,
+}
+
+impl ChannelState {
+    pub(super) fn new(outstanding: super::channel::Outstanding) -> ChannelState {
+        ChannelState {
+            confirm: AtomicBool::new(false),
+            transactional: AtomicBool::new(false),
+            prefetch_count: AtomicU16::new(0),
+            outstanding,
+        }
+    }
 }
 
 /// A consumer of a connection.
@@ -52,7 +88,7 @@ pub struct ConsumerInfo {
 /// What a connection keeps up to date for the API: its channels and consumers.
 #[derive(Debug, Default)]
 pub(super) struct View {
-    pub(super) channels: parking_lot::Mutex<BTreeSet<u16>>,
+    pub(super) channels: parking_lot::Mutex<BTreeMap<u16, Arc<ChannelState>>>,
     pub(super) consumers: parking_lot::Mutex<BTreeMap<(u16, String), ConsumerInfo>>,
 }
 
@@ -116,7 +152,19 @@ impl Clients {
             .values()
             .map(|c| {
                 let mut info = c.info.clone();
-                info.channels = c.view.channels.lock().iter().copied().collect();
+                info.channels = c
+                    .view
+                    .channels
+                    .lock()
+                    .iter()
+                    .map(|(number, state)| ChannelInfo {
+                        number: *number,
+                        confirm: state.confirm.load(Ordering::Relaxed),
+                        transactional: state.transactional.load(Ordering::Relaxed),
+                        prefetch_count: state.prefetch_count.load(Ordering::Relaxed),
+                        unacknowledged: state.outstanding.lock().map_or(0, |o| o.len() as u64),
+                    })
+                    .collect();
                 info.consumers = c.view.consumers.lock().values().cloned().collect();
                 info
             })

@@ -542,9 +542,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 );
                 self.channels.insert(id, channel);
                 self.shared.metrics.channel_opened();
-                if let Some(registered) = &self.registered {
-                    registered.view.channels.lock().insert(id);
-                }
+
                 self.out
                     .method(
                         id,

@@ -191,15 +191,17 @@ fn yes() -> bool {
     true
 }
 
+/// Tags as a list or (older RabbitMQ, and its API) one comma-separated string.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Tags {
+pub(super) enum Tags {
     List(Vec<String>),
     Text(String),
 }
 
 impl Tags {
-    fn list(self) -> Vec<String> {
+    /// The tags, trimmed, empty ones left out.
+    pub(super) fn list(self) -> Vec<String> {
         match self {
             Tags::List(list) => list,
             Tags::Text(text) => text

@@ -48,7 +48,7 @@ pub use crate::backend::{BindingEntry, QueueEntry, QueueStats, Topology};
 pub use access::{Access, Permission, User, Vhost};
 pub use admin::Admin;
 pub use auth::Users;
-pub use clients::ClientInfo;
+pub use clients::{ChannelInfo, ClientInfo, ConsumerInfo};
 pub use definitions::Definitions;
 pub use metrics::Metrics;
 pub use tls::Tls;

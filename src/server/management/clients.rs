@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::reply::{json, no_content, ApiError, ApiResult};
 use super::Shared;
-use crate::server::ClientInfo;
+use crate::server::{ChannelInfo, ClientInfo};
 
 fn connection_json(c: &ClientInfo) -> Value {
     json!({
@@ -32,7 +32,8 @@ fn connection_json(c: &ClientInfo) -> Value {
     })
 }
 
-fn channel_json(c: &ClientInfo, number: u16) -> Value {
+fn channel_json(c: &ClientInfo, channel: &ChannelInfo) -> Value {
+    let number = channel.number;
     json!({
         "name": format!("{} ({number})", c.name),
         "number": number,
@@ -40,6 +41,14 @@ fn channel_json(c: &ClientInfo, number: u16) -> Value {
         "user": c.user,
         "node": super::overview::node(),
         "state": "running",
+        "confirm": channel.confirm,
+        "transactional": channel.transactional,
+        "prefetch_count": channel.prefetch_count,
+        "global_prefetch_count": 0,
+        "messages_unacknowledged": channel.unacknowledged,
+        "messages_unconfirmed": 0,
+        "messages_uncommitted": 0,
+        "acks_uncommitted": 0,
         "consumer_count": c.consumers.iter().filter(|k| k.channel == number).count(),
         "connection_details": {"name": c.name, "peer_host": c.peer.ip().to_string(), "peer_port": c.peer.port()},
     })
@@ -126,7 +135,7 @@ pub(super) async fn connection_channels(
     json(
         c.channels
             .iter()
-            .map(|n| channel_json(&c, *n))
+            .map(|channel| channel_json(&c, channel))
             .collect::<Vec<_>>(),
     )
 }
@@ -135,7 +144,11 @@ fn all_channels(api: &Shared, caller: &Caller, vhost: Option<&str>) -> Vec<Value
     visible(api, caller)
         .iter()
         .filter(|c| vhost.is_none_or(|v| c.vhost == v))
-        .flat_map(|c| c.channels.iter().map(move |n| channel_json(c, *n)))
+        .flat_map(|c| {
+            c.channels
+                .iter()
+                .map(move |channel| channel_json(c, channel))
+        })
         .collect()
 }
 
@@ -159,8 +172,15 @@ fn all_consumers(api: &Shared, caller: &Caller, vhost: Option<&str>) -> Vec<Valu
             continue;
         }
         for k in &c.consumers {
+            let prefetch = c
+                .channels
+                .iter()
+                .find(|ch| ch.number == k.channel)
+                .map_or(0, |ch| ch.prefetch_count);
             out.push(json!({
                 "consumer_tag": k.tag,
+                "prefetch_count": prefetch,
+                "consumer_timeout": 1_800_000,
                 "queue": {"name": k.queue, "vhost": c.vhost},
                 "ack_required": k.ack_required,
                 "exclusive": k.exclusive,
@@ -174,6 +194,7 @@ fn all_consumers(api: &Shared, caller: &Caller, vhost: Option<&str>) -> Vec<Valu
                     "peer_host": c.peer.ip().to_string(),
                     "peer_port": c.peer.port(),
                     "user": c.user,
+                    "node": super::overview::node(),
                 },
             }));
         }

@@ -78,6 +78,7 @@ pub(super) async fn overview(State(api): State<Shared>, caller: Caller) -> ApiRe
             "consumers": consumers,
         },
         "statistics_db_event_queue": 0,
+        "churn_rates": churn(&api),
         "listeners": [
             {"node": node(), "protocol": "amqp", "ip_address": api.amqp.ip().to_string(), "port": api.amqp.port()},
             {"node": node(), "protocol": "http", "ip_address": api.http.ip().to_string(), "port": api.http.port()},
@@ -94,6 +95,24 @@ pub(super) async fn overview(State(api): State<Shared>, caller: Caller) -> ApiRe
     }))
 }
 
+/// Connections and channels opened and closed since the start (RabbitMQ's churn rates
+/// without the rates).
+fn churn(api: &Shared) -> Value {
+    let m = &api.metrics;
+    let opened_connections = m.connections_opened_total();
+    let opened_channels = m.channels_opened_total();
+    json!({
+        "connection_created": opened_connections,
+        "connection_created_details": stats::details(0.0),
+        "connection_closed": opened_connections.saturating_sub(m.connections()),
+        "connection_closed_details": stats::details(0.0),
+        "channel_created": opened_channels,
+        "channel_created_details": stats::details(0.0),
+        "channel_closed": opened_channels.saturating_sub(m.channels()),
+        "channel_closed_details": stats::details(0.0),
+    })
+}
+
 pub(super) async fn whoami(caller: Caller) -> ApiResult {
     json(json!({"name": caller.user.name, "tags": caller.user.tags}))
 }
@@ -105,6 +124,7 @@ pub(super) async fn nodes(State(api): State<Shared>, _caller: Caller) -> ApiResu
         "running": true,
         "uptime": api.started.elapsed().as_millis() as u64,
         "mem_alarm": false,
+        "being_drained": false,
         "disk_free_alarm": false,
         "partitions": Value::Array(Vec::new()),
     })])

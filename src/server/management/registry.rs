@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::reply::{body, created, json, no_content, ApiError, ApiResult};
 use super::{stats, Shared};
 use crate::server::access::{Permission, User, Vhost};
-use crate::server::definitions::{self, Definitions};
+use crate::server::definitions::{self, Definitions, Tags};
 
 fn vhost_json(vhost: &Vhost, counts: Option<[u64; 2]>) -> Value {
     let [ready, unacked] = counts.unwrap_or([0, 0]);
@@ -68,28 +68,6 @@ struct VhostBody {
     description: Option<String>,
     #[serde(default)]
     tags: Option<Tags>,
-}
-
-/// Tags as a list or as one comma-separated string (what RabbitMQ's API takes).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Tags {
-    List(Vec<String>),
-    Text(String),
-}
-
-impl Tags {
-    fn list(self) -> Vec<String> {
-        match self {
-            Tags::List(list) => list,
-            Tags::Text(text) => text
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect(),
-        }
-    }
 }
 
 pub(super) async fn put_vhost(
