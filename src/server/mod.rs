@@ -9,6 +9,12 @@
 //! auto-delete queues follow their connection. Errors close the channel or the connection
 //! with RabbitMQ's reply codes and texts.
 //!
+//! Operated as RabbitMQ is: virtual hosts (each its own exchanges and queues), users with
+//! salted password hashes and per-vhost permissions checked on every method ([`access`]),
+//! kept in the sqlite:// file; RabbitMQ's definitions imported at start and exported
+//! ([`definitions`], [`Admin`]); and with [`ServerConfig::management`], RabbitMQ's
+//! management HTTP API, Prometheus `/metrics` and a dashboard page on one listener.
+//!
 //! ```no_run
 //! # async fn run() -> carrot::Result<()> {
 //! let server = carrot::server::Server::bind(carrot::server::ServerConfig::new(
@@ -16,6 +22,29 @@
 //!     "127.0.0.1:5672".parse().unwrap(),
 //! ))
 //! .await?;
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+//!
+//! With vhosts, users and the management API:
+//!
+//! ```no_run
+//! # async fn run() -> carrot::Result<()> {
+//! use carrot::server::{Permission, Server, ServerConfig, Vhost};
+//! let mut config = ServerConfig::new("memory://ops", "127.0.0.1:5672".parse().unwrap());
+//! config.management = Some("127.0.0.1:15672".parse().unwrap());
+//! let server = Server::bind(config).await?;
+//! let access = server.access();
+//! access.put_vhost(Vhost { name: "prod".into(), description: String::new(), tags: vec![] })?;
+//! access.put_user(carrot::server::User::with_password("app", "s3cret", &[]))?;
+//! access.set_permission(Permission {
+//!     user: "app".into(),
+//!     vhost: "prod".into(),
+//!     configure: "^app\\.".into(),
+//!     write: ".*".into(),
+//!     read: ".*".into(),
+//! })?;
+//! // amqp://app:s3cret@127.0.0.1:5672/prod may now declare app.* queues there.
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
 //! ```
