@@ -50,6 +50,35 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "queues",
         "a server's metrics are read beside the server, on its runtime",
     ),
+    (
+        "Metrics",
+        "queues_by_vhost",
+        "a server's metrics are read beside the server, on its runtime",
+    ),
+    (
+        "Admin",
+        "open",
+        "administration of a broker file beside carrot serve; blocking programs run it as the \
+         `carrot definitions` and `carrot vhost` commands",
+    ),
+    (
+        "Admin",
+        "export",
+        "administration of a broker file beside carrot serve; blocking programs run it as the \
+         `carrot definitions` and `carrot vhost` commands",
+    ),
+    (
+        "Admin",
+        "import",
+        "administration of a broker file beside carrot serve; blocking programs run it as the \
+         `carrot definitions` and `carrot vhost` commands",
+    ),
+    (
+        "Admin",
+        "delete_vhost",
+        "administration of a broker file beside carrot serve; blocking programs run it as the \
+         `carrot definitions` and `carrot vhost` commands",
+    ),
 ];
 
 /// A public method: its name and whether it is `async`.
