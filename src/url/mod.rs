@@ -42,7 +42,7 @@ const COMPONENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// What `Display` escapes in a sqlite path, so that it reads back the same.
-const PATH_ESCAPED: &AsciiSet = &CONTROLS.add(b'%').add(b' ');
+const PATH_ESCAPED: &AsciiSet = &CONTROLS.add(b'%').add(b' ').add(b'?');
 
 /// A parsed broker URL: which backend, and its settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,9 +76,13 @@ impl BrokerUrl {
         };
         match scheme.to_ascii_lowercase().as_str() {
             "memory" => {
+                // Trailing slashes name no vhost (`memory://x/` is `memory://x`); the vhost
+                // `/` itself is written `%2F`, as in amqp:// URLs.
                 let (name, vhost) = match rest.split_once('/') {
-                    Some((name, "")) => (name, "/".to_string()),
-                    Some((name, vhost)) => (name, decode(url, vhost, "vhost")?),
+                    Some((name, vhost)) if !vhost.trim_end_matches('/').is_empty() => {
+                        (name, decode(url, vhost.trim_end_matches('/'), "vhost")?)
+                    }
+                    Some((name, _)) => (name, "/".to_string()),
                     None => (rest, "/".to_string()),
                 };
                 if name.contains(['/', '?', '#', '@']) || vhost.contains(['?', '#']) {
