@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """`carrot serve` with and without its management listener, the API and /metrics scraped
 every second (as Prometheus and a dashboard would), in one run, rounds alternating: the same
-raw-lapin peer as bench/serve_run.py. Prints the BENCHMARKS.md section on stdout.
+raw-lapin peer as bench/serve_run.py. With `--baseline BINARY` (the `carrot` of an earlier
+commit), that build's serve takes part too, as a third column. Prints the BENCHMARKS.md
+section on stdout.
 
     cargo build --release --bin carrot --example lapin_peer
-    python3 bench/serve_management_run.py [--rounds 3] [--messages 200000] [--persistent-messages 40000]
+    python3 bench/serve_management_run.py [--rounds 3] [--messages 200000] [--persistent-messages 40000] [--baseline PATH]
 """
 
 import argparse
@@ -20,12 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_run import free_port, peer, serve  # noqa: E402
 
 
-def start(url, management):
+def start(url, management, binary=None):
     """`carrot serve` of `url`, with a management listener if asked: (process, amqp URL, its
     port or None)."""
     http = free_port() if management else None
     extra = ["--management", f"127.0.0.1:{http}"] if management else []
-    proc, amqp = serve(url, extra=extra)
+    proc, amqp = serve(url, extra=extra, **({"binary": binary} if binary else {}))
     return proc, amqp, http
 
 
@@ -46,13 +48,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--persistent-messages", type=int, default=40_000)
+    parser.add_argument("--baseline", default=None, help="the carrot binary of an earlier commit")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="carrot-serve-mgmt-bench-")
+    modes = ("off", "on") + (("baseline",) if args.baseline else ())
     servers = {}
-    for mode in ("off", "on"):
-        servers[("memory", mode)] = start(f"memory://bench-{mode}", mode == "on")
-        servers[("sqlite", mode)] = start(f"sqlite://{tmp}/bench-{mode}.db", mode == "on")
-    rates = {(k, mode): [] for k in ("t1", "t4", "p1") for mode in ("off", "on")}
+    for mode in modes:
+        binary = args.baseline if mode == "baseline" else None
+        servers[("memory", mode)] = start(f"memory://bench-{mode}", mode == "on", binary)
+        servers[("sqlite", mode)] = start(f"sqlite://{tmp}/bench-{mode}.db", mode == "on", binary)
+    rates = {(k, mode): [] for k in ("t1", "t4", "p1") for mode in modes}
     scrapes = [0]
     stop = threading.Event()
     threads = [threading.Thread(target=scraper, args=(servers[(b, "on")][2], stop, scrapes), daemon=True)
@@ -61,7 +66,7 @@ def main():
         t.start()
     try:
         for r in range(args.rounds):
-            for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+            for mode in (modes if r % 2 == 0 else tuple(reversed(modes))):
                 memory, memory_url, _ = servers[("memory", mode)]
                 sqlite, sqlite_url, _ = servers[("sqlite", mode)]
                 for channels in (1, 4):
@@ -81,14 +86,20 @@ def main():
           f"one run, rounds alternating between a server without `--management` and one with it, whose "
           f"`/metrics`, `/api/overview` and `/api/queues` a thread fetched every second ({scrapes[0]} requests in all); "
           f"load average {load:.1f} at the end, 2 cores. Consumed/s, median of the rounds [min - max].\n")
-    print("| workload | without management | with management, scraped | ratio |")
-    print("| --- | ---: | ---: | ---: |")
+    baseline = " | earlier build, no management | this build / earlier" if args.baseline else ""
+    print(f"| workload | without management | with management, scraped | with / without{baseline} |")
+    print("| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if args.baseline else ""))
     names = {"t1": "memory://, transient, 1/1", "t4": "memory://, transient, 4/4",
              "p1": "sqlite://, persistent + confirms, 1/1"}
     for key, name in names.items():
         off, on = rates[(key, "off")], rates[(key, "on")]
         mo, mn = statistics.median(off), statistics.median(on)
-        print(f"| {name} | {mo:,.0f} [{min(off):,.0f} - {max(off):,.0f}] | {mn:,.0f} [{min(on):,.0f} - {max(on):,.0f}] | **{mn / mo:.2f}** |")
+        row = f"| {name} | {mo:,.0f} [{min(off):,.0f} - {max(off):,.0f}] | {mn:,.0f} [{min(on):,.0f} - {max(on):,.0f}] | **{mn / mo:.2f}** |"
+        if args.baseline:
+            old = rates[(key, "baseline")]
+            mb = statistics.median(old)
+            row += f" {mb:,.0f} [{min(old):,.0f} - {max(old):,.0f}] | **{mo / mb:.2f}** |"
+        print(row)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve(url, threads=None, extra=()):
-    """`carrot serve` of `url` on a free port, with `extra` arguments; (process, amqp URL)."""
+def serve(url, threads=None, extra=(), binary=CARROT):
+    """`carrot serve` of `url` on a free port, with `extra` arguments, from `binary` (this
+    tree's release build by default); (process, amqp URL)."""
     port = free_port()
     extra = (["--threads", str(threads)] if threads else []) + list(extra)
     proc = subprocess.Popen(
-        [CARROT, "--url", url, "serve", "--listen", f"127.0.0.1:{port}"] + extra,
+        [binary, "--url", url, "serve", "--listen", f"127.0.0.1:{port}"] + extra,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
