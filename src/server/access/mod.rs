@@ -21,7 +21,6 @@ mod store;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -491,9 +490,6 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     }
     Ok(())
 }
-
-/// A shared registry.
-pub type SharedAccess = Arc<Access>;
 
 #[cfg(test)]
 mod tests {

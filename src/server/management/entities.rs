@@ -45,7 +45,7 @@ fn scope(api: &Shared, caller: &Caller, only: Option<&str>) -> Result<Vec<String
 }
 
 fn queue_json(api: &Shared, vhost: &str, q: &QueueEntry) -> Value {
-    json!({
+    let object = json!({
         "message_stats": stats::queue_stats(api, vhost, &q.spec.name),
         "name": q.spec.name,
         "vhost": vhost,
@@ -59,13 +59,8 @@ fn queue_json(api: &Shared, vhost: &str, q: &QueueEntry) -> Value {
         "policy": Value::Null,
         "exclusive_consumer_tag": Value::Null,
         "consumers": q.consumers,
-        "messages": q.ready + q.unacked,
-        "messages_details": stats::details(0.0),
-        "messages_ready": q.ready,
-        "messages_ready_details": stats::details(0.0),
-        "messages_unacknowledged": q.unacked,
-        "messages_unacknowledged_details": stats::details(0.0),
-    })
+    });
+    stats::with_counts(object, q.ready, q.unacked)
 }
 
 async fn list_queues(api: &Shared, caller: &Caller, only: Option<&str>) -> ApiResult {

@@ -62,14 +62,7 @@ pub(super) async fn overview(State(api): State<Shared>, caller: Caller) -> ApiRe
         "enable_queue_totals": true,
         "uptime": api.started.elapsed().as_millis() as u64,
         "message_stats": stats::message_stats(&api),
-        "queue_totals": {
-            "messages": ready + unacked,
-            "messages_details": stats::details(0.0),
-            "messages_ready": ready,
-            "messages_ready_details": stats::details(0.0),
-            "messages_unacknowledged": unacked,
-            "messages_unacknowledged_details": stats::details(0.0),
-        },
+        "queue_totals": stats::with_counts(json!({}), ready, unacked),
         "object_totals": {
             "connections": clients.len(),
             "channels": channels,

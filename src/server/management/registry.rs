@@ -14,7 +14,7 @@ use crate::server::definitions::{self, Definitions, Tags};
 
 fn vhost_json(vhost: &Vhost, counts: Option<[u64; 2]>) -> Value {
     let [ready, unacked] = counts.unwrap_or([0, 0]);
-    json!({
+    let object = json!({
         "name": vhost.name,
         "description": vhost.description,
         "tags": vhost.tags,
@@ -22,13 +22,8 @@ fn vhost_json(vhost: &Vhost, counts: Option<[u64; 2]>) -> Value {
         "default_queue_type": "classic",
         "tracing": false,
         "cluster_state": {super::overview::node(): "running"},
-        "messages": ready + unacked,
-        "messages_details": stats::details(0.0),
-        "messages_ready": ready,
-        "messages_ready_details": stats::details(0.0),
-        "messages_unacknowledged": unacked,
-        "messages_unacknowledged_details": stats::details(0.0),
-    })
+    });
+    stats::with_counts(object, ready, unacked)
 }
 
 async fn counts(api: &Shared, vhost: &str) -> Result<[u64; 2], ApiError> {

@@ -116,3 +116,19 @@ pub(super) fn queue_stats(api: &Shared, vhost: &str, queue: &str) -> Value {
 pub(super) fn details(rate: f64) -> Value {
     json!({ "rate": rate })
 }
+
+/// The message counts of a queue, a vhost or the server (`messages`, `messages_ready`,
+/// `messages_unacknowledged`, each with its `_details`), added to `object`.
+pub(super) fn with_counts(mut object: Value, ready: u64, unacked: u64) -> Value {
+    if let Value::Object(map) = &mut object {
+        for (name, count) in [
+            ("messages", ready + unacked),
+            ("messages_ready", ready),
+            ("messages_unacknowledged", unacked),
+        ] {
+            map.insert(name.into(), json!(count));
+            map.insert(format!("{name}_details"), details(0.0));
+        }
+    }
+    object
+}
