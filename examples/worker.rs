@@ -63,9 +63,11 @@ async fn main() -> Result<(), carrot::BoxError> {
                 async move {
                     tokio::time::sleep(work).await;
                     if let Some(record) = record {
+                        // One write of the whole line: `writeln!` writes the number and the
+                        // newline apart, and a kill between the two would join two lines.
+                        let line = format!("{job}\n");
                         let mut file = record.lock().map_err(|_| "the record file's lock")?;
-                        writeln!(file, "{job}")?;
-                        file.flush()?;
+                        file.write_all(line.as_bytes())?;
                     }
                     Ok(())
                 }

@@ -9,10 +9,17 @@
 //! carrot does that too, under kombu's `unacked_mutex`, and refreshes the time of the
 //! deliveries its own live consumers hold, so that only those of a dead process (or of a
 //! kombu consumer) come back, whatever the visibility timeout.
+//!
+//! The mutex only spares the processes from scanning at the same time: each restore is atomic
+//! on its own (carrot's is a script that checks the record is unchanged, kombu's a WATCHed
+//! transaction), so two restorers never give one delivery back twice. carrot therefore holds
+//! it for three restore periods at most ([`mutex_hold`]), not for kombu's
+//! `unacked_mutex_expire` (300 s): a process killed while it restores would otherwise stop
+//! every restore, and so every redelivery of a dead consumer's messages, for five minutes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -183,6 +190,15 @@ fn period(visibility: Duration) -> Duration {
     (visibility / 3).clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 
+/// How long a restorer holds kombu's `unacked_mutex`: three restore periods (about the
+/// visibility timeout when it is under 30 s, 30 s with the default of an hour), or `unacked_mutex_expire` if shorter. A
+/// pass stops restoring after half of it and leaves the rest to the next one.
+fn mutex_hold(visibility: Duration, unacked_mutex_expire: Duration) -> Duration {
+    (period(visibility) * 3)
+        .min(unacked_mutex_expire)
+        .max(Duration::from_millis(1))
+}
+
 /// Starts the connection's restorer: it refreshes the times of the deliveries this
 /// connection holds, and restores the expired ones of others.
 pub(crate) fn start_restorer(shared: Weak<Shared>, stop: CancellationToken) {
@@ -235,7 +251,11 @@ pub(crate) async fn restore_expired(shared: &Shared) -> Result<usize> {
     let keys = &shared.keys;
     let link = &shared.link;
     let token = uuid::Uuid::new_v4().simple().to_string();
-    let expire = link.settings.unacked_mutex_expire.as_millis().max(1) as u64;
+    let hold = mutex_hold(
+        link.settings.visibility_timeout,
+        link.settings.unacked_mutex_expire,
+    );
+    let expire = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
     let locked: Option<String> = link
         .query(
             "unacked_mutex",
@@ -251,7 +271,7 @@ pub(crate) async fn restore_expired(shared: &Shared) -> Result<usize> {
     if locked.is_none() {
         return Ok(0);
     }
-    let result = restore_locked(shared).await;
+    let result = restore_locked(shared, Instant::now() + hold / 2).await;
     let _ = link
         .script::<i64>(
             "unacked_mutex",
@@ -263,7 +283,8 @@ pub(crate) async fn restore_expired(shared: &Shared) -> Result<usize> {
     result
 }
 
-async fn restore_locked(shared: &Shared) -> Result<usize> {
+/// Restores the expired deliveries, until `until` (the mutex is held a little longer).
+async fn restore_locked(shared: &Shared, until: Instant) -> Result<usize> {
     let keys = &shared.keys;
     let link = &shared.link;
     let cutoff = now() - link.settings.visibility_timeout.as_secs_f64();
@@ -282,6 +303,9 @@ async fn restore_locked(shared: &Shared) -> Result<usize> {
         .await?;
     let mut restored = 0;
     for tag in tags {
+        if Instant::now() >= until {
+            break;
+        }
         let record: Option<String> = link
             .query(
                 "restore",
@@ -370,6 +394,27 @@ mod tests {
         assert_eq!(
             period(Duration::from_millis(30)),
             Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn the_mutex_is_held_for_three_periods_at_most() {
+        let kombus = Duration::from_secs(300);
+        assert_eq!(
+            mutex_hold(Duration::from_secs(3), kombus),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            mutex_hold(Duration::from_secs(3600), kombus),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            mutex_hold(Duration::from_secs(3600), Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            mutex_hold(Duration::from_secs(3600), Duration::ZERO),
+            Duration::from_millis(1)
         );
     }
 }
