@@ -489,6 +489,52 @@ conformance!(mandatory_unroutable_message_is_returned, |t| async move {
     Ok(())
 });
 
+// Several channels of one connection publishing at once (on Redis their publishes share script
+// calls): each publish gets its own answer, and each publisher's messages keep their order.
+conformance!(
+    concurrent_publishers_each_get_their_own_answer,
+    |t| async move {
+        let conn = t.connect().await?;
+        let mut consumer = t.consumer(&conn).build().await?;
+        let mut running = Vec::new();
+        for p in 0..4i64 {
+            let publisher = t.publisher(&conn).build().await?;
+            running.push(spawn(move || async move {
+                let mut unroutable = 0;
+                for i in 0..50i64 {
+                    publisher
+                        .send_with(&(p * 1000 + i), SendOptions::new().mandatory(true))
+                        .await?;
+                    if p % 2 == 1 {
+                        let refused = publisher
+                            .send_with(
+                                &-1,
+                                SendOptions::new().routing_key("nowhere").mandatory(true),
+                            )
+                            .await;
+                        assert!(
+                            matches!(refused, Err(Error::Unroutable { .. })),
+                            "{refused:?}"
+                        );
+                        unroutable += 1;
+                    }
+                }
+                Ok::<_, Error>(unroutable)
+            }));
+        }
+        for (p, publishing) in running.into_iter().enumerate() {
+            assert_eq!(publishing.join().await??, if p % 2 == 1 { 50 } else { 0 });
+        }
+        let got = drain_numbers(&mut consumer).await?;
+        assert_eq!(got.len(), 200, "{got:?}");
+        for p in 0..4i64 {
+            let mine: Vec<i64> = got.iter().copied().filter(|n| n / 1000 == p).collect();
+            assert_eq!(mine, (0..50).map(|i| p * 1000 + i).collect::<Vec<_>>());
+        }
+        Ok(())
+    }
+);
+
 // Without mandatory, AMQP drops an unroutable message; the publisher is not told.
 conformance!(
     unroutable_message_without_mandatory_is_dropped,
