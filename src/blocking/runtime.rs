@@ -127,7 +127,11 @@ fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| handle.block_on(future)),
         Ok(_) => {
             let _context = handle.enter();
-            futures_lite::future::block_on(future)
+            // Outside tokio's cooperative budget: the calling thread is inside a task of the
+            // current-thread runtime, whose budget this call would otherwise spend, and once
+            // it is spent tokio defers every wake to that runtime's next turn, which never
+            // comes while the call waits (the call then waited for ever).
+            futures_lite::future::block_on(tokio::task::unconstrained(future))
         }
     }
 }
