@@ -274,3 +274,58 @@ fn kombus_consumer_killed_the_same_way() {
         outcome.lost
     );
 }
+
+/// A consumer process killed without cancelling stops counting for its queue once its lease
+/// ends (three restore periods: 2 s with `visibility_timeout=2`), where the count of a dead
+/// process used to stay for ever; a live consumer's lease is renewed and keeps counting.
+#[test]
+fn a_killed_consumer_stops_counting_within_its_lease() {
+    let Some(base) = amqp_support::setting("CARROT_TEST_REDIS_URL", "a redis:// URL") else {
+        return;
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}visibility_timeout=2");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let queue = amqp_support::unique("redis-kill", "lease");
+    let record = std::env::temp_dir().join(format!("{queue}.record"));
+    let conn = runtime.block_on(async {
+        let conn = BrokerConnection::connect(&url).await.expect("Redis");
+        conn.declare_queue(&QueueSpec::new(&queue))
+            .await
+            .expect("the queue");
+        conn
+    });
+    let consumers = || {
+        runtime
+            .block_on(conn.queue_info(&queue))
+            .expect("queue_info")
+            .consumer_count
+    };
+    let until = |what: &str, count: u32, within: Duration| {
+        let deadline = Instant::now() + within;
+        while consumers() != count {
+            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut worker = start(Peer::Carrot, &url, &queue, &record);
+    until("the worker's consumer counted", 1, Duration::from_secs(30));
+    // Alive, it keeps counting well past its first lease.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(consumers(), 1, "a live consumer's lease was not renewed");
+    worker.kill().expect("SIGKILL");
+    let _ = worker.wait();
+    let killed = Instant::now();
+    until("the killed consumer gone", 0, Duration::from_secs(10));
+    eprintln!(
+        "a killed consumer stopped counting after {:?}",
+        killed.elapsed()
+    );
+    runtime.block_on(async {
+        let _ = conn
+            .delete_queue(&queue, carrot::DeleteQueueOptions::new())
+            .await;
+        let _ = conn.close().await;
+    });
+    let _ = std::fs::remove_file(&record);
+}

@@ -41,7 +41,8 @@ pub(super) struct Sub {
     pub(super) queue: Arc<str>,
     prefetch: u16,
     pub(super) no_ack: bool,
-    exclusive: bool,
+    /// Its member in the queue's set of consumers (its lease).
+    member: String,
     held: usize,
     cancel: CancellationToken,
     feed: Feed,
@@ -113,6 +114,16 @@ impl RedisChannel {
             .held
             .values()
             .map(|h| h.tag.clone())
+            .collect()
+    }
+
+    /// The queues and members of the channel's consumers (their leases are renewed).
+    pub(super) fn consumer_leases(&self) -> Vec<(Arc<str>, String)> {
+        self.state
+            .lock()
+            .consumers
+            .values()
+            .map(|sub| (sub.queue.clone(), sub.member.clone()))
             .collect()
     }
 
@@ -598,7 +609,8 @@ impl Channel for RedisChannel {
             return Err(rules::reused_tag(&tag));
         }
         entities::admit_consumer(&self.shared, queue, exclusive).await?;
-        entities::count_consumer(&self.shared, queue, 1, exclusive).await?;
+        let member = entities::consumer_member(exclusive);
+        entities::count_consumer(&self.shared, queue, &member, true).await?;
         let channel: Weak<RedisChannel> = self.me();
         let wake = channel.clone();
         let (feed, stream) = Feed::new(
@@ -619,7 +631,7 @@ impl Channel for RedisChannel {
                     queue: queue.into(),
                     prefetch,
                     no_ack,
-                    exclusive,
+                    member,
                     held: 0,
                     cancel: cancel.clone(),
                     feed,
@@ -635,7 +647,7 @@ impl Channel for RedisChannel {
         let sub = self.state.lock().consumers.remove(consumer_tag);
         if let Some(sub) = sub {
             sub.cancel.cancel();
-            entities::consumer_gone(&self.shared, &sub.queue, sub.exclusive).await?;
+            entities::consumer_gone(&self.shared, &sub.queue, &sub.member).await?;
         }
         Ok(())
     }
@@ -717,7 +729,7 @@ impl Channel for RedisChannel {
         }
         let subs = self.end();
         for sub in subs {
-            let _ = entities::consumer_gone(&self.shared, &sub.queue, sub.exclusive).await;
+            let _ = entities::consumer_gone(&self.shared, &sub.queue, &sub.member).await;
         }
         self.shared.settler.flush().await;
         Ok(())
@@ -736,7 +748,7 @@ impl Channel for RedisChannel {
         let shared = self.shared.clone();
         self.shared.runtime.spawn(async move {
             for sub in subs {
-                let _ = entities::consumer_gone(&shared, &sub.queue, sub.exclusive).await;
+                let _ = entities::consumer_gone(&shared, &sub.queue, &sub.member).await;
             }
         });
     }

@@ -12,7 +12,7 @@
 
 use serde_json::{json, Value};
 
-use super::Shared;
+use super::{settle, Shared};
 use crate::backend::{rules, QueueInfo};
 use crate::entity::{ExchangeSpec, ExchangeType, QueueSpec};
 use crate::error::{Error, Result};
@@ -136,17 +136,26 @@ pub(crate) async fn ready(shared: &Shared, queue: &str) -> Result<u32> {
 }
 
 async fn consumers(shared: &Shared, queue: &str) -> Result<u32> {
-    let n: Option<i64> = shared
+    let n: i64 = shared
         .link
         .query(
             "queue.declare",
-            redis::cmd("HGET")
-                .arg(&shared.keys.consumers)
-                .arg(queue)
+            redis::cmd("ZCOUNT")
+                .arg(consumers_key(shared, queue))
+                .arg(settle::now())
+                .arg("+inf")
                 .to_owned(),
         )
         .await?;
-    Ok(n.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+    Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+/// The sorted set of a queue's consumers in every process: a member per consumer (`:x` at
+/// the end for an exclusive one), scored with the time its lease ends. Each connection's
+/// restorer renews the leases of its consumers; a consumer of a process that died without
+/// cancelling it stops counting once its lease ends ([`settle::lease`]).
+pub(crate) fn consumers_key(shared: &Shared, queue: &str) -> String {
+    format!("{}.{queue}", shared.keys.consumers)
 }
 
 pub(crate) async fn declare_exchange(
@@ -371,14 +380,7 @@ pub(crate) async fn delete_queue(
         pipe.cmd("DEL").arg(list).ignore();
     }
     pipe.cmd("HDEL").arg(&shared.keys.queues).arg(name).ignore();
-    pipe.cmd("HDEL")
-        .arg(&shared.keys.consumers)
-        .arg(name)
-        .ignore();
-    pipe.cmd("HDEL")
-        .arg(&shared.keys.consumers)
-        .arg(format!("x:{name}"))
-        .ignore();
+    pipe.cmd("DEL").arg(consumers_key(shared, name)).ignore();
     shared.link.query::<()>("queue.delete", pipe).await?;
     shared.exclusive.lock().retain(|q| q != name);
     touched.dedup();
@@ -533,66 +535,70 @@ pub(crate) async fn bind_exchange(shared: &Shared, destination: &str, source: &s
     Err(unsupported("an exchange-to-exchange binding"))
 }
 
-/// Counts a consumer of `queue` in (`+1`) or out (`-1`); with `exclusive`, also its
-/// exclusivity. Returns how many consumers the queue has then.
+/// Counts consumer `member` of `queue` in (`joins`: its lease starts) or out. Returns how
+/// many live consumers the queue has then.
 pub(crate) async fn count_consumer(
     shared: &Shared,
     queue: &str,
-    delta: i64,
-    exclusive: bool,
+    member: &str,
+    joins: bool,
 ) -> Result<i64> {
+    let key = consumers_key(shared, queue);
+    let _renewals = if joins {
+        None
+    } else {
+        Some(shared.leases.lock().await)
+    };
+    let now = settle::now();
     let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("HINCRBY")
-        .arg(&shared.keys.consumers)
-        .arg(queue)
-        .arg(delta);
-    if exclusive {
-        pipe.cmd("HINCRBY")
-            .arg(&shared.keys.consumers)
-            .arg(format!("x:{queue}"))
-            .arg(delta)
-            .ignore();
+    pipe.atomic();
+    if joins {
+        let until = now + settle::lease(shared.link.settings.visibility_timeout).as_secs_f64();
+        pipe.cmd("ZADD").arg(&key).arg(until).arg(member).ignore();
+    } else {
+        pipe.cmd("ZREM").arg(&key).arg(member).ignore();
     }
+    // Leases of consumers that died go.
+    pipe.cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(format!("({now}"))
+        .ignore();
+    pipe.cmd("ZCARD").arg(&key);
     let (n,): (i64,) = shared.link.query("basic.consume", pipe).await?;
-    if n <= 0 {
-        let _: () = shared
-            .link
-            .query(
-                "basic.cancel",
-                redis::cmd("HDEL")
-                    .arg(&shared.keys.consumers)
-                    .arg(queue)
-                    .arg(format!("x:{queue}"))
-                    .to_owned(),
-            )
-            .await?;
-    }
     Ok(n)
 }
 
-/// RabbitMQ's exclusive-consumer refusals, from the counts every process shares.
+/// RabbitMQ's exclusive-consumer refusals, from the live consumers of every process.
 pub(crate) async fn admit_consumer(shared: &Shared, queue: &str, exclusive: bool) -> Result<()> {
-    let (all, exclusive_ones): (Option<i64>, Option<i64>) = shared
+    let live: Vec<String> = shared
         .link
         .query(
             "basic.consume",
-            redis::cmd("HMGET")
-                .arg(&shared.keys.consumers)
-                .arg(queue)
-                .arg(format!("x:{queue}"))
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(consumers_key(shared, queue))
+                .arg(settle::now())
+                .arg("+inf")
                 .to_owned(),
         )
         .await?;
-    let all = all.unwrap_or(0).max(0) as usize;
-    let exclusive_ones = exclusive_ones.unwrap_or(0).max(0) as usize;
-    let current = (0..all).map(|i| i < exclusive_ones);
+    let current = live.iter().map(|m| m.ends_with(":x"));
     rules::consumer_admission(queue, exclusive, current)
 }
 
+/// A new consumer's member in its queue's set: unique, `:x` at the end if exclusive.
+pub(crate) fn consumer_member(exclusive: bool) -> String {
+    let id = uuid::Uuid::new_v4().simple();
+    if exclusive {
+        format!("{id}:x")
+    } else {
+        id.to_string()
+    }
+}
+
 /// An auto-delete queue goes with its last consumer, as on RabbitMQ.
-pub(crate) async fn consumer_gone(shared: &Shared, queue: &str, exclusive: bool) -> Result<()> {
-    let left = count_consumer(shared, queue, -1, exclusive).await?;
+pub(crate) async fn consumer_gone(shared: &Shared, queue: &str, member: &str) -> Result<()> {
+    let left = count_consumer(shared, queue, member, false).await?;
     if left <= 0 {
         if let Some(r) = recorded(shared, queue).await? {
             if r.spec.auto_delete {

@@ -157,6 +157,9 @@ pub(crate) struct Shared {
     /// This connection's id: the owner recorded for its exclusive queues.
     pub(crate) id: String,
     pub(crate) settler: Settler,
+    /// Held while the restorer renews the consumers' leases, and while a consumer's lease
+    /// ends, so that a renewal never brings back the lease of a consumer just cancelled.
+    pub(crate) leases: tokio::sync::Mutex<()>,
     channels: parking_lot::Mutex<Vec<Weak<RedisChannel>>>,
     pub(crate) exclusive: parking_lot::Mutex<Vec<String>>,
     stop: tokio_util::sync::CancellationToken,
@@ -198,6 +201,7 @@ impl RedisConnection {
             keys,
             id: uuid::Uuid::new_v4().to_string(),
             settler,
+            leases: tokio::sync::Mutex::new(()),
             channels: parking_lot::Mutex::new(Vec::new()),
             exclusive: parking_lot::Mutex::new(Vec::new()),
             stop,

@@ -190,6 +190,14 @@ fn period(visibility: Duration) -> Duration {
     (visibility / 3).clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 
+/// How long a consumer counts for its queue without a renewal: three restore periods (the
+/// restorer renews the leases of its connection's consumers each period), so that a consumer
+/// of a process that died stops counting (and stops holding its queue exclusively) within
+/// about the visibility timeout, 30 s at most.
+pub(crate) fn lease(visibility: Duration) -> Duration {
+    period(visibility) * 3
+}
+
 /// How long a restorer holds kombu's `unacked_mutex`: three restore periods (about the
 /// visibility timeout when it is under 30 s, 30 s with the default of an hour), or `unacked_mutex_expire` if shorter. A
 /// pass stops restoring after half of it and leaves the rest to the next one.
@@ -227,14 +235,30 @@ pub(crate) fn start_restorer(shared: Weak<Shared>, stop: CancellationToken) {
     });
 }
 
-/// Marks the deliveries this connection's channels hold as alive now.
+/// Marks the deliveries this connection's channels hold as alive now, and renews the leases
+/// of its consumers.
 async fn refresh(shared: &Shared) -> Result<()> {
-    let tags: Vec<String> = shared
-        .channels()
-        .iter()
-        .flat_map(|c| c.held_tags())
-        .collect();
+    let channels = shared.channels();
+    let tags: Vec<String> = channels.iter().flat_map(|c| c.held_tags()).collect();
     let now = now();
+    let renewing = shared.leases.lock().await;
+    let leases: Vec<(std::sync::Arc<str>, String)> =
+        channels.iter().flat_map(|c| c.consumer_leases()).collect();
+    if !leases.is_empty() {
+        let until = now + lease(shared.link.settings.visibility_timeout).as_secs_f64();
+        let mut pipe = redis::pipe();
+        for (queue, member) in &leases {
+            // Added again if it had gone (Redis restarted, or this process stalled longer
+            // than the lease).
+            pipe.cmd("ZADD")
+                .arg(super::entities::consumers_key(shared, queue))
+                .arg(until)
+                .arg(member)
+                .ignore();
+        }
+        shared.link.query::<()>("refresh", pipe).await?;
+    }
+    drop(renewing);
     for chunk in tags.chunks(500) {
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(&shared.keys.unacked_index).arg("XX");
