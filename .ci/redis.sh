@@ -12,7 +12,9 @@
 # replica and sentinels (tests/redis_sentinel.rs) from the same binaries.
 
 REDIS_CI_PORT="${REDIS_CI_PORT:-6389}"
-REDIS_CI_STATE="${TMPDIR:-/tmp}/carrot-ci-redis.state"
+# One state file per port, so that a second server (another REDIS_CI_PORT) never takes over
+# the first one's restart and stop.
+REDIS_CI_STATE="${TMPDIR:-/tmp}/carrot-ci-redis-$REDIS_CI_PORT.state"
 
 _redis_log() { echo "redis.sh: $*" >&2; }
 
@@ -70,7 +72,7 @@ EOF
     _redis_run "$dir" || return 1
     cat >"$dir/exports.sh" <<EOF
 export CARROT_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_CI_PORT/0
-export CARROT_TEST_REDIS_RESTART="bash $(pwd)/.ci/redis.sh restart"
+export CARROT_TEST_REDIS_RESTART="REDIS_CI_PORT=$REDIS_CI_PORT bash $(pwd)/.ci/redis.sh restart"
 EOF
     _redis_log "Redis on 127.0.0.1:$REDIS_CI_PORT ($dir)"
 }

@@ -19,8 +19,8 @@
 //! serves them); bindings are kombu's sets `_kombu.binding.<exchange>`; deliveries are recorded
 //! as kombu records them (`unacked`, `unacked_index`). carrot adds what kombu keeps per process
 //! only, so that every process sees the same: declarations (`_carrot.exchange`,
-//! `_carrot.queue`), consumer counts (`_carrot.consumers`), and the list each delivery came
-//! from (`_carrot.unacked_queue`).
+//! `_carrot.queue`), consumer leases (`_carrot.consumers.<queue>`), and the list each delivery
+//! came from (`_carrot.unacked_queue`).
 
 mod channel;
 mod consumer;
@@ -58,6 +58,7 @@ pub(crate) struct Keys {
     pub(crate) unacked_mutex: String,
     pub(crate) exchanges: String,
     pub(crate) queues: String,
+    /// The prefix of the queues' consumer lease sets (`<this>.<queue>`).
     pub(crate) consumers: String,
     pub(crate) taken_from: String,
 }
