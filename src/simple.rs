@@ -294,7 +294,18 @@ impl SimpleQueue {
                 return Ok(message);
             }
         }
-        consumer.fetch().await?.ok_or_else(|| Error::Empty {
+        if let Some(message) = consumer.fetch().await? {
+            return Ok(message);
+        }
+        if consumer.consumer_tag().is_some() {
+            // A message the broker gave the consumer before it answered the basic.get (so
+            // not in the queue for the get) arrived ahead of that answer, on the same
+            // connection: it is here now.
+            if let Some(message) = consumer.next_message_timeout(Duration::ZERO).await? {
+                return Ok(message);
+            }
+        }
+        Err(Error::Empty {
             queue: self.name.clone(),
             waited: None,
         })
