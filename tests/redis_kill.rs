@@ -102,6 +102,52 @@ impl Points {
     }
 }
 
+/// A queue on Redis (visibility timeout 2 s) with the test's own connection, and a record
+/// file for the consumers; [`Stage::end`] deletes both.
+struct Stage {
+    url: String,
+    runtime: tokio::runtime::Runtime,
+    queue: String,
+    record: std::path::PathBuf,
+    conn: BrokerConnection,
+}
+
+impl Stage {
+    fn new(base: &str, name: &str) -> Stage {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}visibility_timeout=2");
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let queue = amqp_support::unique("redis-kill", name);
+        let record = std::env::temp_dir().join(format!("{queue}.record"));
+        let _ = std::fs::remove_file(&record);
+        let conn = runtime.block_on(async {
+            let conn = BrokerConnection::connect(&url).await.expect("Redis");
+            conn.declare_queue(&QueueSpec::new(&queue))
+                .await
+                .expect("the queue");
+            conn
+        });
+        Stage {
+            url,
+            runtime,
+            queue,
+            record,
+            conn,
+        }
+    }
+
+    fn end(self) {
+        self.runtime.block_on(async {
+            let _ = self
+                .conn
+                .delete_queue(&self.queue, carrot::DeleteQueueOptions::new())
+                .await;
+            let _ = self.conn.close().await;
+        });
+        let _ = std::fs::remove_file(&self.record);
+    }
+}
+
 /// What a run gave: messages lost, handled twice, and the seed of its kill points.
 struct Outcome {
     lost: Vec<u64>,
@@ -111,21 +157,19 @@ struct Outcome {
 }
 
 fn run(peer: Peer, base: &str) -> Outcome {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}visibility_timeout=2");
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let queue = amqp_support::unique("redis-kill", &format!("{peer:?}"));
-    let record = std::env::temp_dir().join(format!("{queue}.record"));
-    let _ = std::fs::remove_file(&record);
     // The test's own connection stays open: its restorer gives back what the killed
     // consumers held once it is older than the visibility timeout (kombu's too).
-    let conn = runtime.block_on(async {
-        let conn = BrokerConnection::connect(&url).await.expect("Redis");
-        conn.declare_queue(&QueueSpec::new(&queue))
-            .await
-            .expect("the queue");
-        let publisher = Publisher::builder(&conn)
-            .routing_key(&queue)
+    let stage = Stage::new(base, &format!("{peer:?}"));
+    let Stage {
+        url,
+        runtime,
+        queue,
+        record,
+        conn,
+    } = &stage;
+    runtime.block_on(async {
+        let publisher = Publisher::builder(conn)
+            .routing_key(queue.as_str())
             .build()
             .await
             .expect("a publisher");
@@ -135,7 +179,6 @@ fn run(peer: Peer, base: &str) -> Outcome {
                 sent.expect("a send");
             }
         }
-        conn
     });
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -144,13 +187,13 @@ fn run(peer: Peer, base: &str) -> Outcome {
     eprintln!("{peer:?}: kill points seeded with {seed}");
     let mut points = Points(seed);
     let mut kills = 0;
-    let mut consumer = start(peer, &url, &queue, &record);
+    let mut consumer = start(peer, url, queue, record);
     // A kill after each 1/22 of the stream, at a random moment within the next 200 ms.
     let step = MESSAGES as usize / (KILLS + 2);
     while kills < KILLS {
         let target = (kills + 1) * step;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while distinct(&record) < target {
+        while distinct(record) < target {
             assert!(
                 Instant::now() < deadline,
                 "{peer:?}: stalled before {target} messages"
@@ -161,12 +204,12 @@ fn run(peer: Peer, base: &str) -> Outcome {
         consumer.kill().expect("SIGKILL");
         let _ = consumer.wait();
         kills += 1;
-        consumer = start(peer, &url, &queue, &record);
+        consumer = start(peer, url, queue, record);
     }
     let until = Instant::now() + Duration::from_secs(180);
-    let mut last = (distinct(&record), Instant::now());
+    let mut last = (distinct(record), Instant::now());
     loop {
-        let now = distinct(&record);
+        let now = distinct(record);
         if now >= MESSAGES as usize {
             break;
         }
@@ -176,7 +219,7 @@ fn run(peer: Peer, base: &str) -> Outcome {
         // Nothing new for a while with every list and record empty: what is missing is lost.
         if last.1.elapsed() > Duration::from_secs(10) {
             let pending = runtime
-                .block_on(conn.queue_info(&queue))
+                .block_on(conn.queue_info(queue))
                 .map(|i| i.message_count)
                 .unwrap_or(1);
             if pending == 0 {
@@ -192,14 +235,14 @@ fn run(peer: Peer, base: &str) -> Outcome {
     consumer.kill().expect("SIGKILL");
     let _ = consumer.wait();
     let mut counts = BTreeMap::new();
-    for n in lines(&record) {
+    for n in lines(record) {
         *counts.entry(n).or_insert(0u32) += 1;
     }
     let lost: Vec<u64> = (0..MESSAGES).filter(|n| !counts.contains_key(n)).collect();
     let twice: u64 = counts.values().map(|&c| u64::from(c - 1)).sum();
     // Lines that are not one number of the stream (a record cut short by a kill would show
     // here, and make its numbers look lost).
-    let malformed: Vec<String> = std::fs::read_to_string(&record)
+    let malformed: Vec<String> = std::fs::read_to_string(record)
         .unwrap_or_default()
         .lines()
         .filter(|l| l.trim().parse::<u64>().map_or(true, |n| n >= MESSAGES))
@@ -209,13 +252,7 @@ fn run(peer: Peer, base: &str) -> Outcome {
         "{peer:?} on {url}: {kills} SIGKILLs, {} lost, {twice} handled twice",
         lost.len()
     );
-    runtime.block_on(async {
-        let _ = conn
-            .delete_queue(&queue, carrot::DeleteQueueOptions::new())
-            .await;
-        let _ = conn.close().await;
-    });
-    let _ = std::fs::remove_file(&record);
+    stage.end();
     Outcome {
         lost,
         twice,
@@ -283,21 +320,17 @@ fn a_killed_consumer_stops_counting_within_its_lease() {
     let Some(base) = amqp_support::setting("CARROT_TEST_REDIS_URL", "a redis:// URL") else {
         return;
     };
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}visibility_timeout=2");
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let queue = amqp_support::unique("redis-kill", "lease");
-    let record = std::env::temp_dir().join(format!("{queue}.record"));
-    let conn = runtime.block_on(async {
-        let conn = BrokerConnection::connect(&url).await.expect("Redis");
-        conn.declare_queue(&QueueSpec::new(&queue))
-            .await
-            .expect("the queue");
-        conn
-    });
+    let stage = Stage::new(&base, "lease");
+    let Stage {
+        url,
+        runtime,
+        queue,
+        record,
+        conn,
+    } = &stage;
     let consumers = || {
         runtime
-            .block_on(conn.queue_info(&queue))
+            .block_on(conn.queue_info(queue))
             .expect("queue_info")
             .consumer_count
     };
@@ -308,7 +341,7 @@ fn a_killed_consumer_stops_counting_within_its_lease() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let mut worker = start(Peer::Carrot, &url, &queue, &record);
+    let mut worker = start(Peer::Carrot, url, queue, record);
     until("the worker's consumer counted", 1, Duration::from_secs(30));
     // Alive, it keeps counting well past its first lease.
     std::thread::sleep(Duration::from_secs(5));
@@ -321,11 +354,5 @@ fn a_killed_consumer_stops_counting_within_its_lease() {
         "a killed consumer stopped counting after {:?}",
         killed.elapsed()
     );
-    runtime.block_on(async {
-        let _ = conn
-            .delete_queue(&queue, carrot::DeleteQueueOptions::new())
-            .await;
-        let _ = conn.close().await;
-    });
-    let _ = std::fs::remove_file(&record);
+    stage.end();
 }
