@@ -3,7 +3,7 @@
 //! finish and ack (30 s at most), and the messages it had not started go back to the queue.
 //!
 //! ```text
-//! cargo run --release --example worker -- [URL] [QUEUE] [--concurrency N] [--work-ms MS] [--record FILE]
+//! cargo run --release --example worker -- [URL] [QUEUE] [--concurrency N] [--work-ms MS] [--record FILE] [--auto-delete]
 //! cargo run --release --example worker -- sqlite:///tmp/jobs.db jobs --record /tmp/handled.txt
 //! ```
 //!
@@ -21,6 +21,8 @@ use carrot::{BrokerConnection, Consumer, Worker};
 async fn main() -> Result<(), carrot::BoxError> {
     let mut positional = Vec::new();
     let (mut concurrency, mut work, mut record) = (8, Duration::ZERO, None);
+    // Whether the queue goes with its last consumer.
+    let mut auto_delete = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -29,6 +31,7 @@ async fn main() -> Result<(), carrot::BoxError> {
                 work = Duration::from_millis(args.next().ok_or("--work-ms MS")?.parse()?)
             }
             "--record" => record = Some(args.next().ok_or("--record FILE")?),
+            "--auto-delete" => auto_delete = true,
             _ => positional.push(arg),
         }
     }
@@ -57,7 +60,9 @@ async fn main() -> Result<(), carrot::BoxError> {
             )
         })
         .decoded(
-            Consumer::builder(&conn).queue(queue),
+            Consumer::builder(&conn)
+                .queue(queue)
+                .auto_delete(auto_delete),
             move |job: serde_json::Value, _message| {
                 let record = record.clone();
                 async move {

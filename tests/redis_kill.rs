@@ -1,7 +1,9 @@
 //! A consumer process SIGKILLed at random points over 10,000 messages on Redis: nothing is
-//! lost. Taking a message and recording it as unacknowledged are one atomic step on redis://
-//! (a Lua script), so a consumer killed at any instant leaves each message either on its list
-//! or in kombu's `unacked` hash, whence it comes back after the visibility timeout (2 s here,
+//! lost. A consumer on redis:// moves messages into a holding list of its own (one atomic
+//! command) and then records them as unacknowledged while emptying that list (one
+//! transaction), so a consumer killed at any instant leaves each message on its queue's list,
+//! in its holding list (given back once its lease ends) or in kombu's `unacked` hash, whence
+//! it comes back after the visibility timeout (2 s here,
 //! `?visibility_timeout=2`); a message whose handler finished but whose ack the kill lost comes
 //! twice, and is counted.
 //!
@@ -16,7 +18,7 @@
 //!
 //! Needs `CARROT_TEST_REDIS_URL` (a failure under `CI=true` when missing, else skipped).
 
-#![cfg(unix)]
+#![cfg(all(unix, feature = "redis"))]
 
 mod amqp_support;
 
@@ -38,9 +40,15 @@ enum Peer {
 }
 
 fn start(peer: Peer, url: &str, queue: &str, record: &Path) -> Child {
+    start_with(peer, url, queue, record, &[])
+}
+
+/// [`start`], with more arguments for carrot's worker.
+fn start_with(peer: Peer, url: &str, queue: &str, record: &Path, extra: &[&str]) -> Child {
     let mut command = match peer {
         Peer::Carrot => {
             let mut c = Command::new(amqp_support::example_binary("worker"));
+            c.args(extra);
             c.args([
                 url,
                 queue,
@@ -355,4 +363,159 @@ fn a_killed_consumer_stops_counting_within_its_lease() {
         killed.elapsed()
     );
     stage.end();
+}
+
+/// A consumer's take moves messages into its holding list and records them a round trip
+/// later; a consumer killed in between leaves them there. Once the list's lease has ended,
+/// any carrot connection's restorer gives them back to the head of their queue, in their
+/// order; the list of a consumer whose lease runs is left alone.
+#[test]
+fn a_dead_consumers_holding_list_goes_back_to_its_queue() {
+    let Some(base) = amqp_support::setting("CARROT_TEST_REDIS_URL", "a redis:// URL") else {
+        return;
+    };
+    let stage = Stage::new(&base, "holding");
+    let Stage {
+        runtime,
+        queue,
+        conn,
+        ..
+    } = &stage;
+    runtime.block_on(async {
+        let publisher = Publisher::builder(conn)
+            .routing_key(queue.as_str())
+            .build()
+            .await
+            .expect("a publisher");
+        for i in 0..4 {
+            publisher.send(&format!("m{i}")).await.expect("publish");
+        }
+    });
+    let client = redis::Client::open(base.split('?').next().unwrap_or(&base)).expect("a client");
+    let mut redis = client.get_connection().expect("Redis");
+    let list = |redis: &mut redis::Connection, key: &str| -> Vec<String> {
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(redis)
+            .expect("LRANGE")
+    };
+    let before = list(&mut redis, queue);
+    assert_eq!(before.len(), 4);
+    let dead = format!("_carrot.holding.{}.{queue}", "0".repeat(32));
+    let alive = format!("_carrot.holding.{}.{queue}", "1".repeat(32));
+    for holding in [&alive, &dead, &dead] {
+        let _: Option<String> = redis::cmd("LMOVE")
+            .arg(queue)
+            .arg(holding)
+            .arg("RIGHT")
+            .arg("LEFT")
+            .query(&mut redis)
+            .expect("LMOVE");
+    }
+    let far = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+        + 3600.0;
+    let _: i64 = redis::cmd("ZADD")
+        .arg("_carrot.holding")
+        .arg(1.0)
+        .arg(&dead)
+        .arg(far)
+        .arg(&alive)
+        .query(&mut redis)
+        .expect("ZADD");
+    assert_eq!(list(&mut redis, queue).len(), 1);
+    // The restorer runs every 667 ms with `visibility_timeout=2`.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while list(&mut redis, queue).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead consumer's holding list was not given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = list(&mut redis, queue);
+    assert_eq!(
+        after,
+        before[..3].to_vec(),
+        "given back in their order, next out"
+    );
+    assert!(list(&mut redis, &dead).is_empty());
+    let dead_lease: Option<f64> = redis::cmd("ZSCORE")
+        .arg("_carrot.holding")
+        .arg(&dead)
+        .query(&mut redis)
+        .expect("ZSCORE");
+    assert_eq!(dead_lease, None, "the ended lease is gone");
+    assert_eq!(
+        list(&mut redis, &alive),
+        vec![before[3].clone()],
+        "a running lease keeps its holding list"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&alive)
+        .query(&mut redis)
+        .expect("DEL");
+    let _: i64 = redis::cmd("ZREM")
+        .arg("_carrot.holding")
+        .arg(&alive)
+        .query(&mut redis)
+        .expect("ZREM");
+    stage.end();
+}
+
+/// An auto-delete queue goes with its last consumer when that consumer's process is killed
+/// (it never cancels), once the consumer's lease ends, as RabbitMQ deletes it when the
+/// consumer's connection dies; while the consumer lives, the queue stays.
+#[test]
+fn an_auto_delete_queue_goes_with_its_killed_last_consumer() {
+    let Some(base) = amqp_support::setting("CARROT_TEST_REDIS_URL", "a redis:// URL") else {
+        return;
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}visibility_timeout=2");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let queue = amqp_support::unique("redis-kill", "auto-delete");
+    let record = std::env::temp_dir().join(format!("{queue}.record"));
+    let conn = runtime
+        .block_on(BrokerConnection::connect(&url))
+        .expect("Redis");
+    let info = || runtime.block_on(conn.queue_info(&queue));
+    let mut worker = start_with(Peer::Carrot, &url, &queue, &record, &["--auto-delete"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(info(), Ok(i) if i.consumer_count == 1) {
+        assert!(Instant::now() < deadline, "the worker never consumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Alive, it keeps its queue well past its first lease.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        matches!(info(), Ok(i) if i.consumer_count == 1),
+        "a live consumer's auto-delete queue went: {:?}",
+        info()
+    );
+    worker.kill().expect("SIGKILL");
+    let _ = worker.wait();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(10);
+    loop {
+        match info() {
+            Err(carrot::Error::NotFound(_)) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "the auto-delete queue of a killed consumer is still there: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "the killed consumer's auto-delete queue went after {:?}",
+        killed.elapsed()
+    );
+    let _ = std::fs::remove_file(&record);
+    let _ = runtime.block_on(conn.close());
 }

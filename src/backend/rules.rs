@@ -315,6 +315,16 @@ pub(crate) fn publishable(exchange: &str, internal: bool) -> Result<()> {
     Ok(())
 }
 
+/// A mandatory message that no queue took (312 NO_ROUTE), as RabbitMQ returns it.
+pub(crate) fn unroutable(message: &crate::backend::Published) -> Error {
+    Error::Unroutable {
+        reply_code: 312,
+        reply_text: "NO_ROUTE".into(),
+        exchange: message.exchange.to_string(),
+        routing_key: message.routing_key.to_string(),
+    }
+}
+
 /// Refuses binding to (or unbinding from) the default exchange.
 pub(crate) fn bindable(exchange: &str) -> Result<()> {
     if exchange.is_empty() {

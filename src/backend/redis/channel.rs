@@ -1,5 +1,6 @@
-//! A channel on Redis: publishing through the routing script, deliveries taken atomically with
-//! their records, acknowledgements through the connection's settler, qos, flow, consumers and
+//! A channel on Redis: publishing through the routing scripts, deliveries taken (by consumers
+//! through their holding lists, by `basic.get` in one script) and recorded as kombu records
+//! them, acknowledgements through the connection's settler, qos, flow, consumers and
 //! transactions as RabbitMQ has them (RabbitMQ's refusals, from `backend::rules`).
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::{self, Incoming};
 use super::settle::{self, Op};
-use super::{consumer, entities, scripts, Shared};
+use super::{consumer, entities, holding, scripts, Shared};
 use crate::backend::embedded::{Settlement, Transaction, TxHeld};
 use crate::backend::{
     rules, Channel, Confirmation, Delivery, DeliveryStream, Feed, PublishFlags, Published,
@@ -43,6 +44,8 @@ pub(super) struct Sub {
     pub(super) no_ack: bool,
     /// Its member in the queue's set of consumers (its lease).
     member: String,
+    /// Its holding list (see `holding`), leased as the member is.
+    holding: String,
     held: usize,
     cancel: CancellationToken,
     feed: Feed,
@@ -53,6 +56,9 @@ struct State {
     next_tag: u64,
     held: BTreeMap<u64, Held>,
     consumers: HashMap<Arc<str>, Sub>,
+    /// The consumers' loops, awaited when they are cancelled (they give back their holding
+    /// lists as they end).
+    loops: HashMap<Arc<str>, tokio::task::JoinHandle<()>>,
     prefetch: u16,
     global_prefetch: u16,
     paused: bool,
@@ -67,9 +73,39 @@ pub(super) struct Taken {
 }
 
 impl Taken {
+    pub(super) fn new(list: String, payload: String, incoming: Incoming) -> Self {
+        Taken {
+            list,
+            payload,
+            incoming,
+        }
+    }
+
+    /// kombu's delivery tag of it.
+    pub(super) fn tag(&self) -> &str {
+        &self.incoming.tag
+    }
+
+    /// kombu's record of it as a delivery.
+    pub(super) fn record(&self) -> String {
+        let m = &self.incoming.message;
+        envelope::record(&self.payload, &m.exchange, &m.routing_key)
+    }
+
     /// The list it was taken from.
     pub(super) fn list(&self) -> &str {
         &self.list
+    }
+
+    /// Putting it back at the head of its list (see [`Op::Requeue`]).
+    pub(super) fn into_requeue(self, mark: bool, recorded: bool) -> Op {
+        Op::Requeue {
+            tag: self.incoming.tag,
+            list: self.list,
+            payload: self.payload,
+            mark,
+            recorded,
+        }
     }
 }
 
@@ -117,13 +153,14 @@ impl RedisChannel {
             .collect()
     }
 
-    /// The queues and members of the channel's consumers (their leases are renewed).
-    pub(super) fn consumer_leases(&self) -> Vec<(Arc<str>, String)> {
+    /// The queues, members and holding lists of the channel's consumers (their leases are
+    /// renewed).
+    pub(super) fn consumer_leases(&self) -> Vec<(Arc<str>, String, String)> {
         self.state
             .lock()
             .consumers
             .values()
-            .map(|sub| (sub.queue.clone(), sub.member.clone()))
+            .map(|sub| (sub.queue.clone(), sub.member.clone(), sub.holding.clone()))
             .collect()
     }
 
@@ -304,13 +341,9 @@ impl RedisChannel {
             back.extend(taken);
         }
         for t in back.into_iter().rev() {
-            self.shared.settler.push(Op::Requeue {
-                tag: t.incoming.tag,
-                list: t.list,
-                payload: t.payload,
-                mark: false,
-                recorded: !taken_no_ack,
-            });
+            self.shared
+                .settler
+                .push(t.into_requeue(false, !taken_no_ack));
         }
     }
 
@@ -421,6 +454,25 @@ impl RedisChannel {
         let tag = uuid::Uuid::new_v4().to_string();
         let payload = envelope::encode(message, &tag)?;
         let priority = message.properties.priority().unwrap_or(0);
+        if message.exchange.is_empty() {
+            let queue = &message.routing_key;
+            let base = format!("{}{queue}", keys.prefix());
+            let target = format!("{base}{}", keys.suffix(priority));
+            let pushed: i64 = self
+                .shared
+                .link
+                .script(
+                    "basic.publish",
+                    &scripts::PUBLISH_DEFAULT,
+                    &[keys.queues.clone(), base, target],
+                    &[queue.to_string(), payload],
+                )
+                .await?;
+            if flags.mandatory && pushed == 0 {
+                return Err(rules::unroutable(message));
+            }
+            return Ok(());
+        }
         let args = [
             message.exchange.to_string(),
             message.routing_key.to_string(),
@@ -447,12 +499,7 @@ impl RedisChannel {
             _ => {}
         }
         if flags.mandatory && pushed == 0 && subscribers == 0 {
-            return Err(Error::Unroutable {
-                reply_code: 312,
-                reply_text: "NO_ROUTE".into(),
-                exchange: message.exchange.to_string(),
-                routing_key: message.routing_key.to_string(),
-            });
+            return Err(rules::unroutable(message));
         }
         Ok(())
     }
@@ -611,6 +658,10 @@ impl Channel for RedisChannel {
         entities::admit_consumer(&self.shared, queue, exclusive).await?;
         let member = entities::consumer_member(exclusive);
         entities::count_consumer(&self.shared, queue, &member, true).await?;
+        let holding = holding::list(&self.shared, &member, queue);
+        let mut lease = redis::pipe();
+        holding::renew(&mut lease, &self.shared, std::slice::from_ref(&holding));
+        self.shared.link.query::<()>("basic.consume", lease).await?;
         let channel: Weak<RedisChannel> = self.me();
         let wake = channel.clone();
         let (feed, stream) = Feed::new(
@@ -632,6 +683,7 @@ impl Channel for RedisChannel {
                     prefetch,
                     no_ack,
                     member,
+                    holding: holding.clone(),
                     held: 0,
                     cancel: cancel.clone(),
                     feed,
@@ -639,14 +691,26 @@ impl Channel for RedisChannel {
             );
         }
         let recorded = entities::is_recorded(&self.shared, queue).await?;
-        tokio::spawn(consumer::run(channel, tag.clone(), recorded));
+        let task = tokio::spawn(consumer::run(channel, tag.clone(), recorded, holding));
+        {
+            let mut st = self.state.lock();
+            st.loops.retain(|_, h| !h.is_finished());
+            st.loops.insert(tag.clone(), task);
+        }
         Ok((tag, stream))
     }
 
     async fn cancel(&self, consumer_tag: &str) -> Result<()> {
-        let sub = self.state.lock().consumers.remove(consumer_tag);
+        let (sub, task) = {
+            let mut st = self.state.lock();
+            (
+                st.consumers.remove(consumer_tag),
+                st.loops.remove(consumer_tag),
+            )
+        };
         if let Some(sub) = sub {
             sub.cancel.cancel();
+            self.loops_ended(task).await;
             entities::consumer_gone(&self.shared, &sub.queue, &sub.member).await?;
         }
         Ok(())
@@ -728,6 +792,8 @@ impl Channel for RedisChannel {
             return Ok(());
         }
         let subs = self.end();
+        let tasks: Vec<_> = self.state.lock().loops.drain().map(|(_, t)| t).collect();
+        self.loops_ended(tasks).await;
         for sub in subs {
             let _ = entities::consumer_gone(&self.shared, &sub.queue, &sub.member).await;
         }
@@ -736,26 +802,47 @@ impl Channel for RedisChannel {
     }
 
     fn shutdown(&self) {
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let subs = self.end();
-        if subs.is_empty() {
-            return;
-        }
-        // On the connection's runtime (a drop may come on a thread of none); if that runtime
-        // is gone, so is the connection, and the counts stay as a dead process leaves them.
-        let shared = self.shared.clone();
-        self.shared.runtime.spawn(async move {
-            for sub in subs {
-                let _ = entities::consumer_gone(&shared, &sub.queue, &sub.member).await;
-            }
-        });
+        let _ = self.shut();
     }
 }
 
 impl RedisChannel {
     fn me(&self) -> Weak<RedisChannel> {
         self.me.clone()
+    }
+
+    /// What `close` does, without waiting (a drop may come on a thread of no runtime): the
+    /// work runs on the connection's runtime, and its task is returned for the connection's
+    /// own drop to await. If that runtime is gone, so is the connection, and its counts and
+    /// holding lists stay as a dead process leaves them (their leases end them).
+    pub(super) fn shut(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let subs = self.end();
+        let tasks: Vec<_> = self.state.lock().loops.drain().map(|(_, t)| t).collect();
+        if subs.is_empty() && tasks.is_empty() {
+            return None;
+        }
+        let shared = self.shared.clone();
+        let limit = shared.link.operation_timeout() * 2;
+        Some(self.shared.runtime.spawn(async move {
+            for task in tasks {
+                let _ = tokio::time::timeout(limit, task).await;
+            }
+            for sub in subs {
+                let _ = entities::consumer_gone(&shared, &sub.queue, &sub.member).await;
+            }
+        }))
+    }
+
+    /// Waits (bounded) until cancelled consumers' loops have ended, and so have given back
+    /// what their holding lists held: a message a wait took as its consumer was cancelled is
+    /// on its queue again when `cancel` or `close` returns.
+    async fn loops_ended(&self, tasks: impl IntoIterator<Item = tokio::task::JoinHandle<()>>) {
+        let limit = self.shared.link.operation_timeout() * 2;
+        for task in tasks {
+            let _ = tokio::time::timeout(limit, task).await;
+        }
     }
 }

@@ -110,6 +110,13 @@ pub(crate) fn encode(message: &Published, delivery_tag: &str) -> Result<String> 
     python_json(&envelope)
 }
 
+/// kombu's record of a delivery in its `unacked` hash: `[envelope, exchange, routing_key]`
+/// as Python's `json.dumps` writes it, the envelope as it was taken.
+pub(crate) fn record(payload: &str, exchange: &str, routing_key: &str) -> String {
+    let text = |s: &str| python_json(s).unwrap_or_else(|_| format!("{s:?}"));
+    format!("[{payload}, {}, {}]", text(exchange), text(routing_key))
+}
+
 /// A message read from Redis.
 #[derive(Debug)]
 pub(crate) struct Incoming {

@@ -6,7 +6,10 @@
 //! - `link.rs`: connections (the shared multiplexed one, one per waiting consumer), Sentinel,
 //!   recovery under the retry policy.
 //! - `envelope.rs`: kombu's JSON envelope, byte for byte.
-//! - `scripts.rs`: the Lua scripts that make routing, taking and restoring atomic.
+//! - `scripts.rs`: the Lua scripts that make routing, `basic.get` and restoring atomic.
+//! - `holding.rs`: consumers' takes: messages moved into a holding list of the consumer's,
+//!   then recorded, with plain commands (scripts cost Redis several times more), and the
+//!   holding lists of dead consumers given back.
 //! - `entities.rs`: exchanges, queues and bindings (kombu's binding sets, carrot's records).
 //! - `channel.rs`: the AMQP channel: publishing, deliveries, acknowledgements, qos, flow,
 //!   transactions; `consumer.rs` each consumer's loop.
@@ -19,13 +22,15 @@
 //! serves them); bindings are kombu's sets `_kombu.binding.<exchange>`; deliveries are recorded
 //! as kombu records them (`unacked`, `unacked_index`). carrot adds what kombu keeps per process
 //! only, so that every process sees the same: declarations (`_carrot.exchange`,
-//! `_carrot.queue`), consumer leases (`_carrot.consumers.<queue>`), and the list each delivery
-//! came from (`_carrot.unacked_queue`).
+//! `_carrot.queue`), consumer leases (`_carrot.consumers.<queue>`), the list each delivery
+//! came from (`_carrot.unacked_queue`), and consumers' holding lists
+//! (`_carrot.holding.<consumer>.<queue>`, leased in the sorted set `_carrot.holding`).
 
 mod channel;
 mod consumer;
 mod entities;
 mod envelope;
+mod holding;
 mod link;
 mod scripts;
 mod settle;
@@ -61,6 +66,9 @@ pub(crate) struct Keys {
     /// The prefix of the queues' consumer lease sets (`<this>.<queue>`).
     pub(crate) consumers: String,
     pub(crate) taken_from: String,
+    /// The registry of holding lists (scored with their leases' ends), and the prefix of
+    /// their names (`<this>.<consumer>.<queue>`).
+    pub(crate) holding: String,
 }
 
 impl Keys {
@@ -80,6 +88,7 @@ impl Keys {
             queues: format!("{p}_carrot.queue"),
             consumers: format!("{p}_carrot.consumers"),
             taken_from: format!("{p}_carrot.unacked_queue"),
+            holding: format!("{p}_carrot.holding"),
         }
     }
 
@@ -251,12 +260,19 @@ impl Drop for RedisConnection {
         if self.shared.link.is_closed() {
             return;
         }
-        for channel in self.shared.channels() {
-            channel.shutdown();
-        }
+        let ending: Vec<_> = self
+            .shared
+            .channels()
+            .iter()
+            .filter_map(|channel| channel.shut())
+            .collect();
         let shared = self.shared.clone();
         let exclusive = std::mem::take(&mut *shared.exclusive.lock());
         self.shared.runtime.spawn(async move {
+            // The consumers give back their holding lists before the connection closes.
+            for task in ending {
+                let _ = task.await;
+            }
             for queue in exclusive {
                 let _ = entities::delete_queue(&shared, &queue, false, false).await;
             }

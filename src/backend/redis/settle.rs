@@ -173,12 +173,16 @@ async fn run(
     }
 }
 
+/// Removes the records of settled deliveries: three variadic commands in one `MULTI`/`EXEC`
+/// (a script would cost Redis four times as much).
 async fn settle(link: &Link, records: &[String; 3], tags: Vec<String>) {
     for chunk in tags.chunks(1000) {
-        if let Err(e) = link
-            .script::<i64>("basic.ack", &scripts::SETTLE, records, chunk)
-            .await
-        {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HDEL").arg(&records[0]).arg(chunk).ignore();
+        pipe.cmd("ZREM").arg(&records[1]).arg(chunk).ignore();
+        pipe.cmd("HDEL").arg(&records[2]).arg(chunk).ignore();
+        if let Err(e) = link.query::<()>("basic.ack", pipe).await {
             tracing::warn!(error = %e, "acknowledgements could not be written to Redis; the visibility timeout will give those messages again");
         }
     }
@@ -231,23 +235,26 @@ pub(crate) fn start_restorer(shared: Weak<Shared>, stop: CancellationToken) {
             if let Err(e) = restore_expired(&shared).await {
                 tracing::debug!(error = %e, "restoring expired deliveries failed");
             }
+            if let Err(e) = super::holding::sweep(&shared).await {
+                tracing::debug!(error = %e, "giving back the holding lists of consumers that are gone failed");
+            }
         }
     });
 }
 
 /// Marks the deliveries this connection's channels hold as alive now, and renews the leases
-/// of its consumers.
+/// of its consumers and of their holding lists.
 async fn refresh(shared: &Shared) -> Result<()> {
     let channels = shared.channels();
     let tags: Vec<String> = channels.iter().flat_map(|c| c.held_tags()).collect();
     let now = now();
     let renewing = shared.leases.lock().await;
-    let leases: Vec<(std::sync::Arc<str>, String)> =
+    let leases: Vec<(std::sync::Arc<str>, String, String)> =
         channels.iter().flat_map(|c| c.consumer_leases()).collect();
     if !leases.is_empty() {
         let until = now + lease(shared.link.settings.visibility_timeout).as_secs_f64();
         let mut pipe = redis::pipe();
-        for (queue, member) in &leases {
+        for (queue, member, _) in &leases {
             // Added again if it had gone (Redis restarted, or this process stalled longer
             // than the lease).
             pipe.cmd("ZADD")
@@ -256,6 +263,8 @@ async fn refresh(shared: &Shared) -> Result<()> {
                 .arg(member)
                 .ignore();
         }
+        let holding: Vec<String> = leases.into_iter().map(|(_, _, h)| h).collect();
+        super::holding::renew(&mut pipe, shared, &holding);
         shared.link.query::<()>("refresh", pipe).await?;
     }
     drop(renewing);

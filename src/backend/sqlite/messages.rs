@@ -134,12 +134,7 @@ impl Broker {
         let targets = self.route(message)?;
         if targets.is_empty() {
             if flags.mandatory {
-                return Err(Error::Unroutable {
-                    reply_code: 312,
-                    reply_text: "NO_ROUTE".into(),
-                    exchange: message.exchange.to_string(),
-                    routing_key: message.routing_key.to_string(),
-                });
+                return Err(rules::unroutable(message));
             }
             return Ok(());
         }
