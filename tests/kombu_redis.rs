@@ -7,8 +7,9 @@
 //! - priorities: kombu's steps (0, 3, 6, 9; a lower number first, FIFO within a step) both
 //!   ways, with headers of every JSON type crossing unchanged;
 //! - topic routing through kombu's binding sets both ways (kombu matches the regular
-//!   expression carrot stores), and a fanout exchange carrot publishes on reaching kombu's
-//!   PSUBSCRIBE;
+//!   expression carrot stores), a fanout exchange carrot publishes on reaching kombu's
+//!   PSUBSCRIBE, and kombu's fanout messages (Pub/Sub only) reaching carrot's fanout queues
+//!   once each;
 //! - Celery: a worker runs a protocol-2 task message carrot wrote, and carrot reads the
 //!   message Celery's `send_task` wrote.
 //!
@@ -744,6 +745,82 @@ async fn a_fanout_message_of_carrot_reaches_kombus_subscriber() {
         async move { fanout_to_kombu(&url, &python, &exchange, &queue).await }
     };
     run_then_clean(&url, vec![queue], vec![exchange], body).await;
+}
+
+/// kombu publishes a fanout exchange's messages on Pub/Sub only; carrot's fanout queues (two,
+/// each consumed on a connection of its own, both bridging) get each of them exactly once,
+/// and each of carrot's own fanout messages exactly once too (the bridges skip those).
+async fn fanout_from_kombu(url: &str, python: &str, exchange: &str, queues: [&str; 2]) {
+    const KOMBUS: u64 = 20;
+    const CARROTS: u64 = 5;
+    let mut consumers = Vec::new();
+    let mut conns = Vec::new();
+    for queue in queues {
+        let conn = connect(url).await;
+        let consumer = Consumer::builder(&conn)
+            .queue(queue)
+            .exchange_spec(ExchangeSpec::new(exchange, ExchangeType::Fanout))
+            .routing_key("")
+            .build()
+            .await
+            .expect("the consumer declares and binds its queue");
+        consumers.push(consumer);
+        conns.push(conn);
+    }
+    for consumer in &mut consumers {
+        consumer.consume().await.expect("consuming");
+    }
+    let numbers = KOMBUS.to_string();
+    let _ = peer_lines(python, &["fanout-publish", url, exchange, &numbers]).await;
+    let publisher = Publisher::builder(&conns[0])
+        .exchange_spec(ExchangeSpec::new(exchange, ExchangeType::Fanout))
+        .routing_key("")
+        .build()
+        .await
+        .expect("carrot's publisher");
+    for n in KOMBUS..KOMBUS + CARROTS {
+        publisher.send(&json!({ "n": n })).await.expect("published");
+    }
+    for (queue, consumer) in queues.iter().zip(&mut consumers) {
+        let mut got = Vec::new();
+        while let Some(message) = consumer
+            .next_message_timeout(Duration::from_secs(2))
+            .await
+            .expect("a message or none")
+        {
+            let body: Value = message.decode().expect("kombu's JSON");
+            got.push(body["n"].as_u64().expect("a number"));
+            message.ack().expect("acked");
+        }
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            (0..KOMBUS + CARROTS).collect::<Vec<_>>(),
+            "{queue}: each fanout message once, kombu's and carrot's"
+        );
+    }
+    for mut consumer in consumers {
+        consumer.close().await.expect("the consumer closes");
+    }
+    for conn in conns {
+        let _ = conn.close().await;
+    }
+}
+
+#[tokio::test]
+async fn kombus_fanout_messages_reach_carrots_fanout_queues_once() {
+    let Some(url) = redis_url() else { return };
+    let Some(python) = kombu_python() else { return };
+    let exchange = unique("kombu_redis", "fanout-in");
+    let queues = [
+        unique("kombu_redis", "fanout-in-1"),
+        unique("kombu_redis", "fanout-in-2"),
+    ];
+    let body = {
+        let (url, exchange, queues) = (url.clone(), exchange.clone(), queues.clone());
+        async move { fanout_from_kombu(&url, &python, &exchange, [&queues[0], &queues[1]]).await }
+    };
+    run_then_clean(&url, queues.to_vec(), vec![exchange], body).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ prints on stdout, one JSON document a line.
         consumes QUEUE bound to the fanout EXCHANGE (kombu subscribes with PSUBSCRIBE); prints
         "ready" after consume() and one drain_events attempt, then each body, until N came or
         S seconds passed
+    kombu_redis.py fanout-publish URL EXCHANGE N
+        declares EXCHANGE as fanout in this process, publishes {"n": i} for i in 0..N (kombu
+        PUBLISHes each on the exchange's channel only)
     kombu_redis.py celery-send URL QUEUE
         Celery's app.send_task("tasks.add", (2, 3), queue=QUEUE), no worker; prints the task id
 """
@@ -163,6 +166,14 @@ def fanout_consume(args):
                     pass
 
 
+def fanout_publish(args):
+    exchange = Exchange(args.exchange, "fanout")
+    with Connection(args.url) as conn, conn.channel() as channel:
+        producer = Producer(channel, exchange=exchange)
+        for n in range(args.n):
+            producer.publish({"n": n}, routing_key="", serializer="json")
+
+
 def celery_send(args):
     from celery import Celery
 
@@ -221,6 +232,12 @@ def main():
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=20.0)
     p.set_defaults(run=fanout_consume)
+
+    p = sub.add_parser("fanout-publish")
+    p.add_argument("url")
+    p.add_argument("exchange")
+    p.add_argument("n", type=int)
+    p.set_defaults(run=fanout_publish)
 
     p = sub.add_parser("celery-send")
     p.add_argument("url")

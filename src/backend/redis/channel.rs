@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::{self, Incoming};
 use super::settle::{self, Op};
-use super::{consumer, entities, holding, scripts, Shared};
+use super::{consumer, entities, fanout, holding, scripts, Shared};
 use crate::backend::embedded::{Settlement, Transaction, TxHeld};
 use crate::backend::{
     rules, Channel, Confirmation, Delivery, DeliveryStream, Feed, PublishFlags, Published,
@@ -481,6 +481,7 @@ impl RedisChannel {
             keys.prefix().to_string(),
             keys.sep().to_string(),
             keys.fanout_channel(&message.exchange, &message.routing_key),
+            keys.fanout_mark(&tag),
         ];
         // Not behind the connection's pending settlements: a publish does not read a queue.
         let (status, pushed, subscribers): (i64, i64, i64) = self
@@ -690,6 +691,7 @@ impl Channel for RedisChannel {
                 },
             );
         }
+        fanout::ensure(&self.shared).await;
         let recorded = entities::is_recorded(&self.shared, queue).await?;
         let task = tokio::spawn(consumer::run(channel, tag.clone(), recorded, holding));
         {

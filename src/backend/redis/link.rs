@@ -175,6 +175,44 @@ impl Link {
     /// A new connection; `blocking` ones have no response timeout (their commands wait on
     /// purpose, with a timeout of their own).
     pub(crate) async fn dial(&self, blocking: bool) -> Result<MultiplexedConnection> {
+        let (client, connect) = self.client().await?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(if blocking {
+                None
+            } else {
+                Some(self.operation_timeout())
+            });
+        let mut conn = match tokio::time::timeout(
+            connect,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(self.dial_error(e)),
+            Err(_) => return Err(self.refused(format!("no answer within {connect:?}"), None)),
+        };
+        if matches!(self.settings.address, RedisAddress::Sentinel { .. }) {
+            // A sentinel's answer may be stale during a failover: talk only to a master.
+            let role: redis::Value = redis::cmd("ROLE")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.refused("ROLE failed", Some(e)))?;
+            let is_master = matches!(&role, redis::Value::Array(items)
+                if matches!(items.first(), Some(redis::Value::BulkString(b)) if b == b"master"));
+            if !is_master {
+                return Err(self.refused(
+                    "the server the sentinels named is not a master (a failover is under way)",
+                    None,
+                ));
+            }
+        }
+        Ok(conn)
+    }
+
+    /// A client of the current master, and the connect timeout.
+    async fn client(&self) -> Result<(redis::Client, Duration)> {
         let connect = self
             .settings
             .socket_connect_timeout
@@ -194,55 +232,30 @@ impl Link {
             .set_redis_settings(redis_info);
         let client =
             redis::Client::open(info).map_err(|e| self.refused("invalid address", Some(e)))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect))
-            .set_response_timeout(if blocking {
-                None
-            } else {
-                Some(self.operation_timeout())
-            });
-        let mut conn = match tokio::time::timeout(
-            connect,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) if e.kind() == ErrorKind::AuthenticationFailed => {
-                return Err(Error::AccessRefused(format!(
-                    "Redis at {} refused the credentials: check the user name and password of the URL ({e})",
-                    self.url
-                )))
-            }
-            Ok(Err(e)) => {
-                return Err(self.refused(
-                    format!("{e}; check that Redis runs there and that the URL is right"),
-                    Some(e),
-                ))
-            }
-            Err(_) => {
-                return Err(self.refused(
-                    format!("no answer within {connect:?}"),
-                    None,
-                ))
-            }
-        };
-        if matches!(self.settings.address, RedisAddress::Sentinel { .. }) {
-            // A sentinel's answer may be stale during a failover: talk only to a master.
-            let role: redis::Value = redis::cmd("ROLE")
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.refused("ROLE failed", Some(e)))?;
-            let is_master = matches!(&role, redis::Value::Array(items)
-                if matches!(items.first(), Some(redis::Value::BulkString(b)) if b == b"master"));
-            if !is_master {
-                return Err(self.refused(
-                    "the server the sentinels named is not a master (a failover is under way)",
-                    None,
-                ));
-            }
+        Ok((client, connect))
+    }
+
+    fn dial_error(&self, e: redis::RedisError) -> Error {
+        if e.kind() == ErrorKind::AuthenticationFailed {
+            return Error::AccessRefused(format!(
+                "Redis at {} refused the credentials: check the user name and password of the URL ({e})",
+                self.url
+            ));
         }
-        Ok(conn)
+        self.refused(
+            format!("{e}; check that Redis runs there and that the URL is right"),
+            Some(e),
+        )
+    }
+
+    /// A new Pub/Sub connection (for kombu's fanout messages).
+    pub(crate) async fn subscriber(&self) -> Result<redis::aio::PubSub> {
+        let (client, connect) = self.client().await?;
+        match tokio::time::timeout(connect, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(self.dial_error(e)),
+            Err(_) => Err(self.refused(format!("no answer within {connect:?}"), None)),
+        }
     }
 
     fn install(&self, conn: MultiplexedConnection) -> (u64, MultiplexedConnection) {

@@ -30,6 +30,7 @@ mod channel;
 mod consumer;
 mod entities;
 mod envelope;
+mod fanout;
 mod holding;
 mod link;
 mod scripts;
@@ -136,18 +137,51 @@ impl Keys {
         format!("{key}{sep}{pattern}{sep}{queue}")
     }
 
+    /// What every fanout channel's name starts with: the key prefix, and `/{db}.` with
+    /// kombu's `fanout_prefix` (Pub/Sub is not per database).
+    fn fanout_head(&self) -> String {
+        if self.fanout_prefix {
+            format!("{}/{}.", self.prefix, self.db)
+        } else {
+            self.prefix.clone()
+        }
+    }
+
     /// The channel kombu subscribes to for a fanout exchange's messages with this key.
     pub(crate) fn fanout_channel(&self, exchange: &str, routing_key: &str) -> String {
-        let prefix = if self.fanout_prefix {
-            format!("/{}.", self.db)
-        } else {
-            String::new()
-        };
+        let head = self.fanout_head();
         if self.fanout_patterns && !routing_key.is_empty() {
-            format!("{}{prefix}{exchange}/{routing_key}", self.prefix)
+            format!("{head}{exchange}/{routing_key}")
         } else {
-            format!("{}{prefix}{exchange}", self.prefix)
+            format!("{head}{exchange}")
         }
+    }
+
+    /// The pattern of every fanout channel (`PSUBSCRIBE`), the head's glob characters escaped.
+    pub(crate) fn fanout_pattern(&self) -> String {
+        let mut pattern = String::new();
+        for c in self.fanout_head().chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
+    }
+
+    /// The exchange of a fanout channel (up to the first `/` with kombu's `fanout_patterns`).
+    pub(crate) fn fanout_exchange<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        let rest = channel.strip_prefix(self.fanout_head().as_str())?;
+        if self.fanout_patterns {
+            return rest.split('/').next();
+        }
+        Some(rest)
+    }
+
+    /// The mark that a fanout message (by its delivery tag) is on carrot's queues already.
+    pub(crate) fn fanout_mark(&self, tag: &str) -> String {
+        format!("{}_carrot.fanout.{tag}", self.prefix)
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -171,8 +205,10 @@ pub(crate) struct Shared {
     /// ends, so that a renewal never brings back the lease of a consumer just cancelled.
     pub(crate) leases: tokio::sync::Mutex<()>,
     channels: parking_lot::Mutex<Vec<Weak<RedisChannel>>>,
+    /// Set once the connection's bridge of kombu's fanout messages runs (see `fanout`).
+    pub(crate) fanout: tokio::sync::OnceCell<()>,
     pub(crate) exclusive: parking_lot::Mutex<Vec<String>>,
-    stop: tokio_util::sync::CancellationToken,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
     /// The runtime the connection was opened on: drops (of the blocking API, on threads of no
     /// runtime) finish their work there.
     pub(crate) runtime: tokio::runtime::Handle,
@@ -213,6 +249,7 @@ impl RedisConnection {
             settler,
             leases: tokio::sync::Mutex::new(()),
             channels: parking_lot::Mutex::new(Vec::new()),
+            fanout: tokio::sync::OnceCell::new(),
             exclusive: parking_lot::Mutex::new(Vec::new()),
             stop,
             runtime: tokio::runtime::Handle::current(),

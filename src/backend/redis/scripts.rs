@@ -80,7 +80,7 @@ end
 "#;
 
 /// Publishes: KEYS exchanges, queues; ARGV exchange, routing key, envelope, priority suffix,
-/// key prefix, separator, fanout channel. Returns {status, lists pushed, fanout subscribers}:
+/// key prefix, separator, fanout channel, fanout mark (see [`BRIDGE`]). Returns {status, lists pushed, fanout subscribers}:
 /// status 404 (no such exchange), 403 (internal), 0.
 ///
 /// The default exchange reaches a queue that carrot declared or that holds messages; a fanout
@@ -108,7 +108,11 @@ for _, q in ipairs(queues) do
   end
 end
 local subscribers = 0
-if kind == 'fanout' then subscribers = redis.call('PUBLISH', ARGV[7], payload) end
+if kind == 'fanout' then
+  -- Marked first: carrot's bridges of kombu's fanout messages skip this one.
+  redis.call('SET', ARGV[8], '1', 'EX', 60)
+  subscribers = redis.call('PUBLISH', ARGV[7], payload)
+end
 return {0, n, subscribers}
 "#
     ))
@@ -128,6 +132,30 @@ end
 return 0
 "#,
     )
+});
+
+/// Bridges a fanout message kombu published (on Pub/Sub only) to the lists of the queues
+/// carrot declared and bound to that exchange, once whichever carrot connections received it:
+/// the first to set its mark (ARGV[5], for 60 s) pushes it; carrot's own fanout publishes set
+/// the mark as they push. KEYS exchanges, queues; ARGV exchange, envelope, key prefix,
+/// separator, mark, priority suffix. Returns the queues pushed to, or -1 (marked already).
+pub(crate) static BRIDGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{ROUTE}{}",
+        r#"
+if not redis.call('SET', ARGV[5], '1', 'NX', 'EX', 60) then return -1 end
+local queues, kind = route(KEYS[1], ARGV[3], ARGV[4], ARGV[1], '')
+if kind ~= 'fanout' then return 0 end
+local n = 0
+for _, q in ipairs(queues) do
+  if redis.call('HEXISTS', KEYS[2], q) == 1 then
+    redis.call('LPUSH', ARGV[3] .. q .. ARGV[6], ARGV[2])
+    n = n + 1
+  end
+end
+return n
+"#
+    ))
 });
 
 /// Takes up to ARGV[2] messages off the lists KEYS[4..] (in priority order), recording each
