@@ -144,6 +144,22 @@ impl Stage {
         }
     }
 
+    /// Publishes each body on the queue, 500 at a time.
+    fn publish<T: serde::Serialize + Sync>(&self, bodies: &[T]) {
+        self.runtime.block_on(async {
+            let publisher = Publisher::builder(&self.conn)
+                .routing_key(self.queue.as_str())
+                .build()
+                .await
+                .expect("a publisher");
+            for chunk in bodies.chunks(500) {
+                for sent in publisher.send_batch(chunk.iter()).await {
+                    sent.expect("a send");
+                }
+            }
+        });
+    }
+
     fn end(self) {
         self.runtime.block_on(async {
             let _ = self
@@ -175,19 +191,7 @@ fn run(peer: Peer, base: &str) -> Outcome {
         record,
         conn,
     } = &stage;
-    runtime.block_on(async {
-        let publisher = Publisher::builder(conn)
-            .routing_key(queue.as_str())
-            .build()
-            .await
-            .expect("a publisher");
-        let numbers: Vec<u64> = (0..MESSAGES).collect();
-        for chunk in numbers.chunks(500) {
-            for sent in publisher.send_batch(chunk.iter()).await {
-                sent.expect("a send");
-            }
-        }
-    });
+    stage.publish(&(0..MESSAGES).collect::<Vec<u64>>());
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -375,22 +379,8 @@ fn a_dead_consumers_holding_list_goes_back_to_its_queue() {
         return;
     };
     let stage = Stage::new(&base, "holding");
-    let Stage {
-        runtime,
-        queue,
-        conn,
-        ..
-    } = &stage;
-    runtime.block_on(async {
-        let publisher = Publisher::builder(conn)
-            .routing_key(queue.as_str())
-            .build()
-            .await
-            .expect("a publisher");
-        for i in 0..4 {
-            publisher.send(&format!("m{i}")).await.expect("publish");
-        }
-    });
+    let queue = &stage.queue;
+    stage.publish(&(0..4).map(|i| format!("m{i}")).collect::<Vec<_>>());
     let client = redis::Client::open(base.split('?').next().unwrap_or(&base)).expect("a client");
     let mut redis = client.get_connection().expect("Redis");
     let list = |redis: &mut redis::Connection, key: &str| -> Vec<String> {

@@ -87,36 +87,34 @@ pub(crate) async fn give_back(shared: &Shared, holding: &str) -> Result<usize> {
 /// registered.
 pub(crate) async fn release(shared: &Shared, holding: &str) -> Result<()> {
     give_back(shared, holding).await?;
-    shared
-        .link
-        .query::<i64>(
-            "holding",
-            redis::cmd("ZREM")
-                .arg(&shared.keys.holding)
-                .arg(holding)
-                .to_owned(),
-        )
-        .await?;
+    let zrem = redis::cmd("ZREM")
+        .arg(&shared.keys.holding)
+        .arg(holding)
+        .to_owned();
+    registry::<i64>(shared, &zrem).await?;
     Ok(())
+}
+
+/// Runs a command on the registry of holding lists.
+async fn registry<T: redis::FromRedisValue + Send>(shared: &Shared, cmd: &redis::Cmd) -> Result<T> {
+    shared.link.query("holding", cmd.clone()).await
 }
 
 /// Gives back the holding lists whose lease ended (their process died, or lost Redis for
 /// longer than the lease); returns how many messages went back.
 pub(crate) async fn sweep(shared: &Shared) -> Result<usize> {
-    let expired: Vec<String> = shared
-        .link
-        .query(
-            "holding",
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(&shared.keys.holding)
-                .arg("-inf")
-                .arg(format!("({}", settle::now()))
-                .arg("LIMIT")
-                .arg(0)
-                .arg(100)
-                .to_owned(),
-        )
-        .await?;
+    let ended = format!("({}", settle::now());
+    let expired: Vec<String> = registry(
+        shared,
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(&shared.keys.holding)
+            .arg("-inf")
+            .arg(&ended)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(100),
+    )
+    .await?;
     if expired.is_empty() {
         return Ok(0);
     }
@@ -125,17 +123,14 @@ pub(crate) async fn sweep(shared: &Shared) -> Result<usize> {
         moved += give_back(shared, holding).await?;
     }
     // Only those still expired: a process that was only slow renews its lease and keeps it.
-    shared
-        .link
-        .query::<i64>(
-            "holding",
-            redis::cmd("ZREMRANGEBYSCORE")
-                .arg(&shared.keys.holding)
-                .arg("-inf")
-                .arg(format!("({}", settle::now()))
-                .to_owned(),
-        )
-        .await?;
+    registry::<i64>(
+        shared,
+        redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&shared.keys.holding)
+            .arg("-inf")
+            .arg(&ended),
+    )
+    .await?;
     // Their consumers are gone: an auto-delete queue goes with the last one, as on RabbitMQ
     // when a consumer's connection dies.
     for holding in &expired {
