@@ -316,6 +316,7 @@ pub(crate) fn publishable(exchange: &str, internal: bool) -> Result<()> {
 }
 
 /// A mandatory message that no queue took (312 NO_ROUTE), as RabbitMQ returns it.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub(crate) fn unroutable(message: &crate::backend::Published) -> Error {
     Error::Unroutable {
         reply_code: 312,

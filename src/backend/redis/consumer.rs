@@ -229,7 +229,9 @@ async fn end_wait<F: std::future::Future<Output = Result<Moved>>>(
     while tokio::time::Instant::now() < deadline {
         if let Some(id) = id {
             let unblock = redis::cmd("CLIENT").arg("UNBLOCK").arg(id).to_owned();
-            let _ = shared.link.query::<i64>("basic.cancel", unblock).await;
+            let limit = shared.link.operation_timeout();
+            let _ = tokio::time::timeout(limit, shared.link.query::<i64>("basic.cancel", unblock))
+                .await;
         }
         if tokio::time::timeout(Duration::from_millis(20), take.as_mut())
             .await
