@@ -155,8 +155,13 @@ pub(crate) async fn run(conn: &BrokerConnection, args: ConsumeArgs) -> Result<()
         received += 1;
     }
     out.flush()?;
-    for message in held {
-        settled(message.requeue())?;
+    if !held.is_empty() {
+        // Cancelled first: a message requeued while the consumer still runs would be
+        // delivered to it again (and put back last, by the close, out of its place).
+        consumer.cancel().await?;
+        for message in held {
+            settled(message.requeue())?;
+        }
     }
     consumer.close().await?;
     Ok(())
