@@ -191,7 +191,6 @@ pub(super) async fn take(
     }
     let limit = shared.link.operation_timeout() + wait.unwrap_or_default();
     let out: Vec<Value> = own(shared, "basic.consume", limit, pipe.query_async(conn)).await?;
-    let fallback = uuid::Uuid::new_v4().simple();
     let mut taken = Vec::new();
     let mut lengths = Vec::with_capacity(lists.len());
     for (i, value) in out.into_iter().enumerate() {
@@ -202,7 +201,11 @@ pub(super) async fn take(
         let Ok(Some(payload)) = redis::from_redis_value::<Option<String>>(value) else {
             continue;
         };
-        let incoming = envelope::decode(&payload, &format!("carrot-{fallback}-{i}"));
+        let mut incoming = envelope::decode(&payload, "");
+        if incoming.tag.is_empty() {
+            // Not kombu's envelope: a tag of carrot's for its record.
+            incoming.tag = format!("carrot-{}-{i}", uuid::Uuid::new_v4().simple());
+        }
         taken.push(Taken::new(lists[0].clone(), payload, incoming));
     }
     Ok(Moved { taken, lengths })
