@@ -152,6 +152,16 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
         };
         hint = lengths.first().copied().unwrap_or(0) as usize;
         let others = lengths.iter().skip(1).any(|n| *n > 0);
+        // The room may have shrunk while the take ran (a qos applied to the channel, the
+        // consumer cancelled): what is over it, the newest, stays in the holding list and goes
+        // back, unrecorded and undelivered.
+        let room = channel
+            .upgrade()
+            .and_then(|ch| ch.room(tag))
+            .unwrap_or(0)
+            .min(room);
+        let over = taken.len().saturating_sub(room);
+        taken.truncate(taken.len() - over);
         if !taken.is_empty() {
             if let Err(e) = holding::record(&shared, &mut w.conn, holding, &taken, no_ack).await {
                 // Both steps of the record happened or neither: recorded deliveries are put
@@ -166,6 +176,12 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
                     }
                     continue;
                 }
+            }
+        }
+        if over > 0 {
+            if let Err(e) = holding::give_back(&shared, holding).await {
+                tracing::debug!(error = %e, "a consumer's holding list could not be given back now; it is, before its next take");
+                dirty = true;
             }
         }
         let Some(ch) = channel.upgrade() else {

@@ -243,12 +243,10 @@ pub(super) async fn record(
         }
         from.ignore();
     }
-    // The newest are at the left: these, and only these, go.
-    pipe.cmd("LTRIM")
-        .arg(holding)
-        .arg(taken.len())
-        .arg(-1)
-        .ignore();
+    // The oldest are at the right: these (the take's first), and only these, go; what a
+    // take moved beyond its consumer's room stays, to be given back.
+    let keep = -1 - i64::try_from(taken.len()).unwrap_or(i64::MAX - 1);
+    pipe.cmd("LTRIM").arg(holding).arg(0).arg(keep).ignore();
     let limit = shared.link.operation_timeout();
     own::<()>(shared, "basic.consume", limit, pipe.query_async(conn)).await
 }
