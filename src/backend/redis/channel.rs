@@ -215,7 +215,7 @@ impl RedisChannel {
             keys.taken_from.clone(),
         ];
         script_keys.extend(lists.iter().cloned());
-        let fallback = format!("carrot-{}-", uuid::Uuid::new_v4().simple());
+        let fallback = format!("carrot-{}-", envelope::new_tag().simple());
         let args = [
             settle::now().to_string(),
             max.to_string(),
@@ -451,24 +451,12 @@ impl RedisChannel {
 
     async fn publish_now(&self, message: &Published, flags: PublishFlags) -> Result<()> {
         let keys = &self.shared.keys;
-        let tag = uuid::Uuid::new_v4().to_string();
+        let tag = envelope::new_tag().to_string();
         let payload = envelope::encode(message, &tag)?;
         let priority = message.properties.priority().unwrap_or(0);
         if message.exchange.is_empty() {
-            let queue = &message.routing_key;
-            let base = format!("{}{queue}", keys.prefix());
-            let target = format!("{base}{}", keys.suffix(priority));
-            let pushed: i64 = self
-                .shared
-                .link
-                .script(
-                    "basic.publish",
-                    &scripts::PUBLISH_DEFAULT,
-                    &[keys.queues.clone(), base, target],
-                    &[queue.to_string(), payload],
-                )
-                .await?;
-            if flags.mandatory && pushed == 0 {
+            let pushed = self.publish_default(message, payload).await?;
+            if flags.mandatory && !pushed {
                 return Err(rules::unroutable(message));
             }
             return Ok(());
@@ -503,6 +491,44 @@ impl RedisChannel {
             return Err(rules::unroutable(message));
         }
         Ok(())
+    }
+
+    /// Publishes on the default exchange: the message goes to the queue named by its routing
+    /// key if carrot declared that queue or it holds messages (kombu records no declarations),
+    /// and is unroutable otherwise. One `MULTI`/`EXEC` of plain commands (whether carrot
+    /// declared the queue, whether the list of step 0 holds messages, the push) instead of a
+    /// script, which costs Redis several times as much; the rare message found unroutable
+    /// afterwards is taken back out of the list (`LREM`: unless a consumer of that list, kombu's,
+    /// took it first, which makes it routed).
+    async fn publish_default(&self, message: &Published, payload: String) -> Result<bool> {
+        let keys = &self.shared.keys;
+        let queue = &message.routing_key;
+        let priority = message.properties.priority().unwrap_or(0);
+        let base = format!("{}{queue}", keys.prefix());
+        let suffix = keys.suffix(priority);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HEXISTS").arg(&keys.queues).arg(&**queue);
+        let target = if suffix.is_empty() {
+            base
+        } else {
+            // Whether step 0 holds messages, before the push to another step.
+            pipe.cmd("EXISTS").arg(&base);
+            format!("{base}{suffix}")
+        };
+        pipe.cmd("LPUSH").arg(&target).arg(&payload);
+        let out: Vec<i64> = self.shared.link.query("basic.publish", pipe).await?;
+        // [declared, (step 0 held messages,) the list's length after the push]
+        let routed = out.iter().rev().skip(1).any(|n| *n > 0) || out.last().is_some_and(|n| *n > 1);
+        if routed {
+            return Ok(true);
+        }
+        let lrem = redis::cmd("LREM")
+            .arg(&target)
+            .arg(1)
+            .arg(&payload)
+            .to_owned();
+        let removed: i64 = self.shared.link.query("basic.publish", lrem).await?;
+        Ok(removed == 0)
     }
 
     /// Ends every consumer and gives back what the channel holds (next out, marked

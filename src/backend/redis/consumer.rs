@@ -5,11 +5,20 @@
 //! a second, as kombu's BRPOP does, so that a queue deleted by another process is seen within
 //! that second, and at most 50 ms once messages came from the lists of other priority steps
 //! (the wait watches the list of step 0; the script takes the others, in order).
+//!
+//! The next take is sent right behind a record, on the same connection, whenever the consumer
+//! will still have room: Redis reads both in one go and answers the record at once, so that a
+//! consumer that keeps up with its queue costs one write per message, not two.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+
+use tokio_util::sync::CancellationToken;
 
 use super::channel::RedisChannel;
 use super::holding::{self, Moved};
@@ -29,6 +38,13 @@ struct Waiter {
     id: Option<i64>,
 }
 
+/// A take sent ahead, right behind the record of the previous one (one write to Redis for
+/// both), awaited on the next turn of the loop; and the client id of its connection.
+struct Ahead {
+    take: Pin<Box<dyn Future<Output = Result<Moved>> + Send>>,
+    id: Option<i64>,
+}
+
 pub(super) async fn run(
     channel: Weak<RedisChannel>,
     tag: Arc<str>,
@@ -36,12 +52,18 @@ pub(super) async fn run(
     holding: String,
 ) {
     let shared = channel.upgrade().map(|ch| Arc::downgrade(&ch.shared));
-    consume(&channel, &tag, recorded, &holding).await;
+    let mut ahead = None;
+    consume(&channel, &tag, recorded, &holding, &mut ahead).await;
+    let Some(shared) = shared.and_then(|s| s.upgrade()) else {
+        return;
+    };
+    // A take still out moves what it moves before the holding list is given back.
+    if let Some(Ahead { mut take, id }) = ahead {
+        end_wait(&shared, id, take.as_mut()).await;
+    }
     // What is still in the holding list goes back; the list is no longer leased.
-    if let Some(shared) = shared.and_then(|s| s.upgrade()) {
-        if let Err(e) = holding::release(&shared, &holding).await {
-            tracing::debug!(error = %e, "a consumer's holding list could not be given back now; its lease gives it back");
-        }
+    if let Err(e) = holding::release(&shared, &holding).await {
+        tracing::debug!(error = %e, "a consumer's holding list could not be given back now; its lease gives it back");
     }
 }
 
@@ -55,7 +77,30 @@ async fn dial(shared: &Shared) -> Option<Waiter> {
     Some(Waiter { conn, id })
 }
 
-async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, holding: &str) {
+/// Polls a future once (with the task's waker), so that a command it sends is on its way.
+async fn start<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+/// Awaits a take sent ahead, or ends it if the consumer is cancelled meanwhile (then `None`).
+/// (`run` ends a take still out.)
+async fn answer(ahead: &mut Option<Ahead>, cancel: &CancellationToken) -> Option<Result<Moved>> {
+    let take = &mut ahead.as_mut()?.take;
+    let out = tokio::select! {
+        r = take.as_mut() => r,
+        () = cancel.cancelled() => return None,
+    };
+    *ahead = None;
+    Some(out)
+}
+
+async fn consume(
+    channel: &Weak<RedisChannel>,
+    tag: &Arc<str>,
+    recorded: bool,
+    holding: &str,
+    ahead: &mut Option<Ahead>,
+) {
     let mut waiter: Option<Waiter> = None;
     // Whether the last take left the lists empty; whether messages came from the lists of
     // priority steps other than 0, which the wait does not watch (it then looks again sooner).
@@ -64,6 +109,8 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
     let mut hint = BATCH;
     // Whether a take or its record failed half-way (the holding list may hold messages).
     let mut dirty = false;
+    // The answer of a take sent ahead, awaited while the consumer had no room.
+    let mut answered: Option<Result<Moved>> = None;
     loop {
         let Some(ch) = channel.upgrade() else { return };
         let Some((queue, no_ack, cancel)) = ch.consumer(tag) else {
@@ -72,6 +119,7 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
         if cancel.is_cancelled() {
             return;
         }
+        let shared = ch.shared.clone();
         // Room first, listening for a change before looking, so that none is missed.
         let room = {
             let woken = ch.wake.notified();
@@ -79,6 +127,13 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
             woken.as_mut().enable();
             let Some(room) = ch.room(tag) else { return };
             if room == 0 {
+                // A take sent ahead is answered first: its time limit runs.
+                if ahead.is_some() {
+                    match answer(ahead, &cancel).await {
+                        Some(r) => answered = Some(r),
+                        None => return,
+                    }
+                }
                 tokio::select! {
                     () = woken => {}
                     () = cancel.cancelled() => return,
@@ -87,7 +142,6 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
             }
             room.min(BATCH)
         };
-        let shared = ch.shared.clone();
         if dirty {
             // On the shared connection, which recovers under the retry policy.
             if let Err(e) = holding::give_back(&shared, holding).await {
@@ -119,13 +173,20 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
         };
         drop(ch);
         let wait = drained.then_some(if priorities { PRIORITY_WAIT } else { WAIT });
-        let asked = if wait.is_some() {
-            1
+        let moved = if let Some(r) = answered.take() {
+            r
+        } else if ahead.is_some() {
+            match answer(ahead, &cancel).await {
+                Some(r) => r,
+                None => return,
+            }
         } else {
-            room.min(hint.max(1))
-        };
-        let moved = {
-            let take = holding::take(&shared, &mut w.conn, &queue, holding, asked, wait);
+            let asked = if wait.is_some() {
+                1
+            } else {
+                room.min(hint.max(1))
+            };
+            let take = holding::take(&shared, w.conn.clone(), &queue, holding, asked, wait);
             tokio::pin!(take);
             tokio::select! {
                 r = &mut take => r,
@@ -136,7 +197,11 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
                 }
             }
         };
-        let Moved { mut taken, lengths } = match moved {
+        let Moved {
+            mut taken,
+            left,
+            others,
+        } = match moved {
             Ok(moved) => moved,
             Err(e) => {
                 dirty = true;
@@ -150,8 +215,7 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
                 return;
             }
         };
-        hint = lengths.first().copied().unwrap_or(0) as usize;
-        let others = lengths.iter().skip(1).any(|n| *n > 0);
+        hint = left as usize;
         // The room may have shrunk while the take ran (a qos applied to the channel, the
         // consumer cancelled): what is over it, the newest, stays in the holding list and goes
         // back, unrecorded and undelivered.
@@ -163,10 +227,48 @@ async fn consume(channel: &Weak<RedisChannel>, tag: &Arc<str>, recorded: bool, h
         let over = taken.len().saturating_sub(room);
         taken.truncate(taken.len() - over);
         if !taken.is_empty() {
-            if let Err(e) = holding::record(&shared, &mut w.conn, holding, &taken, no_ack).await {
+            let (conn, id) = (w.conn.clone(), w.id);
+            let recorded_now = {
+                let mut record = Box::pin(holding::record(
+                    &shared,
+                    &mut w.conn,
+                    holding,
+                    &taken,
+                    no_ack,
+                ));
+                let first = start(&mut record).await;
+                // The next take goes right behind the record, when this one leaves room and
+                // nothing to give back, and the queue's other lists are empty (the script
+                // takes those): Redis reads both at once, and answers the record at once.
+                let rest = room - taken.len();
+                if rest > 0 && over == 0 && !others {
+                    let drained = taken.len() < room && hint == 0;
+                    let wait = drained.then_some(if priorities { PRIORITY_WAIT } else { WAIT });
+                    let asked = if wait.is_some() {
+                        1
+                    } else {
+                        rest.min(hint.max(1))
+                    };
+                    let mut take: Pin<Box<dyn Future<Output = Result<Moved>> + Send>> =
+                        Box::pin(holding::take(&shared, conn, &queue, holding, asked, wait));
+                    if let Poll::Ready(r) = start(&mut take).await {
+                        take = Box::pin(std::future::ready(r));
+                    }
+                    *ahead = Some(Ahead { take, id });
+                }
+                match first {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => record.await,
+                }
+            };
+            if let Err(e) = recorded_now {
                 // Both steps of the record happened or neither: recorded deliveries are put
-                // back through their records, the rest from the holding list.
+                // back through their records, the rest from the holding list (with what a
+                // take sent ahead moved there: it is answered first).
                 dirty = true;
+                if let Some(Ahead { take, .. }) = ahead.take() {
+                    let _ = take.await;
+                }
                 if lost(&e) {
                     waiter = None;
                 }
@@ -236,7 +338,7 @@ fn lost(e: &Error) -> bool {
 /// Ends a wait whose consumer was cancelled: `CLIENT UNBLOCK` answers it at once (it moved a
 /// message or nothing), then its answer is awaited, so that nothing lands in the holding list
 /// after `run` gives it back.
-async fn end_wait<F: std::future::Future<Output = Result<Moved>>>(
+async fn end_wait<F: Future<Output = Result<Moved>> + ?Sized>(
     shared: &Shared,
     id: Option<i64>,
     mut take: std::pin::Pin<&mut F>,

@@ -110,6 +110,12 @@ pub(crate) fn encode(message: &Published, delivery_tag: &str) -> Result<String> 
     python_json(&envelope)
 }
 
+/// A new delivery tag in kombu's form (`str(uuid.uuid4())`), from a thread-local generator:
+/// a tag only has to be unique, and uuid's own v4 makes a system call for each.
+pub(crate) fn new_tag() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+}
+
 /// kombu's record of a delivery in its `unacked` hash: `[envelope, exchange, routing_key]`
 /// as Python's `json.dumps` writes it, the envelope as it was taken.
 pub(crate) fn record(payload: &str, exchange: &str, routing_key: &str) -> String {

@@ -12,6 +12,8 @@
 //! connection failed between the two steps, or its process died) goes back to the head of its
 //! queue: at once when the consumer itself sees it, after the lease when another process does.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -149,25 +151,29 @@ pub(crate) async fn sweep(shared: &Shared) -> Result<usize> {
     Ok(moved)
 }
 
-/// What one take moved into a holding list, and how long the queue's lists were after it.
+/// What one take moved into a holding list, and what the queue's lists held after it.
 pub(super) struct Moved {
     pub(super) taken: Vec<Taken>,
-    /// The lengths of the queue's lists (priority steps in order) right after the take.
-    pub(super) lengths: Vec<u64>,
+    /// How long the queue's list of priority step 0 was right after the take.
+    pub(super) left: u64,
+    /// Whether the lists of the other priority steps held messages then.
+    pub(super) others: bool,
 }
 
-/// Moves up to `n` messages off the queue's list of priority step 0 into `holding`, on the
-/// consumer's own connection; with `wait`, the first move waits that long for a message
-/// (`BLMOVE`). The messages are decoded, not yet recorded: [`record`] does that.
-pub(super) async fn take(
-    shared: &Shared,
-    conn: &mut MultiplexedConnection,
+/// A take: moves up to `n` messages off the queue's list of priority step 0 into `holding`,
+/// on the consumer's own connection; with `wait`, the first move waits that long for a message
+/// (`BLMOVE`). The messages are decoded, not yet recorded: [`record`] does that. The take owns
+/// what it needs, so that a consumer can send it behind the record of the previous take and
+/// await it later (one write to Redis for both).
+pub(super) fn take(
+    shared: &Arc<Shared>,
+    mut conn: MultiplexedConnection,
     queue: &str,
     holding: &str,
     n: usize,
     wait: Option<Duration>,
-) -> Result<Moved> {
-    let lists = shared.keys.lists(queue);
+) -> impl Future<Output = Result<Moved>> + Send + 'static {
+    let mut lists = shared.keys.lists(queue);
     let mut pipe = redis::pipe();
     let mut moves = n;
     if let Some(limit) = wait {
@@ -186,29 +192,44 @@ pub(super) async fn take(
             .arg("RIGHT")
             .arg("LEFT");
     }
-    for list in &lists {
-        pipe.cmd("LLEN").arg(list);
+    pipe.cmd("LLEN").arg(&lists[0]);
+    if lists.len() > 1 {
+        // An empty list does not exist on Redis: how many of the others hold messages.
+        pipe.cmd("EXISTS").arg(&lists[1..]);
     }
     let limit = shared.link.operation_timeout() + wait.unwrap_or_default();
-    let out: Vec<Value> = own(shared, "basic.consume", limit, pipe.query_async(conn)).await?;
-    let mut taken = Vec::new();
-    let mut lengths = Vec::with_capacity(lists.len());
-    for (i, value) in out.into_iter().enumerate() {
-        if i >= n {
-            lengths.push(redis::from_redis_value::<u64>(value).unwrap_or(0));
-            continue;
+    let shared = shared.clone();
+    async move {
+        let out: Vec<Value> =
+            own(&shared, "basic.consume", limit, pipe.query_async(&mut conn)).await?;
+        let from = lists.swap_remove(0);
+        let mut taken = Vec::new();
+        let (mut left, mut others) = (0, false);
+        for (i, value) in out.into_iter().enumerate() {
+            if i == n {
+                left = redis::from_redis_value::<u64>(value).unwrap_or(0);
+                continue;
+            }
+            if i > n {
+                others = redis::from_redis_value::<u64>(value).unwrap_or(0) > 0;
+                continue;
+            }
+            let Ok(Some(payload)) = redis::from_redis_value::<Option<String>>(value) else {
+                continue;
+            };
+            let mut incoming = envelope::decode(&payload, "");
+            if incoming.tag.is_empty() {
+                // Not kombu's envelope: a tag of carrot's for its record.
+                incoming.tag = format!("carrot-{}-{i}", envelope::new_tag().simple());
+            }
+            taken.push(Taken::new(from.clone(), payload, incoming));
         }
-        let Ok(Some(payload)) = redis::from_redis_value::<Option<String>>(value) else {
-            continue;
-        };
-        let mut incoming = envelope::decode(&payload, "");
-        if incoming.tag.is_empty() {
-            // Not kombu's envelope: a tag of carrot's for its record.
-            incoming.tag = format!("carrot-{}-{i}", uuid::Uuid::new_v4().simple());
-        }
-        taken.push(Taken::new(lists[0].clone(), payload, incoming));
+        Ok(Moved {
+            taken,
+            left,
+            others,
+        })
     }
-    Ok(Moved { taken, lengths })
 }
 
 /// Records what a take moved into `holding` as kombu records deliveries (`unacked`: tag ->

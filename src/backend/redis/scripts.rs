@@ -1,9 +1,9 @@
 //! The Lua scripts that make each step on Redis atomic: routing and pushing a message, taking
 //! messages off a queue together with their unacknowledged records for `basic.get` and for
 //! the priority steps a consumer's holding list does not take (no window in which a consumer
-//! that dies loses one), and putting a delivery back exactly once. The hot path of consumers
-//! and acknowledgements runs plain commands instead (`holding.rs`, `settle.rs`): a script
-//! costs Redis several times the commands it runs.
+//! that dies loses one), and putting a delivery back exactly once. The hot path (a publish on
+//! the default exchange, consumers, acknowledgements) runs plain commands instead (`channel.rs`,
+//! `holding.rs`, `settle.rs`): a script costs Redis several times the commands it runs.
 //!
 //! Keys follow kombu's Redis transport; the names given to the scripts carry the
 //! `global_keyprefix` already. carrot's own records (exchange and queue declarations, the list
@@ -116,22 +116,6 @@ end
 return {0, n, subscribers}
 "#
     ))
-});
-
-/// Publishes on the default exchange: KEYS carrot's queues, the queue's list, the list of the
-/// message's priority step; ARGV the queue, the envelope. The message goes to a queue that
-/// carrot declared or that holds messages. Returns 1, or 0 (unroutable). [`PUBLISH`] does the
-/// same with its routing; this one spares Redis that code, a third of a publish's cost.
-pub(crate) static PUBLISH_DEFAULT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('LPUSH', KEYS[3], ARGV[2])
-  return 1
-end
-return 0
-"#,
-    )
 });
 
 /// Bridges a fanout message kombu published (on Pub/Sub only) to the lists of the queues
