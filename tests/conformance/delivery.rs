@@ -485,6 +485,20 @@ conformance!(mandatory_unroutable_message_is_returned, |t| async move {
             ..
         }
     );
+    // Dropped, with or without mandatory: the queue declared afterwards is empty (on Redis
+    // the push is taken back once it is found unroutable).
+    by_name
+        .send_with(&4, SendOptions::new().routing_key(t.name("no-such-queue")))
+        .await?;
+    let late = t.name("no-such-queue");
+    conn.declare_queue(&carrot::QueueSpec::new(&late)).await?;
+    let count = conn.queue_info(&late).await?.message_count;
+    conn.delete_queue(&late, carrot::DeleteQueueOptions::new())
+        .await?;
+    assert_eq!(
+        count, 0,
+        "an unroutable message reached a queue declared after it"
+    );
     assert_eq!(drain_numbers(&mut consumer).await?, vec![2]);
     Ok(())
 });
