@@ -830,7 +830,12 @@ impl Channel for RedisChannel {
     }
 
     fn shutdown(&self) {
-        let _ = self.shut();
+        if let Some(task) = self.shut() {
+            // Awaited by the connection's close or drop, before the connection closes.
+            let mut ending = self.shared.ending.lock();
+            ending.retain(|t| !t.is_finished());
+            ending.push(task);
+        }
     }
 }
 

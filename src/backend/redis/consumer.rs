@@ -109,8 +109,6 @@ async fn consume(
     let mut hint = BATCH;
     // Whether a take or its record failed half-way (the holding list may hold messages).
     let mut dirty = false;
-    // The answer of a take sent ahead, awaited while the consumer had no room.
-    let mut answered: Option<Result<Moved>> = None;
     loop {
         let Some(ch) = channel.upgrade() else { return };
         let Some((queue, no_ack, cancel)) = ch.consumer(tag) else {
@@ -127,11 +125,14 @@ async fn consume(
             woken.as_mut().enable();
             let Some(room) = ch.room(tag) else { return };
             if room == 0 {
-                // A take sent ahead is answered first: its time limit runs.
-                if ahead.is_some() {
-                    match answer(ahead, &cancel).await {
-                        Some(r) => answered = Some(r),
-                        None => return,
+                // No room for what a take sent ahead brings (a qos applied meanwhile, the
+                // consumer's stream full): it is ended, and what it moved goes back to the
+                // head of the queue, for other consumers meanwhile.
+                if let Some(Ahead { mut take, id }) = ahead.take() {
+                    end_wait(&shared, id, take.as_mut()).await;
+                    if let Err(e) = holding::give_back(&shared, holding).await {
+                        tracing::debug!(error = %e, "a consumer's holding list could not be given back now; it is, before its next take");
+                        dirty = true;
                     }
                 }
                 tokio::select! {
@@ -173,9 +174,7 @@ async fn consume(
         };
         drop(ch);
         let wait = drained.then_some(if priorities { PRIORITY_WAIT } else { WAIT });
-        let moved = if let Some(r) = answered.take() {
-            r
-        } else if ahead.is_some() {
+        let moved = if ahead.is_some() {
             match answer(ahead, &cancel).await {
                 Some(r) => r,
                 None => return,

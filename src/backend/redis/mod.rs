@@ -208,6 +208,9 @@ pub(crate) struct Shared {
     /// Set once the connection's bridge of kombu's fanout messages runs (see `fanout`).
     pub(crate) fanout: tokio::sync::OnceCell<()>,
     pub(crate) exclusive: parking_lot::Mutex<Vec<String>>,
+    /// The work of channels shut by a drop (their consumers giving back their holding lists),
+    /// which the connection awaits before it closes.
+    pub(crate) ending: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) stop: tokio_util::sync::CancellationToken,
     /// The runtime the connection was opened on: drops (of the blocking API, on threads of no
     /// runtime) finish their work there.
@@ -251,6 +254,7 @@ impl RedisConnection {
             channels: parking_lot::Mutex::new(Vec::new()),
             fanout: tokio::sync::OnceCell::new(),
             exclusive: parking_lot::Mutex::new(Vec::new()),
+            ending: parking_lot::Mutex::new(Vec::new()),
             stop,
             runtime: tokio::runtime::Handle::current(),
         });
@@ -278,6 +282,10 @@ impl Transport for RedisConnection {
         for channel in self.shared.channels() {
             let _ = channel.close().await;
         }
+        let ending = std::mem::take(&mut *self.shared.ending.lock());
+        for task in ending {
+            let _ = task.await;
+        }
         let exclusive = std::mem::take(&mut *self.shared.exclusive.lock());
         for queue in exclusive {
             let _ = entities::delete_queue(&self.shared, &queue, false, false).await;
@@ -297,12 +305,13 @@ impl Drop for RedisConnection {
         if self.shared.link.is_closed() {
             return;
         }
-        let ending: Vec<_> = self
+        let mut ending: Vec<_> = self
             .shared
             .channels()
             .iter()
             .filter_map(|channel| channel.shut())
             .collect();
+        ending.append(&mut self.shared.ending.lock());
         let shared = self.shared.clone();
         let exclusive = std::mem::take(&mut *shared.exclusive.lock());
         self.shared.runtime.spawn(async move {
