@@ -455,7 +455,7 @@ impl RedisChannel {
         let payload = envelope::encode(message, &tag)?;
         let priority = message.properties.priority().unwrap_or(0);
         if message.exchange.is_empty() {
-            let pushed = self.publish_default(message, payload).await?;
+            let pushed = self.publish_default(message, priority, payload).await?;
             if flags.mandatory && !pushed {
                 return Err(rules::unroutable(message));
             }
@@ -500,10 +500,14 @@ impl RedisChannel {
     /// script, which costs Redis several times as much; the rare message found unroutable
     /// afterwards is taken back out of the list (`LREM`: unless a consumer of that list, kombu's,
     /// took it first, which makes it routed).
-    async fn publish_default(&self, message: &Published, payload: String) -> Result<bool> {
+    async fn publish_default(
+        &self,
+        message: &Published,
+        priority: u8,
+        payload: String,
+    ) -> Result<bool> {
         let keys = &self.shared.keys;
         let queue = &message.routing_key;
-        let priority = message.properties.priority().unwrap_or(0);
         let base = format!("{}{queue}", keys.prefix());
         let suffix = keys.suffix(priority);
         let mut pipe = redis::pipe();

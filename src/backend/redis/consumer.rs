@@ -173,18 +173,13 @@ async fn consume(
             continue;
         };
         drop(ch);
-        let wait = drained.then_some(if priorities { PRIORITY_WAIT } else { WAIT });
+        let (asked, wait) = next_take(drained, priorities, room, hint);
         let moved = if ahead.is_some() {
             match answer(ahead, &cancel).await {
                 Some(r) => r,
                 None => return,
             }
         } else {
-            let asked = if wait.is_some() {
-                1
-            } else {
-                room.min(hint.max(1))
-            };
             let take = holding::take(&shared, w.conn.clone(), &queue, holding, asked, wait);
             tokio::pin!(take);
             tokio::select! {
@@ -242,12 +237,7 @@ async fn consume(
                 let rest = room - taken.len();
                 if rest > 0 && over == 0 && !others {
                     let drained = taken.len() < room && hint == 0;
-                    let wait = drained.then_some(if priorities { PRIORITY_WAIT } else { WAIT });
-                    let asked = if wait.is_some() {
-                        1
-                    } else {
-                        rest.min(hint.max(1))
-                    };
+                    let (asked, wait) = next_take(drained, priorities, rest, hint);
                     let mut take: Pin<Box<dyn Future<Output = Result<Moved>> + Send>> =
                         Box::pin(holding::take(&shared, conn, &queue, holding, asked, wait));
                     if let Poll::Ready(r) = start(&mut take).await {
@@ -326,6 +316,23 @@ async fn consume(
                 return;
             }
         }
+    }
+}
+
+/// How many messages the next take asks, and how long it waits for the first: one, waiting,
+/// when the last take left the queue empty (`drained`; not long when the other priority
+/// steps had messages, which the wait does not watch); otherwise what the queue's first list
+/// held at the last look (`hint`), within the consumer's `room`, at once.
+fn next_take(
+    drained: bool,
+    priorities: bool,
+    room: usize,
+    hint: usize,
+) -> (usize, Option<Duration>) {
+    if drained {
+        (1, Some(if priorities { PRIORITY_WAIT } else { WAIT }))
+    } else {
+        (room.min(hint.max(1)), None)
     }
 }
 
