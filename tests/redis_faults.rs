@@ -354,3 +354,87 @@ async fn a_sentinel_failover_mid_stream_is_followed() {
     drop(master);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A message Redis refuses to store (here its memory is full: `maxmemory 1`, no eviction),
+/// sent without confirms: `send` returned before Redis answered, so the refusal is the error
+/// of the channel's next publish, or of its close; a confirmed send gets its own refusal. The
+/// queue then holds exactly what Redis took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_unconfirmed_send_is_reported_by_the_next_publish_or_the_close() {
+    if !have("redis-server") {
+        return;
+    }
+    let dir = folder("redis-refuses");
+    let port = free_port();
+    let server = Server::start(&dir, port, "maxmemory-policy noeviction", false);
+    let conn = BrokerConnection::connect(&format!("redis://127.0.0.1:{port}/0"))
+        .await
+        .expect("Redis");
+    let queue = amqp_support::unique("redis-faults", "refused");
+    conn.declare_queue(&QueueSpec::new(&queue))
+        .await
+        .expect("the queue");
+    let publisher = || {
+        Publisher::builder(&conn)
+            .routing_key(&queue)
+            .confirm_publish(false)
+            .build()
+    };
+    let unconfirmed = publisher().await.expect("a publisher");
+    let confirmed = Publisher::builder(&conn)
+        .routing_key(&queue)
+        .confirm_publish(true)
+        .build()
+        .await
+        .expect("a confirming publisher");
+    unconfirmed.send(&0).await.expect("a send Redis takes");
+
+    assert_eq!(server.cli(&["config", "set", "maxmemory", "1"]), "OK");
+    unconfirmed
+        .send(&1)
+        .await
+        .expect("handed to the connection, refused later");
+    // A read of the queue on the connection comes after the send: Redis has answered it.
+    let info = conn.queue_info(&queue).await.expect("the queue's counts");
+    assert_eq!(info.message_count, 1, "only message 0 is stored");
+    let reported = unconfirmed.send(&2).await;
+    assert!(
+        matches!(reported, Err(carrot::Error::Storage { .. })),
+        "the refusal of message 1: {reported:?}"
+    );
+    let own = confirmed.send(&3).await;
+    assert!(
+        matches!(own, Err(carrot::Error::Storage { .. })),
+        "a confirmed send's own refusal: {own:?}"
+    );
+    unconfirmed
+        .send(&4)
+        .await
+        .expect("handed to the connection");
+    let closed = unconfirmed.close().await;
+    assert!(
+        matches!(closed, Err(carrot::Error::Storage { .. })),
+        "the refusal of message 4, reported by the close: {closed:?}"
+    );
+
+    assert_eq!(server.cli(&["config", "set", "maxmemory", "0"]), "OK");
+    let again = publisher().await.expect("a publisher");
+    again.send(&5).await.expect("a send Redis takes");
+    again.close().await.expect("nothing refused to report");
+    confirmed.send(&6).await.expect("confirmed");
+    let mut reader = Consumer::builder(&conn)
+        .queue(&queue)
+        .auto_declare(false)
+        .build()
+        .await
+        .expect("a reader");
+    let mut got = Vec::new();
+    while let Some(message) = reader.fetch().await.expect("a fetch") {
+        got.push(message.decode::<u64>().expect("a number"));
+        message.ack().expect("ack");
+    }
+    assert_eq!(got, vec![0, 5, 6], "what Redis stored, in order");
+    let _ = conn.close().await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

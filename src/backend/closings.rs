@@ -29,7 +29,7 @@ impl Drop for Underway {
 
 impl Closings {
     /// `close`, counted from now until it ends or is dropped.
-    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "amqp", feature = "redis")), allow(dead_code))]
     pub(crate) fn track<F: Future>(&self, close: F) -> impl Future<Output = F::Output> {
         self.0.send_modify(|n| *n += 1);
         let underway = Underway(self.0.clone());

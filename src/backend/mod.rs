@@ -342,8 +342,10 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
         arguments: &FieldTable,
     ) -> Result<()>;
     /// `basic.publish`. Returns [`Confirmation::Done`] once the broker has routed the message
-    /// (embedded brokers, or RabbitMQ without `flags.confirm`), or [`Confirmation::Pending`],
-    /// which resolves when RabbitMQ confirms it: `Ok`, [`Error::Nacked`](crate::Error::Nacked)
+    /// (embedded brokers, or RabbitMQ without `flags.confirm`; on Redis without
+    /// `flags.confirm` a default-exchange message that is not `mandatory` once it is queued
+    /// in the connection's outbox), or [`Confirmation::Pending`], which resolves when the
+    /// broker confirms it: `Ok`, [`Error::Nacked`](crate::Error::Nacked)
     /// if it refused it, [`Error::Unroutable`](crate::Error::Unroutable) for a returned
     /// `mandatory` or `immediate` message. A missing exchange is 404; `immediate` where it is
     /// not implemented is [`Error::Unsupported`](crate::Error::Unsupported); a send while

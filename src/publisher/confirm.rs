@@ -12,7 +12,8 @@ use crate::error::Result;
 /// [`Error::Unroutable`](crate::Error::Unroutable) if a mandatory message found no queue, [`Error::Timeout`](crate::Error::Timeout) or
 /// [`Error::Blocked`](crate::Error::Blocked) if no answer came within the send timeout. Without confirms (and on the
 /// memory broker, which has a message once `begin_send` returns) it is ready at once; on
-/// sqlite:// it resolves when the message's transaction has committed.
+/// sqlite:// it resolves when the message's transaction has committed, on redis:// when Redis
+/// has stored the message.
 ///
 /// Awaiting many at once keeps many confirms in flight: one publisher is then no longer
 /// bound by the broker's round trip (see [`Publisher::begin_send`](crate::Publisher::begin_send)). A confirm lost with a

@@ -187,7 +187,9 @@ impl Publisher {
     }
 
     /// Sends data with the publisher's defaults; with confirms, returns once the broker has
-    /// taken responsibility for the message.
+    /// taken responsibility for the message. Without confirms it returns once the message is
+    /// on its way (on redis://, queued in the connection's outbox: a failure to store it is
+    /// the error of the publisher's next send or of its close).
     pub async fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<()> {
         self.send_with(data, SendOptions::default()).await
     }

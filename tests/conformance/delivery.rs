@@ -486,10 +486,18 @@ conformance!(mandatory_unroutable_message_is_returned, |t| async move {
         }
     );
     // Dropped, with or without mandatory: the queue declared afterwards is empty (on Redis
-    // the push is taken back once it is found unroutable).
-    by_name
-        .send_with(&4, SendOptions::new().routing_key(t.name("no-such-queue")))
-        .await?;
+    // the pushes, sent together, are taken back once they are found unroutable, whatever
+    // list of priority steps they went to).
+    for (n, priority) in [(4, 0u8), (5, 7), (6, 0)] {
+        by_name
+            .send_with(
+                &n,
+                SendOptions::new()
+                    .routing_key(t.name("no-such-queue"))
+                    .priority(priority),
+            )
+            .await?;
+    }
     let late = t.name("no-such-queue");
     conn.declare_queue(&carrot::QueueSpec::new(&late)).await?;
     let count = conn.queue_info(&late).await?.message_count;
@@ -545,6 +553,42 @@ conformance!(
             let mine: Vec<i64> = got.iter().copied().filter(|n| n / 1000 == p).collect();
             assert_eq!(mine, (0..50).map(|i| p * 1000 + i).collect::<Vec<_>>());
         }
+        Ok(())
+    }
+);
+
+// Messages published without confirms through the default exchange, by two channels of one
+// connection taking turns: every message arrives, each channel's in the order sent (on Redis
+// they leave in batches while `send` returns at once), and the connection counts them all.
+conformance!(
+    unconfirmed_messages_arrive_complete_and_in_order,
+    |t| async move {
+        const EACH: i64 = 1500;
+        let conn = t.connect().await?;
+        let queue = t.name("q");
+        conn.declare_queue(&carrot::QueueSpec::new(&queue)).await?;
+        let first = Publisher::builder(&conn)
+            .routing_key(&queue)
+            .build()
+            .await?;
+        let second = Publisher::builder(&conn)
+            .routing_key(&queue)
+            .build()
+            .await?;
+        for i in 0..EACH {
+            first.send(&i).await?;
+            second.send(&(100_000 + i)).await?;
+        }
+        until_count(&conn, &queue, (2 * EACH) as u32).await;
+        let mut reader = t.reader(&conn).build().await?;
+        let got = drain_numbers(&mut reader).await?;
+        assert_eq!(got.len() as i64, 2 * EACH);
+        let firsts: Vec<i64> = got.iter().copied().filter(|n| *n < 100_000).collect();
+        let seconds: Vec<i64> = got.iter().copied().filter(|n| *n >= 100_000).collect();
+        assert_eq!(firsts, (0..EACH).collect::<Vec<_>>());
+        assert_eq!(seconds, (0..EACH).map(|i| 100_000 + i).collect::<Vec<_>>());
+        first.close().await?;
+        second.close().await?;
         Ok(())
     }
 );

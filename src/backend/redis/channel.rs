@@ -1,4 +1,4 @@
-//! A channel on Redis: publishing through the routing scripts, deliveries taken (by consumers
+//! A channel on Redis: publishing through the connection's outbox, deliveries taken (by consumers
 //! through their holding lists, by `basic.get` in one script) and recorded as kombu records
 //! them, acknowledgements through the connection's settler, qos, flow, consumers and
 //! transactions as RabbitMQ has them (RabbitMQ's refusals, from `backend::rules`).
@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{self, Incoming};
+use super::outbox::{Fault, Route};
 use super::settle::{self, Op};
 use super::{consumer, entities, fanout, holding, scripts, Shared};
 use crate::backend::embedded::{Settlement, Transaction, TxHeld};
@@ -123,6 +124,9 @@ pub(crate) struct RedisChannel {
     /// Woken when a consumer may take more: a settlement, flow back on, its stream drained.
     pub(super) wake: Notify,
     closed: AtomicBool,
+    /// A failed send of a message published without confirms, for the next publish or close
+    /// to report.
+    fault: Fault,
 }
 
 impl RedisChannel {
@@ -133,6 +137,7 @@ impl RedisChannel {
             state: parking_lot::Mutex::new(State::default()),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
+            fault: Fault::default(),
         })
     }
 
@@ -449,92 +454,6 @@ impl RedisChannel {
         self.wake.notify_waiters();
     }
 
-    async fn publish_now(&self, message: &Published, flags: PublishFlags) -> Result<()> {
-        let keys = &self.shared.keys;
-        let tag = envelope::new_tag().to_string();
-        let payload = envelope::encode(message, &tag)?;
-        let priority = message.properties.priority().unwrap_or(0);
-        if message.exchange.is_empty() {
-            let pushed = self.publish_default(message, priority, payload).await?;
-            if flags.mandatory && !pushed {
-                return Err(rules::unroutable(message));
-            }
-            return Ok(());
-        }
-        let args = [
-            message.exchange.to_string(),
-            message.routing_key.to_string(),
-            payload,
-            keys.suffix(priority),
-            keys.prefix().to_string(),
-            keys.sep().to_string(),
-            keys.fanout_channel(&message.exchange, &message.routing_key),
-            keys.fanout_mark(&tag),
-        ];
-        // Not behind the connection's pending settlements: a publish does not read a queue.
-        let (status, pushed, subscribers): (i64, i64, i64) = self
-            .shared
-            .link
-            .script(
-                "basic.publish",
-                &scripts::PUBLISH,
-                &[keys.exchanges.clone(), keys.queues.clone()],
-                &args,
-            )
-            .await?;
-        match status {
-            404 => return Err(rules::no_exchange(&message.exchange)),
-            403 => return rules::publishable(&message.exchange, true),
-            _ => {}
-        }
-        if flags.mandatory && pushed == 0 && subscribers == 0 {
-            return Err(rules::unroutable(message));
-        }
-        Ok(())
-    }
-
-    /// Publishes on the default exchange: the message goes to the queue named by its routing
-    /// key if carrot declared that queue or it holds messages (kombu records no declarations),
-    /// and is unroutable otherwise. One `MULTI`/`EXEC` of plain commands (whether carrot
-    /// declared the queue, whether the list of step 0 holds messages, the push) instead of a
-    /// script, which costs Redis several times as much; the rare message found unroutable
-    /// afterwards is taken back out of the list (`LREM`: unless a consumer of that list, kombu's,
-    /// took it first, which makes it routed).
-    async fn publish_default(
-        &self,
-        message: &Published,
-        priority: u8,
-        payload: String,
-    ) -> Result<bool> {
-        let keys = &self.shared.keys;
-        let queue = &message.routing_key;
-        let base = format!("{}{queue}", keys.prefix());
-        let suffix = keys.suffix(priority);
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("HEXISTS").arg(&keys.queues).arg(&**queue);
-        let target = if suffix.is_empty() {
-            base
-        } else {
-            // Whether step 0 holds messages, before the push to another step.
-            pipe.cmd("EXISTS").arg(&base);
-            format!("{base}{suffix}")
-        };
-        pipe.cmd("LPUSH").arg(&target).arg(&payload);
-        let out: Vec<i64> = self.shared.link.query("basic.publish", pipe).await?;
-        // [declared, (step 0 held messages,) the list's length after the push]
-        let routed = out.iter().rev().skip(1).any(|n| *n > 0) || out.last().is_some_and(|n| *n > 1);
-        if routed {
-            return Ok(true);
-        }
-        let lrem = redis::cmd("LREM")
-            .arg(&target)
-            .arg(1)
-            .arg(&payload)
-            .to_owned();
-        let removed: i64 = self.shared.link.query("basic.publish", lrem).await?;
-        Ok(removed == 0)
-    }
-
     /// Ends every consumer and gives back what the channel holds (next out, marked
     /// redelivered, oldest last so that the order stays); returns the consumers ended.
     fn end(&self) -> Vec<Sub> {
@@ -576,13 +495,13 @@ impl Channel for RedisChannel {
 
     async fn declare_queue(&self, spec: &QueueSpec, passive: bool) -> Result<QueueInfo> {
         self.open()?;
-        self.shared.settler.flush().await;
+        self.caught_up().await;
         entities::declare_queue(&self.shared, spec, passive).await
     }
 
     async fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool) -> Result<u32> {
         self.open()?;
-        self.shared.settler.flush().await;
+        self.caught_up().await;
         entities::delete_queue(&self.shared, name, if_unused, if_empty).await
     }
 
@@ -648,13 +567,32 @@ impl Channel for RedisChannel {
                 return Ok(Confirmation::Done);
             }
         }
-        self.publish_now(&message, flags).await?;
+        self.reported()?;
+        let route = Route::of(&message, &self.shared.keys)?;
+        let outbox = &self.shared.outbox;
+        if message.exchange.is_empty() && !flags.mandatory {
+            // Nothing to learn but a failure to store it: with confirms, the caller awaits
+            // that; without, the next publish or the close reports it.
+            if !flags.confirm {
+                outbox.send(route, &self.fault).await?;
+                return Ok(Confirmation::Done);
+            }
+            let outcome = outbox.request(route).await?;
+            return Ok(Confirmation::Pending(Box::pin(async move {
+                outcome.await.map(|_| ())
+            })));
+        }
+        // A missing exchange, or a mandatory message no queue took, is this call's error.
+        let routed = outbox.request(route).await?.await?;
+        if flags.mandatory && !routed {
+            return Err(rules::unroutable(&message));
+        }
         Ok(Confirmation::Done)
     }
 
     async fn get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>> {
         self.open()?;
-        self.shared.settler.flush().await;
+        self.caught_up().await;
         entities::usable(&self.shared, queue).await?;
         let Some(taken) = self.take(queue, 1, no_ack).await?.pop() else {
             return Ok(None);
@@ -781,7 +719,7 @@ impl Channel for RedisChannel {
 
     async fn purge(&self, queue: &str) -> Result<u32> {
         self.open()?;
-        self.shared.settler.flush().await;
+        self.caught_up().await;
         entities::purge(&self.shared, queue).await
     }
 
@@ -793,15 +731,19 @@ impl Channel for RedisChannel {
 
     async fn tx_commit(&self) -> Result<Vec<(Arc<Published>, Error)>> {
         self.open()?;
+        self.reported()?;
         let held = self.state.lock().tx.commit()?;
         let mut returned = Vec::new();
         for op in held {
             match op {
-                TxHeld::Publish(message, flags) => match self.publish_now(&message, flags).await {
-                    Ok(()) => {}
-                    Err(e @ Error::Unroutable { .. }) => returned.push((message, e)),
-                    Err(e) => return Err(e),
-                },
+                TxHeld::Publish(message, flags) => {
+                    let route = Route::of(&message, &self.shared.keys)?;
+                    let routed = self.shared.outbox.request(route).await?.await?;
+                    if flags.mandatory && !routed {
+                        let e = rules::unroutable(&message);
+                        returned.push((message, e));
+                    }
+                }
                 TxHeld::Settle(tag, how) => {
                     let released = Self::release(&mut self.state.lock(), tag, false);
                     if let Ok(released) = released {
@@ -829,8 +771,8 @@ impl Channel for RedisChannel {
         for sub in subs {
             let _ = entities::consumer_gone(&self.shared, &sub.queue, &sub.member).await;
         }
-        self.shared.settler.flush().await;
-        Ok(())
+        self.caught_up().await;
+        self.reported()
     }
 
     fn shutdown(&self) {
@@ -844,6 +786,22 @@ impl Channel for RedisChannel {
 }
 
 impl RedisChannel {
+    /// Waits until what the connection published and settled before is applied, so that a
+    /// queue read now counts it.
+    async fn caught_up(&self) {
+        self.shared.outbox.flush().await;
+        self.shared.settler.flush().await;
+    }
+
+    /// The failure to send a message published on this channel without confirms, not yet
+    /// reported (reported once).
+    fn reported(&self) -> Result<()> {
+        match self.fault.lock().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     fn me(&self) -> Weak<RedisChannel> {
         self.me.clone()
     }

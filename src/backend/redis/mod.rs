@@ -33,6 +33,8 @@ mod envelope;
 mod fanout;
 mod holding;
 mod link;
+mod ordered;
+mod outbox;
 mod scripts;
 mod settle;
 
@@ -40,7 +42,7 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 
-use crate::backend::{Channel, Transport};
+use crate::backend::{Channel, Closings, Transport};
 use crate::error::Result;
 use crate::options::ConnectionOptions;
 use crate::status::StatusHub;
@@ -48,6 +50,7 @@ use crate::url::{BrokerUrl, RedisSettings};
 
 use channel::RedisChannel;
 use link::Link;
+use outbox::Outbox;
 use settle::Settler;
 
 /// The names of the keys, with the `global_keyprefix`.
@@ -201,6 +204,8 @@ pub(crate) struct Shared {
     /// This connection's id: the owner recorded for its exclusive queues.
     pub(crate) id: String,
     pub(crate) settler: Settler,
+    /// Sends the connection's messages, in order (see `outbox`).
+    pub(crate) outbox: Outbox,
     /// Held while the restorer renews the consumers' leases, and while a consumer's lease
     /// ends, so that a renewal never brings back the lease of a consumer just cancelled.
     pub(crate) leases: tokio::sync::Mutex<()>,
@@ -230,6 +235,9 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct RedisConnection {
     shared: Arc<Shared>,
+    /// The close a drop leaves running (see `Closings`): its messages still in the outbox
+    /// are sent before the connection closes.
+    closings: Closings,
 }
 
 impl RedisConnection {
@@ -245,11 +253,13 @@ impl RedisConnection {
         let keys = Keys::new(settings);
         let stop = tokio_util::sync::CancellationToken::new();
         let settler = Settler::start(link.clone(), &keys, stop.clone());
+        let outbox = Outbox::start(link.clone(), &keys, stop.clone());
         let shared = Arc::new(Shared {
             link,
             keys,
             id: uuid::Uuid::new_v4().to_string(),
             settler,
+            outbox,
             leases: tokio::sync::Mutex::new(()),
             channels: parking_lot::Mutex::new(Vec::new()),
             fanout: tokio::sync::OnceCell::new(),
@@ -260,7 +270,10 @@ impl RedisConnection {
         });
         entities::predeclare(&shared).await?;
         settle::start_restorer(Arc::downgrade(&shared), shared.stop.clone());
-        Ok(RedisConnection { shared })
+        Ok(RedisConnection {
+            shared,
+            closings: Closings::default(),
+        })
     }
 }
 
@@ -290,10 +303,15 @@ impl Transport for RedisConnection {
         for queue in exclusive {
             let _ = entities::delete_queue(&self.shared, &queue, false, false).await;
         }
+        self.shared.outbox.flush().await;
         self.shared.settler.flush().await;
         self.shared.stop.cancel();
         self.shared.link.close();
         Ok(())
+    }
+
+    fn closings(&self) -> Closings {
+        self.closings.clone()
     }
 }
 
@@ -314,7 +332,7 @@ impl Drop for RedisConnection {
         ending.append(&mut self.shared.ending.lock());
         let shared = self.shared.clone();
         let exclusive = std::mem::take(&mut *shared.exclusive.lock());
-        self.shared.runtime.spawn(async move {
+        let close = async move {
             // The consumers give back their holding lists before the connection closes.
             for task in ending {
                 let _ = task.await;
@@ -322,9 +340,11 @@ impl Drop for RedisConnection {
             for queue in exclusive {
                 let _ = entities::delete_queue(&shared, &queue, false, false).await;
             }
+            shared.outbox.flush().await;
             shared.settler.flush().await;
             shared.stop.cancel();
             shared.link.close();
-        });
+        };
+        self.shared.runtime.spawn(self.closings.track(close));
     }
 }

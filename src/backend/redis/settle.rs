@@ -17,15 +17,14 @@
 //! `unacked_mutex_expire` (300 s): a process killed while it restores would otherwise stop
 //! every restore, and so every redelivery of a dead consumer's messages, for five minutes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::envelope;
 use super::link::Link;
+use super::ordered::{ordered, Ordered, Worker};
 use super::scripts;
 use super::{Keys, Shared};
 use crate::error::Result;
@@ -59,73 +58,38 @@ pub(crate) enum Op {
 /// The connection's settling task and its progress.
 #[derive(Debug)]
 pub(crate) struct Settler {
-    tx: mpsc::UnboundedSender<Op>,
-    sent: AtomicU64,
-    done: watch::Receiver<u64>,
+    queue: Ordered<Op>,
 }
 
 impl Settler {
     pub(crate) fn start(link: Arc<Link>, keys: &Keys, stop: CancellationToken) -> Settler {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (done_tx, done) = watch::channel(0u64);
+        let (queue, worker) = ordered(stop);
         let records = [
             keys.unacked.clone(),
             keys.unacked_index.clone(),
             keys.taken_from.clone(),
         ];
-        tokio::spawn(run(link, records, rx, done_tx, stop));
-        Settler {
-            tx,
-            sent: AtomicU64::new(0),
-            done,
-        }
+        tokio::spawn(run(link, records, worker));
+        Settler { queue }
     }
 
     /// Queues an operation; it is applied after those queued before it.
     pub(crate) fn push(&self, op: Op) {
-        self.sent.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(op).is_err() {
-            // The task is gone (the runtime is shutting down): the records stay, and the
-            // visibility timeout gives the deliveries to another consumer.
-            self.sent.fetch_sub(1, Ordering::AcqRel);
-        }
+        // If the task is gone (the runtime is shutting down), the records stay, and the
+        // visibility timeout gives the deliveries to another consumer.
+        let _ = self.queue.push(op);
     }
 
     /// Waits until everything queued so far is applied (or the task is gone).
     pub(crate) async fn flush(&self) {
-        let target = self.sent.load(Ordering::Acquire);
-        if *self.done.borrow() >= target {
-            return;
-        }
-        let mut done = self.done.clone();
-        let _ = done.wait_for(|d| *d >= target).await;
+        self.queue.flush().await;
     }
 }
 
-async fn run(
-    link: Arc<Link>,
-    records: [String; 3],
-    mut rx: mpsc::UnboundedReceiver<Op>,
-    done: watch::Sender<u64>,
-    stop: CancellationToken,
-) {
-    let mut count = 0u64;
+async fn run(link: Arc<Link>, records: [String; 3], mut worker: Worker<Op>) {
     let mut batch = Vec::new();
-    loop {
-        let first = tokio::select! {
-            op = rx.recv() => op,
-            () = stop.cancelled() => {
-                // Apply what is queued, then end.
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = first else { return };
-        batch.push(first);
-        while let Ok(op) = rx.try_recv() {
-            batch.push(op);
-        }
-        let n = batch.len() as u64;
+    while worker.next(&mut batch, usize::MAX).await {
+        let n = batch.len();
         let mut tags: Vec<String> = Vec::new();
         for op in batch.drain(..) {
             match op {
@@ -168,8 +132,7 @@ async fn run(
         if !tags.is_empty() {
             settle(&link, &records, tags).await;
         }
-        count += n;
-        done.send_replace(count);
+        worker.applied(n);
     }
 }
 
