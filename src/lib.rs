@@ -80,8 +80,10 @@
 //!   ([`ConsumerBuilder::broadcast`]).
 //! - Brokers sit behind one internal trait; the embedded ones share one routing engine
 //!   (direct, fanout, topic, headers); RabbitMQ routes for itself; on Redis, Lua scripts route
-//!   through kombu's binding sets, and a consumer moves each message into a holding list of
-//!   its own before recording it as unacknowledged, so that no instant leaves it nowhere.
+//!   through kombu's binding sets, a connection's publishes leave in order in batches (a send
+//!   without confirms returns once queued, as on RabbitMQ), and a consumer moves each message
+//!   into a holding list of its own before recording it as unacknowledged, so that no instant
+//!   leaves it nowhere.
 //!
 //! # Cargo features
 //! - `amqp` (default): the RabbitMQ backend, on lapin with rustls.

@@ -408,6 +408,16 @@ async fn a_refused_unconfirmed_send_is_reported_by_the_next_publish_or_the_close
         "a confirmed send's own refusal: {own:?}"
     );
     unconfirmed
+        .send(&7)
+        .await
+        .expect("handed to the connection");
+    let flushed = unconfirmed.flush().await;
+    assert!(
+        matches!(flushed, Err(carrot::Error::Storage { .. })),
+        "the refusal of message 7, reported by flush: {flushed:?}"
+    );
+    unconfirmed.flush().await.expect("reported once");
+    unconfirmed
         .send(&4)
         .await
         .expect("handed to the connection");
@@ -420,6 +430,12 @@ async fn a_refused_unconfirmed_send_is_reported_by_the_next_publish_or_the_close
     assert_eq!(server.cli(&["config", "set", "maxmemory", "0"]), "OK");
     let again = publisher().await.expect("a publisher");
     again.send(&5).await.expect("a send Redis takes");
+    again.flush().await.expect("stored");
+    assert_eq!(
+        server.cli(&["llen", &queue]),
+        "2",
+        "messages 0 and 5 in Redis once flush returns"
+    );
     again.close().await.expect("nothing refused to report");
     confirmed.send(&6).await.expect("confirmed");
     let mut reader = Consumer::builder(&conn)

@@ -416,6 +416,12 @@ pub(crate) trait Channel: Send + Sync + std::fmt::Debug {
     /// `tx.rollback`: drops what the transaction held (its deliveries stay unsettled). 406
     /// without `tx.select`.
     async fn tx_rollback(&self) -> Result<()>;
+    /// Waits until the messages this channel published without confirms have reached the
+    /// broker, and reports a failure to store one. Only Redis queues them on the client (its
+    /// connection's outbox); the others have nothing to wait for.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
     /// `channel.close`: ends the channel's consumers and sends its unacknowledged deliveries
     /// back to their queues, marked redelivered. Closing a closed channel does nothing.
     async fn close(&self) -> Result<()>;

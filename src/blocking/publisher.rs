@@ -184,6 +184,12 @@ impl Publisher {
     pub fn close(&self) -> Result<()> {
         self.rt.block_on(self.inner.close())
     }
+
+    /// Waits until every message sent without confirms has reached the broker (see
+    /// [`crate::Publisher::flush`]).
+    pub fn flush(&self) -> Result<()> {
+        self.rt.block_on(self.inner.flush())
+    }
 }
 
 /// A blocking [`crate::PendingConfirm`]: [`wait`](Self::wait) for the broker's answer.

@@ -32,7 +32,6 @@ impl Error {
 
     /// A storage failure that no other error caused (an unreadable row, a file of another
     /// application, ...).
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn storage(reason: impl Into<String>) -> Self {
         Error::Storage {
             reason: reason.into(),
@@ -64,7 +63,6 @@ impl Error {
 
     /// The same error for another caller, when it can be copied (every variant but `Io`,
     /// `Encode`, `Decode` and `TaskFailed`, whose causes cannot be); `None` otherwise.
-    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     pub(crate) fn duplicate(&self) -> Option<Self> {
         Some(match self {
             Error::ConnectFailed {

@@ -242,7 +242,9 @@ impl Publisher {
 
     /// Sends every item, with all their confirms in flight at once, then waits for them;
     /// returns each message's outcome, in order (an item that could not be sent has its
-    /// error there too).
+    /// error there too). Without confirms it returns once the batch has reached the broker
+    /// ([`flush`](Self::flush)); a message Redis refused then makes every outcome that error,
+    /// as which one it was is not known without confirms.
     pub async fn send_batch<'a, T, I>(&self, items: I) -> Vec<Result<()>>
     where
         T: Serialize + ?Sized + 'a,
@@ -259,7 +261,24 @@ impl Publisher {
                 Err(e) => Err(e),
             });
         }
+        if let Err(e) = self.flush().await {
+            for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *outcome = Err(e
+                    .duplicate()
+                    .unwrap_or_else(|| crate::Error::storage(e.to_string())));
+            }
+        }
         outcomes
+    }
+
+    /// Waits until every message this publisher sent without confirms has reached the broker,
+    /// and reports a failure to store one. On redis://, where a send without confirms returns
+    /// once the message is queued in the connection's outbox, it returns once Redis has
+    /// stored them (or with the error Redis gave: the same error the next send or the close
+    /// would report). The other brokers have nothing to wait for: the embedded ones store a
+    /// message before `send` returns, and RabbitMQ tells nothing without confirms.
+    pub async fn flush(&self) -> Result<()> {
+        self.channel.flush().await
     }
 
     /// Sends a message made by [`create_message`](Self::create_message) or by hand; `options`

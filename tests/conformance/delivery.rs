@@ -579,6 +579,9 @@ conformance!(
             first.send(&i).await?;
             second.send(&(100_000 + i)).await?;
         }
+        // On Redis, once they are stored; elsewhere nothing to wait for.
+        first.flush().await?;
+        second.flush().await?;
         until_count(&conn, &queue, (2 * EACH) as u32).await;
         let mut reader = t.reader(&conn).build().await?;
         let got = drain_numbers(&mut reader).await?;

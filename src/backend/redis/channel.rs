@@ -761,6 +761,11 @@ impl Channel for RedisChannel {
         self.state.lock().tx.rollback()
     }
 
+    async fn flush(&self) -> Result<()> {
+        self.shared.outbox.flush().await;
+        self.reported()
+    }
+
     async fn close(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
