@@ -217,6 +217,10 @@ pub(crate) struct PublishFlags {
     /// Wait until the broker has taken responsibility for the message (publisher confirms).
     #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     pub(crate) confirm: bool,
+    /// The caller awaits the outcome at once (`send`, not `begin_send`): a broker that
+    /// would otherwise hand the message to a task may send it in the call.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) awaited: bool,
 }
 
 /// An open connection to a broker.

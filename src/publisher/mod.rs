@@ -200,7 +200,8 @@ impl Publisher {
         data: &T,
         options: SendOptions,
     ) -> Result<()> {
-        self.begin_send_with(data, options).await?.await
+        let message = self.create_message(data, &options)?;
+        self.dispatch(message, &options, true).await?.await
     }
 
     /// Sends data without waiting for its confirm: returns once the message is handed to the
@@ -284,7 +285,7 @@ impl Publisher {
     /// Sends a message made by [`create_message`](Self::create_message) or by hand; `options`
     /// gives routing key, exchange, mandatory and immediate.
     pub async fn publish(&self, message: OutgoingMessage, options: &SendOptions) -> Result<()> {
-        self.begin_publish(message, options).await?.await
+        self.dispatch(message, options, true).await?.await
     }
 
     /// [`publish`](Self::publish) without waiting for the confirm (see
@@ -293,6 +294,17 @@ impl Publisher {
         &self,
         message: OutgoingMessage,
         options: &SendOptions,
+    ) -> Result<PendingConfirm> {
+        self.dispatch(message, options, false).await
+    }
+
+    /// Hands the message to the channel; `awaited` when the caller awaits its confirm at once
+    /// (`send`, `publish`), which lets a broker answer in the same call.
+    async fn dispatch(
+        &self,
+        message: OutgoingMessage,
+        options: &SendOptions,
+        awaited: bool,
     ) -> Result<PendingConfirm> {
         if message.body.len() > self.max_message_size {
             return Err(Error::MessageTooLarge {
@@ -322,6 +334,7 @@ impl Publisher {
             mandatory: options.mandatory,
             immediate: options.immediate,
             confirm: self.confirm_publish,
+            awaited,
         };
         let published = Arc::new(Published {
             body: message.body.into_boxed_slice(),

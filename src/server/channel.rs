@@ -798,6 +798,7 @@ impl ClientChannel {
                 mandatory: incoming.publish.mandatory,
                 immediate: incoming.publish.immediate,
                 confirm: false,
+                awaited: false,
             },
         })
     }

@@ -579,16 +579,21 @@ conformance!(
             first.send(&i).await?;
             second.send(&(100_000 + i)).await?;
         }
+        // A mandatory message waits for its routing, and comes after those sent before it on
+        // its channel (on Redis, sent behind them, not on its own).
+        first
+            .send_with(&EACH, SendOptions::new().mandatory(true))
+            .await?;
         // On Redis, once they are stored; elsewhere nothing to wait for.
         first.flush().await?;
         second.flush().await?;
-        until_count(&conn, &queue, (2 * EACH) as u32).await;
+        until_count(&conn, &queue, (2 * EACH + 1) as u32).await;
         let mut reader = t.reader(&conn).build().await?;
         let got = drain_numbers(&mut reader).await?;
-        assert_eq!(got.len() as i64, 2 * EACH);
+        assert_eq!(got.len() as i64, 2 * EACH + 1);
         let firsts: Vec<i64> = got.iter().copied().filter(|n| *n < 100_000).collect();
         let seconds: Vec<i64> = got.iter().copied().filter(|n| *n >= 100_000).collect();
-        assert_eq!(firsts, (0..EACH).collect::<Vec<_>>());
+        assert_eq!(firsts, (0..=EACH).collect::<Vec<_>>());
         assert_eq!(seconds, (0..EACH).map(|i| 100_000 + i).collect::<Vec<_>>());
         first.close().await?;
         second.close().await?;

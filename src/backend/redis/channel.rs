@@ -577,13 +577,15 @@ impl Channel for RedisChannel {
                 outbox.send(route, &self.fault).await?;
                 return Ok(Confirmation::Done);
             }
-            let outcome = outbox.request(route).await?;
-            return Ok(Confirmation::Pending(Box::pin(async move {
-                outcome.await.map(|_| ())
-            })));
+            if !flags.awaited {
+                let outcome = outbox.request(route).await?;
+                return Ok(Confirmation::Pending(Box::pin(async move {
+                    outcome.await.map(|_| ())
+                })));
+            }
         }
         // A missing exchange, or a mandatory message no queue took, is this call's error.
-        let routed = outbox.request(route).await?.await?;
+        let routed = outbox.now(route).await?;
         if flags.mandatory && !routed {
             return Err(rules::unroutable(&message));
         }
@@ -738,7 +740,7 @@ impl Channel for RedisChannel {
             match op {
                 TxHeld::Publish(message, flags) => {
                     let route = Route::of(&message, &self.shared.keys)?;
-                    let routed = self.shared.outbox.request(route).await?.await?;
+                    let routed = self.shared.outbox.now(route).await?;
                     if flags.mandatory && !routed {
                         let e = rules::unroutable(&message);
                         returned.push((message, e));

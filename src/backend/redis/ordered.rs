@@ -60,6 +60,11 @@ impl<T> Ordered<T> {
         })
     }
 
+    /// Whether everything queued so far is applied.
+    pub(crate) fn is_idle(&self) -> bool {
+        *self.done.borrow() >= self.sent.load(Ordering::Acquire)
+    }
+
     /// Waits until everything queued so far is applied (or the task is gone).
     pub(crate) async fn flush(&self) {
         let target = self.sent.load(Ordering::Acquire);

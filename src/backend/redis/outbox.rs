@@ -130,16 +130,25 @@ struct Item {
 pub(crate) struct Outbox {
     queue: Ordered<Item>,
     room: Arc<Semaphore>,
+    /// Held by whoever sends: the task for each of its sends, or a publish sending its own
+    /// message while the outbox is idle ([`Outbox::now`]).
+    sending: Arc<tokio::sync::Mutex<()>>,
+    link: Arc<Link>,
+    names: [String; 2],
 }
 
 impl Outbox {
     pub(crate) fn start(link: Arc<Link>, keys: &Keys, stop: CancellationToken) -> Outbox {
         let (queue, worker) = ordered(stop);
         let names = [keys.exchanges.clone(), keys.queues.clone()];
-        tokio::spawn(run(link, names, worker));
+        let sending = Arc::new(tokio::sync::Mutex::new(()));
+        tokio::spawn(run(link.clone(), names.clone(), worker, sending.clone()));
         Outbox {
             queue,
             room: Arc::new(Semaphore::new(BUDGET)),
+            sending,
+            link,
+            names,
         }
     }
 
@@ -157,6 +166,28 @@ impl Outbox {
         let (tx, rx) = oneshot::channel();
         self.queue(route, Reply::Wait(tx)).await?;
         Ok(async move { rx.await.unwrap_or_else(|_| Err(gone())) })
+    }
+
+    /// Sends a message whose publish waits for its outcome, and returns that outcome. When
+    /// nothing is queued or being sent, the caller sends it itself (a hand-off to the task
+    /// and back would cost each such publish two more wake-ups); the task's next send waits
+    /// for it, so the order stays.
+    pub(crate) async fn now(&self, route: Route) -> Result<bool> {
+        if let Ok(_sending) = self.sending.try_lock() {
+            if self.queue.is_idle() {
+                return match &route {
+                    Route::Queue { .. } => {
+                        let routes = [&route];
+                        let routed = routed_to_queues(&self.link, &self.names[1], &routes).await?;
+                        Ok(routed.first().copied().unwrap_or(false))
+                    }
+                    Route::Exchange { .. } => {
+                        routed_to_exchange(&self.link, &self.names, &route).await
+                    }
+                };
+            }
+        }
+        self.request(route).await?.await
     }
 
     async fn queue(&self, route: Route, reply: Reply) -> Result<()> {
@@ -186,9 +217,16 @@ fn gone() -> Error {
     rules::connection_closed()
 }
 
-async fn run(link: Arc<Link>, names: [String; 2], mut worker: Worker<Item>) {
+async fn run(
+    link: Arc<Link>,
+    names: [String; 2],
+    mut worker: Worker<Item>,
+    sending: Arc<tokio::sync::Mutex<()>>,
+) {
     let mut batch: Vec<Item> = Vec::new();
     while worker.next(&mut batch, BATCH).await {
+        // After a publish sending its own message, if one is under way.
+        let _sending = sending.lock().await;
         let n = batch.len();
         // Consecutive messages of one kind go together; the kinds take turns, in order.
         let mut run: Vec<Item> = Vec::new();
@@ -301,6 +339,15 @@ fn failed(items: Vec<Item>, error: Error) {
 /// their lists (`LREM`: unless a consumer of that list, kombu's, took one first, which makes
 /// it routed).
 async fn to_queues(link: &Link, queues: &str, items: Vec<Item>) {
+    let routes: Vec<&Route> = items.iter().map(|item| &item.route).collect();
+    match routed_to_queues(link, queues, &routes).await {
+        Ok(routed) => answer(items, routed.into_iter().map(Ok)),
+        Err(e) => failed(items, e),
+    }
+}
+
+/// Sends messages for the default exchange (see [`to_queues`]); whether each was routed.
+async fn routed_to_queues(link: &Link, queues: &str, routes: &[&Route]) -> Result<Vec<bool>> {
     #[derive(Default)]
     struct Seen<'a> {
         /// Index of its `HEXISTS` answer, and of its `EXISTS` (step 0) answer.
@@ -314,13 +361,13 @@ async fn to_queues(link: &Link, queues: &str, items: Vec<Item>) {
     pipe.atomic();
     let mut next = 0usize;
     let mut seen: HashMap<&str, Seen> = HashMap::default();
-    for item in &items {
+    for route in routes {
         let Route::Queue {
             queue,
             base,
             target,
             payload,
-        } = &item.route
+        } = route
         else {
             continue;
         };
@@ -345,35 +392,31 @@ async fn to_queues(link: &Link, queues: &str, items: Vec<Item>) {
         }
         next += 1;
     }
-    let out: Vec<i64> = match link.query::<Vec<i64>>("basic.publish", pipe).await {
-        Ok(out) if out.len() == next => out,
-        Ok(out) => {
-            let error = Error::storage(format!(
-                "basic.publish: Redis answered {} replies to {next} commands",
-                out.len()
-            ));
-            return failed(items, error);
-        }
-        Err(e) => return failed(items, e),
-    };
+    let out: Vec<i64> = link.query("basic.publish", pipe).await?;
+    if out.len() != next {
+        return Err(Error::storage(format!(
+            "basic.publish: Redis answered {} replies to {next} commands",
+            out.len()
+        )));
+    }
     for s in seen.values_mut() {
         s.routed = out[s.declared] > 0
             || s.base.is_some_and(|i| out[i] > 0)
             // A list that held messages before this batch's first push to it.
             || s.lists.iter().any(|(_, i)| out[*i] > 1);
     }
-    let mut outcomes: Vec<Result<bool>> = Vec::with_capacity(items.len());
+    let mut outcomes: Vec<bool> = Vec::with_capacity(routes.len());
     let mut lrem = redis::pipe();
     let mut taken_back = Vec::new();
-    for (n, item) in items.iter().enumerate() {
+    for (n, route) in routes.iter().enumerate() {
         let Route::Queue {
             queue,
             target,
             payload,
             ..
-        } = &item.route
+        } = route
         else {
-            outcomes.push(Ok(false));
+            outcomes.push(false);
             continue;
         };
         let routed = seen.get(queue.as_str()).is_some_and(|s| s.routed);
@@ -381,34 +424,35 @@ async fn to_queues(link: &Link, queues: &str, items: Vec<Item>) {
             lrem.cmd("LREM").arg(target).arg(1).arg(payload);
             taken_back.push(n);
         }
-        outcomes.push(Ok(routed));
+        outcomes.push(routed);
     }
     if !taken_back.is_empty() {
-        match link.query::<Vec<i64>>("basic.publish", lrem).await {
-            Ok(removed) => {
-                for (n, removed) in taken_back.into_iter().zip(removed) {
-                    // Taken by a consumer of the list first: routed after all.
-                    outcomes[n] = Ok(removed == 0);
-                }
-            }
-            Err(e) => return failed(items, e),
+        let removed: Vec<i64> = link.query("basic.publish", lrem).await?;
+        for (n, removed) in taken_back.into_iter().zip(removed) {
+            // Taken by a consumer of the list first: routed after all.
+            outcomes[n] = removed == 0;
         }
     }
-    answer(items, outcomes);
+    Ok(outcomes)
 }
 
 /// A message for another exchange, through the routing script.
 async fn to_exchange(link: &Link, names: &[String; 2], item: Item) {
-    let Route::Exchange { exchange, args } = &item.route else {
-        return;
-    };
-    let outcome = link
-        .script::<(i64, i64, i64)>("basic.publish", &scripts::PUBLISH, names, args)
-        .await
-        .and_then(|(status, pushed, subscribers)| match status {
-            404 => Err(rules::no_exchange(exchange)),
-            403 => rules::publishable(exchange, true).map(|()| false),
-            _ => Ok(pushed > 0 || subscribers > 0),
-        });
+    let outcome = routed_to_exchange(link, names, &item.route).await;
     answer(vec![item], [outcome]);
+}
+
+/// Sends a message for another exchange; whether a queue (or a fanout subscriber) took it.
+async fn routed_to_exchange(link: &Link, names: &[String; 2], route: &Route) -> Result<bool> {
+    let Route::Exchange { exchange, args } = route else {
+        return Ok(false);
+    };
+    let (status, pushed, subscribers) = link
+        .script::<(i64, i64, i64)>("basic.publish", &scripts::PUBLISH, names, args)
+        .await?;
+    match status {
+        404 => Err(rules::no_exchange(exchange)),
+        403 => rules::publishable(exchange, true).map(|()| false),
+        _ => Ok(pushed > 0 || subscribers > 0),
+    }
 }
